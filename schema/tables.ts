@@ -1,0 +1,102 @@
+// The store's tables: the one source of truth. `npm run db:generate` writes schema/migrations from this file.
+import { sqliteTable, text, integer, index, primaryKey } from 'drizzle-orm/sqlite-core';
+
+/**
+ * One row per job request received (Nostr request event id, or a random id for HTTP jobs).
+ * The primary key is the dedupe: the same request from three relays is one row.
+ */
+export const jobs = sqliteTable(
+  'jobs',
+  {
+    id: text('id').primaryKey(),
+    kind: integer('kind').notNull(), // request kind, e.g. 5050
+    source: text('source', { enum: ['nostr', 'http'] }).notNull(),
+    state: text('state').notNull(),
+    customerPubkey: text('customer_pubkey'), // hex; null for anonymous HTTP jobs
+    clientAddress: text('client_address'), // HTTP client address, for per-client caps
+    requestJson: text('request_json'), // the signed request event, verbatim (Nostr jobs)
+    encryption: text('encryption', { enum: ['none', 'nip04', 'nip44'] }).notNull().default('none'),
+    input: text('input').notNull(),
+    paramsJson: text('params_json').notNull().default('{}'),
+    relaysJson: text('relays_json').notNull().default('[]'), // the request's `relays` tag
+    bidMsats: integer('bid_msats'),
+    evalPaymentHash: text('eval_payment_hash'),
+    workPaymentHash: text('work_payment_hash'),
+    reason: text('reason'), // eval verdict reason
+    pricingJson: text('pricing_json'),
+    result: text('result'),
+    costLedgerJson: text('cost_ledger_json'),
+    errorMessage: text('error_message'),
+    requestCreatedAt: integer('request_created_at').notNull(), // unix s, from the request
+    expiresAt: integer('expires_at'), // unix s, NIP-40 expiration of the request
+    createdAt: integer('created_at').notNull(), // unix ms
+    updatedAt: integer('updated_at').notNull(), // unix ms
+  },
+  (t) => [index('jobs_state').on(t.state), index('jobs_customer_state').on(t.customerPubkey, t.state)],
+);
+
+/** Every invoice we issued, and whether it was paid. `amount_msats` is what the payer owes. */
+export const invoices = sqliteTable(
+  'invoices',
+  {
+    paymentHash: text('payment_hash').primaryKey(),
+    jobId: text('job_id').notNull(),
+    purpose: text('purpose', { enum: ['eval', 'work'] }).notNull(),
+    amountMsats: integer('amount_msats').notNull(),
+    bolt11: text('bolt11').notNull(),
+    status: text('status', { enum: ['open', 'paid', 'expired'] }).notNull(),
+    expiresAt: integer('expires_at').notNull(), // unix s
+    paidAt: integer('paid_at'), // unix ms
+    createdAt: integer('created_at').notNull(), // unix ms
+  },
+  (t) => [index('invoices_status_expiry').on(t.status, t.expiresAt), index('invoices_job').on(t.jobId)],
+);
+
+/**
+ * Publish intents, written in the same transaction as the transition that causes them.
+ * The Nostr side signs each once (signed_json) and sends it until a relay acks it.
+ */
+export const outbox = sqliteTable(
+  'outbox',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    jobId: text('job_id'),
+    intentJson: text('intent_json').notNull(),
+    eventId: text('event_id'),
+    signedJson: text('signed_json'),
+    createdAt: integer('created_at').notNull(), // unix ms
+    signedAt: integer('signed_at'),
+    ackedAt: integer('acked_at'), // first relay OK true (or duplicate)
+    attempts: integer('attempts').notNull().default(0),
+  },
+  (t) => [index('outbox_acked').on(t.ackedAt), index('outbox_job').on(t.jobId), index('outbox_event').on(t.eventId)],
+);
+
+/** OK answers per relay for each outbox event. */
+export const outboxAcks = sqliteTable(
+  'outbox_acks',
+  {
+    outboxId: integer('outbox_id').notNull(),
+    relay: text('relay').notNull(),
+    ok: integer('ok', { mode: 'boolean' }).notNull(),
+    message: text('message').notNull(),
+    at: integer('at').notNull(), // unix ms
+  },
+  (t) => [primaryKey({ columns: [t.outboxId, t.relay] })],
+);
+
+/** Small named values: the subscription cursor, the stub node key. */
+export const kv = sqliteTable('kv', {
+  key: text('key').primaryKey(),
+  value: text('value').notNull(),
+});
+
+/** The in-process stub Lightning node's own invoices (what LNbits would hold). */
+export const stubInvoices = sqliteTable('stub_invoices', {
+  paymentHash: text('payment_hash').primaryKey(),
+  preimage: text('preimage').notNull(),
+  bolt11: text('bolt11').notNull(),
+  amountMsats: integer('amount_msats').notNull(),
+  expiresAt: integer('expires_at').notNull(), // unix s
+  paidAt: integer('paid_at'), // unix ms
+});

@@ -1,0 +1,152 @@
+// The `timmy` command line (commander): every command, and nothing else.
+import { Command, Option } from 'commander';
+import { nip19 } from 'nostr-tools';
+import { loadConfig, ConfigError } from './config.ts';
+import { createLogger } from './log.ts';
+import { openDb, closeDb } from './store/db.ts';
+import { listJobs } from './store/jobs.ts';
+import { isJobState, JOB_STATES } from './core/job-machine.ts';
+import { loadSecretKey } from './nostr/keys.ts';
+import { initCrypto, getPublicKey } from './nostr/crypto.ts';
+import { startDaemon, StartupError } from './daemon.ts';
+import { runRequest, devPay } from './client.ts';
+
+function configOrExit() {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+const program = new Command()
+  .name('timmy')
+  .description('Timmy: a paid AI agent on Nostr (NIP-90 jobs paid over Lightning)')
+  .showHelpAfterError();
+
+program
+  .command('start')
+  .description('run the daemon (embedded relay, stub payments and stub AI unless configured otherwise)')
+  .action(async () => {
+    const config = configOrExit();
+    const log = createLogger(config.LOG_LEVEL);
+    let daemon;
+    try {
+      daemon = await startDaemon(config, log);
+    } catch (err) {
+      if (err instanceof StartupError) {
+        log.fatal(err.message);
+        process.exit(2);
+      }
+      throw err;
+    }
+    let signals = 0;
+    const onSignal = (sig: string) => {
+      signals++;
+      if (signals > 1) {
+        log.warn({ signal: sig }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      log.info({ signal: sig }, 'shutting down');
+      daemon.stop().then(
+        () => process.exit(0),
+        (err) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
+  });
+
+program
+  .command('keys')
+  .description("show Timmy's public key (generating the secret key into DATA_DIR on first use)")
+  .action(async () => {
+    const config = configOrExit();
+    await initCrypto();
+    const pubkey = getPublicKey(loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY));
+    process.stdout.write(`pubkey ${pubkey}\nnpub   ${nip19.npubEncode(pubkey)}\n`);
+  });
+
+program
+  .command('migrate')
+  .description('create or upgrade the database schema, then exit')
+  .action(() => {
+    const config = configOrExit();
+    closeDb(openDb(config.databasePath));
+    process.stdout.write(`database ${config.databasePath} is up to date\n`);
+  });
+
+program
+  .command('jobs')
+  .description('list jobs, newest first')
+  .addOption(new Option('--state <state>', 'only jobs in this state').choices([...JOB_STATES]))
+  .option('--limit <n>', 'how many', '20')
+  .option('--json', 'one JSON object per line')
+  .action((opts: { state?: string; limit: string; json?: boolean }) => {
+    const config = configOrExit();
+    const db = openDb(config.databasePath);
+    const states = opts.state && isJobState(opts.state) ? [opts.state] : undefined;
+    const rows = listJobs(db, { states, limit: Number(opts.limit) || 20 });
+    for (const j of rows) {
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ id: j.id, state: j.state, source: j.source, customer: j.customerPubkey, createdAt: j.createdAt, input: j.input.slice(0, 80), error: j.errorMessage })}\n`);
+      } else {
+        const when = new Date(j.createdAt).toISOString();
+        const note = j.errorMessage ?? j.reason ?? '';
+        process.stdout.write(`${when}  ${j.id}  ${j.source.padEnd(5)}  ${j.state.padEnd(22)}  ${j.input.slice(0, 40).replace(/\s+/g, ' ')}${note ? `  (${note.slice(0, 60)})` : ''}\n`);
+      }
+    }
+    if (!opts.json) process.stdout.write(`${rows.length} job(s)\n`);
+    closeDb(db);
+  });
+
+program
+  .command('request')
+  .description('act as a customer: post a kind 5050 job request, follow it live, print the result')
+  .argument('<prompt>', 'what to ask')
+  .option('--api <url>', "Timmy's HTTP API (used to find its pubkey and relays, and for --pay-stub)", 'http://127.0.0.1:8080')
+  .option('--to <npub>', "Timmy's npub or hex pubkey (default: from the API)")
+  .option('--relay <url...>', 'relays to use (default: those the API lists)')
+  .option('--pay-stub', 'pay each invoice through the dev route (stub payments only)')
+  .option('--max-tokens <n>', 'advisory max_tokens param')
+  .option('--bid <msats>', 'the most you will pay, in msats')
+  .option('--timeout <s>', 'give up after this many seconds', '120')
+  .option('--no-qr', 'do not draw invoices as QR codes')
+  .action(async (prompt: string, opts) => {
+    const code = await runRequest(prompt, {
+      api: opts.api,
+      to: opts.to,
+      relays: opts.relay,
+      payStub: Boolean(opts.payStub),
+      maxTokens: opts.maxTokens ? Number(opts.maxTokens) : undefined,
+      bidMsats: opts.bid ? Number(opts.bid) : undefined,
+      timeoutSecs: Number(opts.timeout),
+      qr: opts.qr !== false,
+    });
+    process.exit(code);
+  });
+
+const dev = program.command('dev').description('development helpers');
+dev
+  .command('pay')
+  .description('pay a stub invoice through the dev route')
+  .argument('<invoice>', 'bolt11 invoice or payment hash')
+  .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+  .action(async (invoice: string, opts: { api: string }) => {
+    try {
+      const r = await devPay(opts.api, invoice);
+      process.stdout.write(`paid: preimage ${r.preimage}\n`);
+    } catch (err) {
+      process.stderr.write(`${(err as Error).message}\n`);
+      process.exit(1);
+    }
+  });
+
+await program.parseAsync(process.argv);

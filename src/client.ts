@@ -1,0 +1,135 @@
+// The customer side, as `timmy request` and `timmy dev pay` use it: posts a 5050 request with its own
+// key, follows the 7000 feedback and the 6050 result live, and optionally pays stub invoices.
+import WebSocket from 'ws';
+import qrcode from 'qrcode-terminal';
+import { nip19, type Event } from 'nostr-tools';
+import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
+import { decode as decodeBolt11 } from 'light-bolt11-decoder';
+import { initCrypto, finalizeEvent, generateSecretKey } from './nostr/crypto.ts';
+
+useWebSocketImplementation(WebSocket);
+
+export interface RequestOptions {
+  api: string;
+  to?: string;
+  relays?: string[];
+  payStub: boolean;
+  maxTokens?: number;
+  bidMsats?: number;
+  timeoutSecs: number;
+  qr: boolean;
+  out?: (line: string) => void;
+}
+
+/** The payment hash of a bolt11 invoice (or the argument itself when it already is one). */
+export function paymentHashOf(invoiceOrHash: string): string {
+  if (/^[0-9a-f]{64}$/i.test(invoiceOrHash)) return invoiceOrHash.toLowerCase();
+  const section = decodeBolt11(invoiceOrHash).sections.find((s) => s.name === 'payment_hash');
+  if (!section || !('value' in section)) throw new Error('invoice has no payment hash');
+  return String(section.value);
+}
+
+export async function devPay(api: string, invoiceOrHash: string): Promise<{ paid: true; preimage: string }> {
+  const hash = paymentHashOf(invoiceOrHash);
+  const res = await fetch(`${api.replace(/\/$/, '')}/api/dev/stub/pay/${hash}`, { method: 'POST' });
+  const body = (await res.json().catch(() => ({}))) as { error?: string; paid?: true; preimage?: string };
+  if (!res.ok) throw new Error(`dev pay failed (HTTP ${res.status}): ${body.error ?? 'no detail'}`);
+  return body as { paid: true; preimage: string };
+}
+
+async function discover(opts: RequestOptions): Promise<{ pubkey: string; relays: string[] }> {
+  let pubkey = opts.to;
+  let relays = opts.relays;
+  if (!pubkey || !relays?.length) {
+    const res = await fetch(`${opts.api.replace(/\/$/, '')}/api/info`);
+    if (!res.ok) throw new Error(`GET /api/info answered HTTP ${res.status}`);
+    const info = (await res.json()) as { pubkey: string; relays: { url: string; read: boolean; write: boolean }[] };
+    pubkey ??= info.pubkey;
+    relays = relays?.length ? relays : info.relays.map((r) => r.url);
+  }
+  if (pubkey.startsWith('npub1')) {
+    const d = nip19.decode(pubkey);
+    if (d.type !== 'npub') throw new Error('--to must be an npub or hex pubkey');
+    pubkey = d.data;
+  }
+  return { pubkey, relays };
+}
+
+/** Runs one job as a customer; resolves to the process exit code (0 = result received). */
+export async function runRequest(prompt: string, opts: RequestOptions): Promise<number> {
+  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  await initCrypto();
+  let target: { pubkey: string; relays: string[] };
+  try {
+    target = await discover(opts);
+  } catch (err) {
+    out(`cannot reach Timmy: ${(err as Error).message}`);
+    return 2;
+  }
+  const sk = generateSecretKey();
+  const tags: string[][] = [
+    ['i', prompt, 'text'],
+    ['p', target.pubkey],
+    ['relays', ...target.relays],
+  ];
+  if (opts.maxTokens) tags.push(['param', 'max_tokens', String(opts.maxTokens)]);
+  if (opts.bidMsats !== undefined) tags.push(['bid', String(opts.bidMsats)]);
+  const request = finalizeEvent({ kind: 5050, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, sk);
+  const pool = new SimplePool();
+  const paid = new Set<string>();
+
+  return new Promise<number>((resolve) => {
+    let done = false;
+    const finish = (code: number) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sub.close();
+      pool.destroy();
+      resolve(code);
+    };
+    const timer = setTimeout(() => {
+      out(`timed out after ${opts.timeoutSecs} s`);
+      finish(3);
+    }, opts.timeoutSecs * 1000);
+
+    const onEvent = (ev: Event) => {
+      if (ev.pubkey !== target.pubkey) return;
+      if (ev.kind === 7000) {
+        const status = ev.tags.find((t) => t[0] === 'status');
+        const amount = ev.tags.find((t) => t[0] === 'amount');
+        out(`[${status?.[1]}] ${status?.[2] ?? ''}`);
+        if (status?.[1] === 'payment-required' && amount?.[2]) {
+          const bolt11 = amount[2];
+          if (ev.content) out(`  quote: ${ev.content}`);
+          out(`  invoice (${Number(amount[1]) / 1000} sats): ${bolt11}`);
+          if (opts.qr) qrcode.generate(bolt11.toUpperCase(), { small: true }, (q) => out(q));
+          if (opts.payStub && !paid.has(bolt11)) {
+            paid.add(bolt11);
+            devPay(opts.api, bolt11).then(
+              () => out('  paid through the dev route'),
+              (err) => {
+                out(`  ${(err as Error).message}`);
+                finish(1);
+              },
+            );
+          }
+        } else if (status?.[1] === 'error') {
+          finish(1);
+        }
+      } else if (ev.kind === 6050) {
+        out('--- result ---');
+        out(ev.content);
+        const ledger = ev.tags.find((t) => t[0] === 'cost_ledger')?.[1];
+        if (ledger) out(`--- cost ledger ---\n${JSON.stringify(JSON.parse(ledger), null, 2)}`);
+        finish(0);
+      }
+    };
+    const sub = pool.subscribeMany(target.relays, { kinds: [7000, 6050], '#e': [request.id] }, { onevent: onEvent });
+    out(`request ${request.id} (from ${nip19.npubEncode(request.pubkey)}) -> ${target.relays.join(', ')}`);
+    Promise.any(pool.publish(target.relays, request)).catch((err) => {
+      out(`no relay accepted the request: ${String(err)}`);
+      finish(2);
+    });
+  });
+}

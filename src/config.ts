@@ -1,0 +1,150 @@
+// Environment + relays.json -> one typed, validated Config. Fails fast naming every bad key.
+import { readFileSync } from 'node:fs';
+import { resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface RelayConfig {
+  url: string;
+  read: boolean;
+  write: boolean;
+}
+
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+const int = (min = 0) => z.coerce.number().int().min(min);
+const num = (min = 0) => z.coerce.number().min(min);
+const port = z.coerce.number().int().min(0).max(65535);
+
+/** Every environment variable Timmy reads: default and one-line meaning (the README table is built from this). */
+export const ENV_DOC: Record<string, { default: string; doc: string }> = {
+  DATA_DIR: { default: './data', doc: 'directory for the database, the generated Nostr key and the embedded relay store' },
+  DATABASE_PATH: { default: '$DATA_DIR/timmy.db', doc: 'SQLite database file' },
+  RELAYS: { default: 'from relays.json', doc: 'comma-separated relay URLs (read and write); overrides relays.json' },
+  RELAYS_FILE: { default: '<package>/relays.json', doc: 'relay list file: [{url, read, write}]' },
+  EMBEDDED_RELAY_PORT: { default: '7777', doc: 'port of the embedded relay on 127.0.0.1; `off` disables it' },
+  HTTP_HOST: { default: '127.0.0.1', doc: 'HTTP listen address' },
+  HTTP_PORT: { default: '8080', doc: 'HTTP listen port (0 picks a free one)' },
+  NOSTR_SECRET_KEY: { default: 'generated into $DATA_DIR/nostr.key', doc: "Timmy's Nostr secret key, nsec or hex" },
+  NODE_ENV: { default: 'development', doc: '`production` refuses stub payments and removes the dev pay route' },
+  ALLOW_STUB_PAYMENTS: { default: 'unset', doc: 'allow the stub payment backend in production (demo deployments)' },
+  LOG_LEVEL: { default: 'info', doc: 'pino level: trace, debug, info, warn, error, fatal, silent' },
+  EVAL_MODEL: { default: 'claude-haiku-4-5', doc: 'model that accepts or rejects a request' },
+  WORK_MODEL: { default: 'claude-sonnet-4-5', doc: 'model that does the paid work' },
+  BTC_PRICE_URL: { default: 'unset (CoinGecko simple price when payments are real)', doc: 'BTC/USD price URL, CoinGecko `simple/price` JSON shape' },
+  BTC_PRICE_USD_FALLBACK: { default: '100000', doc: 'BTC price in USD used when the oracle fails or is off' },
+  EVAL_FEE_SATS: { default: '10', doc: 'flat evaluation fee' },
+  MIN_WORK_FEE_SATS: { default: '1', doc: 'floor of a work invoice' },
+  EVAL_INPUT_USD_PER_MTOK: { default: '1', doc: 'eval model input rate, USD per million tokens' },
+  EVAL_OUTPUT_USD_PER_MTOK: { default: '5', doc: 'eval model output rate, USD per million tokens' },
+  WORK_INPUT_USD_PER_MTOK: { default: '3', doc: 'work model input rate, USD per million tokens' },
+  WORK_OUTPUT_USD_PER_MTOK: { default: '15', doc: 'work model output rate, USD per million tokens' },
+  INFRA_MONTHLY_USD: { default: '20', doc: 'monthly infrastructure cost, amortised per request' },
+  INFRA_MONTHLY_REQUESTS: { default: '10000', doc: 'expected requests per month for the amortisation' },
+  MARGIN_PCT: { default: '20', doc: 'margin on top of cost, percent' },
+  INVOICE_EXPIRY_S: { default: '600', doc: 'lifetime of every invoice' },
+  MAX_REQUEST_AGE_S: { default: '3600', doc: 'requests older than this are ignored' },
+  ACCEPT_UNTARGETED: { default: 'unset', doc: 'also serve job requests that do not p-tag Timmy' },
+  MAX_OPEN_UNPAID_PER_CLIENT: { default: '5', doc: 'open unpaid jobs per customer pubkey / client address' },
+  MAX_OPEN_UNPAID_TOTAL: { default: '1000', doc: 'open unpaid jobs in total' },
+  MAX_INPUT_CHARS: { default: '20000', doc: 'longest job input accepted' },
+  STUB_AI_DELAY_MS: { default: '0', doc: 'artificial latency of the stub agent per call (demos, fault tests)' },
+};
+
+const EnvSchema = z.object({
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_PATH: z.string().min(1).optional(),
+  RELAYS: z.string().optional(),
+  RELAYS_FILE: z.string().optional(),
+  EMBEDDED_RELAY_PORT: z.union([z.literal('off'), port]).default(7777),
+  HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  HTTP_PORT: port.default(8080),
+  NOSTR_SECRET_KEY: z.string().optional(),
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  ALLOW_STUB_PAYMENTS: bool.default(false),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  EVAL_MODEL: z.string().min(1).default('claude-haiku-4-5'),
+  WORK_MODEL: z.string().min(1).default('claude-sonnet-4-5'),
+  BTC_PRICE_URL: z.url().optional(),
+  BTC_PRICE_USD_FALLBACK: num(1).default(100000),
+  EVAL_FEE_SATS: int(0).default(10),
+  MIN_WORK_FEE_SATS: int(1).default(1),
+  EVAL_INPUT_USD_PER_MTOK: num().default(1),
+  EVAL_OUTPUT_USD_PER_MTOK: num().default(5),
+  WORK_INPUT_USD_PER_MTOK: num().default(3),
+  WORK_OUTPUT_USD_PER_MTOK: num().default(15),
+  INFRA_MONTHLY_USD: num().default(20),
+  INFRA_MONTHLY_REQUESTS: int(1).default(10000),
+  MARGIN_PCT: num().default(20),
+  INVOICE_EXPIRY_S: int(1).default(600),
+  MAX_REQUEST_AGE_S: int(1).default(3600),
+  ACCEPT_UNTARGETED: bool.default(false),
+  MAX_OPEN_UNPAID_PER_CLIENT: int(1).default(5),
+  MAX_OPEN_UNPAID_TOTAL: int(1).default(1000),
+  MAX_INPUT_CHARS: int(1).default(20000),
+  STUB_AI_DELAY_MS: int(0).default(0),
+  TIMMY_FAULT: z.string().optional(),
+});
+
+export type Env = z.infer<typeof EnvSchema>;
+
+export interface Config extends Env {
+  databasePath: string;
+  relays: RelayConfig[];
+  production: boolean;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const RelayFileSchema = z.array(
+  z.object({ url: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL'), read: z.boolean().default(true), write: z.boolean().default(true) }),
+);
+
+function relayList(env: Env): RelayConfig[] {
+  if (env.RELAYS !== undefined && env.RELAYS.trim() !== '') {
+    const urls = env.RELAYS.split(',').map((u) => u.trim()).filter(Boolean);
+    const bad = urls.filter((u) => !/^wss?:\/\/[^\s]+$/.test(u));
+    if (bad.length) throw new ConfigError(`RELAYS: not a ws:// or wss:// URL: ${bad.join(', ')}`);
+    return urls.map((url) => ({ url, read: true, write: true }));
+  }
+  const file = env.RELAYS_FILE ?? resolve(PACKAGE_ROOT, 'relays.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`RELAYS_FILE: cannot read ${file}: ${(err as Error).message}`);
+  }
+  const parsed = RelayFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(`RELAYS_FILE ${file}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** Reads and validates the environment; throws ConfigError naming every bad key. */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(EnvSchema.shape)) {
+    const v = source[key];
+    if (v !== undefined && v !== '') input[key] = v;
+  }
+  const parsed = EnvSchema.safeParse(input);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(input[String(i.path[0])])}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const env = parsed.data;
+  const dataDir = resolve(env.DATA_DIR);
+  return {
+    ...env,
+    DATA_DIR: dataDir,
+    databasePath: resolve(env.DATABASE_PATH ?? resolve(dataDir, 'timmy.db')),
+    relays: relayList(env),
+    production: env.NODE_ENV === 'production',
+  };
+}

@@ -1,0 +1,68 @@
+// The paid AI job lifecycle (SPEC 3) as data: states, events and the one transition table.
+
+export const JOB_STATES = [
+  'awaiting_eval_payment',
+  'evaluating',
+  'rejected',
+  'awaiting_work_payment',
+  'executing',
+  'complete',
+  'expired',
+  'cancelled',
+  'failed',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export const JOB_EVENTS = [
+  'eval_paid',
+  'accepted',
+  'rejected',
+  'work_paid',
+  'completed',
+  'invoice_expired',
+  'deleted',
+  'failed',
+] as const;
+export type JobEvent = (typeof JOB_EVENTS)[number];
+
+/** Allowed moves: state -> event -> next state. Anything not listed is forbidden. */
+export const JOB_TRANSITIONS: Readonly<Record<JobState, Partial<Record<JobEvent, JobState>>>> = {
+  awaiting_eval_payment: { eval_paid: 'evaluating', invoice_expired: 'expired', deleted: 'cancelled' },
+  evaluating: { accepted: 'awaiting_work_payment', rejected: 'rejected', failed: 'failed' },
+  awaiting_work_payment: { work_paid: 'executing', invoice_expired: 'expired', deleted: 'cancelled' },
+  executing: { completed: 'complete', failed: 'failed' },
+  rejected: {},
+  complete: {},
+  expired: {},
+  cancelled: {},
+  failed: {},
+};
+
+/** The state `event` leads to from `state`, or null when the move is forbidden. */
+export function nextJobState(state: JobState, event: JobEvent): JobState | null {
+  return JOB_TRANSITIONS[state][event] ?? null;
+}
+
+export const TERMINAL_JOB_STATES: readonly JobState[] = JOB_STATES.filter(
+  (s) => Object.keys(JOB_TRANSITIONS[s]).length === 0,
+);
+
+/** States in which an unpaid invoice is outstanding (counted against the unpaid caps). */
+export const UNPAID_JOB_STATES: readonly JobState[] = ['awaiting_eval_payment', 'awaiting_work_payment'];
+
+/** States in which Timmy owes work: resumed (run again) after a restart. */
+export const WORKING_JOB_STATES: readonly JobState[] = ['evaluating', 'executing'];
+
+export function isJobState(s: string): s is JobState {
+  return (JOB_STATES as readonly string[]).includes(s);
+}
+
+export class TransitionError extends Error {
+  override name = 'TransitionError';
+  constructor(
+    readonly from: JobState,
+    readonly event: JobEvent,
+  ) {
+    super(`forbidden transition: ${event} from ${from}`);
+  }
+}

@@ -1,0 +1,227 @@
+// The one place where Timmy's parts are built and wired: config -> store -> outside systems -> core ->
+// transports. Also the lifecycle: start, resume, periodic expiry, graceful stop.
+import { serve, type ServerType } from '@hono/node-server';
+import { nip19 } from 'nostr-tools';
+import type { Config } from './config.ts';
+import { createLogger, type Logger } from './log.ts';
+import { openDb, closeDb, type Db } from './store/db.ts';
+import { getKv, setKv } from './store/stub-invoices.ts';
+import { countJobsByState } from './store/jobs.ts';
+import { outboxDepth } from './store/outbox.ts';
+import { StubPayments } from './payments/stub.ts';
+import { StubAgent } from './ai/stub.ts';
+import { CoinGeckoOracle } from './pricing/oracle.ts';
+import type { PricingParams } from './pricing/pricing.ts';
+import { JobService } from './core/jobs.ts';
+import { initCrypto, finalizeEvent, getPublicKey } from './nostr/crypto.ts';
+import { loadSecretKey } from './nostr/keys.ts';
+import { RelayPool } from './nostr/pool.ts';
+import { Intake } from './nostr/intake.ts';
+import { OutboxWorker } from './nostr/outbox.ts';
+import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip89.ts';
+import { TEXT_JOB_KIND } from './nostr/nip90.ts';
+import { startRelayServer, type RelayServer } from './nostr/relay-server.ts';
+import { createApp } from './http/app.ts';
+import { join } from 'node:path';
+
+export interface Daemon {
+  pubkey: string;
+  httpPort: number;
+  db: Db;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+const CURSOR_KEY = 'intake_cursor';
+const MAX_EVENT_BYTES = 64 * 1024; // bytes of content + tags accepted in a request
+const MAX_RELAY_MESSAGE_BYTES = 512 * 1024; // bytes; larger websocket frames close the connection
+
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+/** Test-only crash points: TIMMY_FAULT=<point> kills the process (SIGKILL) when that point is reached. */
+function faultInjector(spec: string | undefined, log: Logger): (point: string) => void {
+  if (!spec) return () => {};
+  const points = new Set(spec.split(','));
+  log.warn({ points: [...points] }, 'fault injection armed (testing only)');
+  return (point) => {
+    if (points.has(point)) process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL)): Promise<Daemon> {
+  if (config.production && !config.ALLOW_STUB_PAYMENTS) {
+    // Only the stub backend exists in this build; LNbits arrives with the real-services work.
+    throw new StartupError('NODE_ENV=production with the stub payment backend: set LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
+  }
+  await initCrypto();
+  const fault = faultInjector(config.TIMMY_FAULT, log);
+  const secretKey = loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY);
+  const pubkey = getPublicKey(secretKey);
+  const db = openDb(config.databasePath);
+  log.info({ pubkey, npub: nip19.npubEncode(pubkey), database: config.databasePath }, 'Timmy starting');
+
+  let embedded: RelayServer | null = null;
+  if (config.EMBEDDED_RELAY_PORT !== 'off') {
+    embedded = await startRelayServer({
+      host: '127.0.0.1',
+      port: config.EMBEDDED_RELAY_PORT,
+      dbPath: join(config.DATA_DIR, 'relay.db'),
+      log: log.child({ module: 'embedded-relay' }),
+    });
+    log.info({ url: embedded.url }, 'embedded relay listening');
+  }
+
+  const payments = new StubPayments(db);
+  log.warn('payments: stub backend (test invoices, paid through the dev route)');
+  const agent = new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
+  log.warn('AI: stub agent (canned answers); set ANTHROPIC_API_KEY for a real model');
+  const oracle = new CoinGeckoOracle({
+    url: config.BTC_PRICE_URL,
+    fallbackUsd: config.BTC_PRICE_USD_FALLBACK,
+    log: log.child({ module: 'oracle' }),
+  });
+  const pricing: PricingParams = {
+    work: { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK },
+    infraMonthlyUsd: config.INFRA_MONTHLY_USD,
+    infraMonthlyRequests: config.INFRA_MONTHLY_REQUESTS,
+    marginPct: config.MARGIN_PCT,
+    minWorkFeeSats: config.MIN_WORK_FEE_SATS,
+  };
+
+  // The outbox needs the pool and the pool's handlers need the outbox: bind late through this holder.
+  let outboxWorker: OutboxWorker | null = null;
+  const jobs = new JobService({
+    db,
+    payments,
+    agent,
+    oracle,
+    pricing,
+    settings: {
+      evalFeeSats: config.EVAL_FEE_SATS,
+      invoiceExpirySecs: config.INVOICE_EXPIRY_S,
+      maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
+      maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
+    },
+    log: log.child({ module: 'jobs' }),
+    onIntents: () => outboxWorker?.kick(),
+    fault,
+  });
+  payments.onSettled((hash) => {
+    jobs.onInvoicePaid(hash).catch((err) => log.error({ err, paymentHash: hash }, 'settlement handling failed'));
+  });
+
+  const intake = new Intake(
+    {
+      pubkey,
+      secretKey,
+      acceptUntargeted: config.ACCEPT_UNTARGETED,
+      maxRequestAgeSecs: config.MAX_REQUEST_AGE_S,
+      maxFutureSecs: 600,
+      maxEventBytes: MAX_EVENT_BYTES,
+      maxInputChars: config.MAX_INPUT_CHARS,
+    },
+    jobs,
+    log.child({ module: 'intake' }),
+    {
+      get: () => {
+        const v = getKv(db, CURSOR_KEY);
+        return v ? Number(v) : null;
+      },
+      set: (v) => setKv(db, CURSOR_KEY, String(v)),
+    },
+  );
+
+  const handlerInfo: HandlerInfo = {
+    kinds: [TEXT_JOB_KIND],
+    evalFeeSats: config.EVAL_FEE_SATS,
+    minWorkFeeSats: config.MIN_WORK_FEE_SATS,
+    workModel: config.WORK_MODEL,
+    paymentsStub: true,
+    agentStub: true,
+  };
+  // Profile and handler announcement are replaceable events: signed once per start, sent on every connect.
+  const identity = [finalizeEvent(profileTemplate(handlerInfo), secretKey), finalizeEvent(handlerTemplate(handlerInfo), secretKey)];
+
+  const pool = new RelayPool(
+    config.relays,
+    {
+      filters: () => intake.filters(),
+      onEvent: (relay, ev) => intake.handle(relay, ev),
+      onOk: (relay, id, ok, msg) => outboxWorker?.onOk(relay, id, ok, msg),
+      onConnected: (relay) => {
+        for (const ev of identity) pool.publish(ev, relay);
+        outboxWorker?.onConnected(relay);
+      },
+      signAuth: (t) => finalizeEvent(t, secretKey),
+    },
+    { maxMessageBytes: MAX_RELAY_MESSAGE_BYTES },
+    log.child({ module: 'pool' }),
+  );
+  outboxWorker = new OutboxWorker({ db, pool, secretKey, log: log.child({ module: 'outbox' }), fault });
+
+  const relayStatus = () => pool.status();
+  const app = createApp({
+    log: log.child({ module: 'http' }),
+    maxBodyBytes: 64 * 1024,
+    dev: config.production ? null : { pay: (hash) => payments.pay(hash) },
+    health: () => {
+      let storeOk = true;
+      try {
+        db.$client.prepare('select 1').get();
+      } catch {
+        storeOk = false;
+      }
+      return { relays: relayStatus(), storeOk, payments: payments.name, agent: agent.name };
+    },
+    info: () => ({
+      pubkey,
+      npub: nip19.npubEncode(pubkey),
+      relays: relayStatus(),
+      kinds: handlerInfo.kinds,
+      prices: { evalFeeSats: config.EVAL_FEE_SATS, minWorkFeeSats: config.MIN_WORK_FEE_SATS, workModel: config.WORK_MODEL, evalModel: config.EVAL_MODEL },
+      payments: payments.name,
+      agent: agent.name,
+    }),
+  });
+  const server: ServerType = await new Promise((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: config.HTTP_HOST, port: config.HTTP_PORT }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const addr = server.address();
+  const httpPort = typeof addr === 'object' && addr ? addr.port : config.HTTP_PORT;
+  log.info({ url: `http://${config.HTTP_HOST}:${httpPort}/api` }, 'HTTP listening');
+
+  outboxWorker.start();
+  pool.start();
+  await jobs.resume();
+  const expiryTimer = setInterval(() => {
+    jobs.expireDue().catch((err) => log.error({ err }, 'expiry pass failed'));
+  }, 2000);
+  log.info({ relays: config.relays.map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
+
+  let stopped = false;
+  return {
+    pubkey,
+    httpPort,
+    db,
+    log,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      log.info('stopping: intake closed, letting running steps commit');
+      clearInterval(expiryTimer);
+      await jobs.stop(5000);
+      await outboxWorker!.flush(2000);
+      outboxWorker!.stop();
+      pool.close();
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      if ('closeAllConnections' in server) server.closeAllConnections();
+      await closed;
+      await embedded?.close();
+      closeDb(db);
+      log.info('stopped');
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// The HTTP shim: routes -> core calls, validated by zod, described by one OpenAPI document.
+// Each route group lives in its own module and is mounted here; the shim holds no business rule.
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { HTTPException } from 'hono/http-exception';
+import { bodyLimit } from 'hono/body-limit';
+import type { Logger } from '../log.ts';
+import { mountSystemRoutes, type SystemDeps } from './system.ts';
+import { mountDevRoutes, type DevDeps } from './dev.ts';
+
+export interface HttpDeps extends SystemDeps {
+  log: Logger;
+  dev: DevDeps | null; // the dev pay route exists only outside production with the stub backend
+  maxBodyBytes: number;
+}
+
+export type App = OpenAPIHono;
+
+/** Formats zod issues as `path: message` lines for 400 answers. */
+export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return issues.map((i) => `${i.path.map(String).join('.') || '(body)'}: ${i.message}`).join('; ');
+}
+
+export function createApp(deps: HttpDeps): App {
+  const app = new OpenAPIHono({
+    defaultHook: (result, c) => {
+      if (!result.success) return c.json({ error: `invalid request: ${describeIssues(result.error.issues)}` }, 400);
+    },
+  });
+
+  app.use(
+    '/api/*',
+    bodyLimit({
+      maxSize: deps.maxBodyBytes,
+      onError: (c) => c.json({ error: `request body too large: the limit is ${deps.maxBodyBytes} bytes` }, 413),
+    }),
+  );
+
+  mountSystemRoutes(app, deps);
+  if (deps.dev) mountDevRoutes(app, deps.dev);
+
+  app.doc('/api/openapi.json', {
+    openapi: '3.0.3',
+    info: { title: 'Timmy HTTP API', version: '1', description: 'Paid AI jobs over Lightning; the same core as the Nostr side.' },
+  });
+
+  app.notFound((c) => c.json({ error: `not found: ${c.req.method} ${c.req.path}` }, 404));
+  app.onError((err, c) => {
+    if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
+    deps.log.error({ err, path: c.req.path }, 'unhandled HTTP error');
+    return c.json({ error: 'internal error' }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,173 @@
+// Intake: every event a relay hands us passes shape, size, signature and age checks here, is deduped,
+// parsed into a NewJob and handed to the core. Undecodable or forged events are dropped (debug log);
+// decodable requests that cannot be served are answered with an `error`.
+import type { Event } from 'nostr-tools';
+import type { Logger } from '../log.ts';
+import type { JobService } from '../core/jobs.ts';
+import { verifyEvent } from './crypto.ts';
+import { parseJobTags, toNewJob, TEXT_JOB_KIND } from './nip90.ts';
+import { decryptRequestTags } from './encryption.ts';
+
+export interface IntakeSettings {
+  pubkey: string; // Timmy's, hex
+  secretKey: Uint8Array;
+  acceptUntargeted: boolean;
+  maxRequestAgeSecs: number;
+  maxFutureSecs: number;
+  maxEventBytes: number;
+  maxInputChars: number;
+}
+
+export interface IntakeCounters {
+  received: number;
+  duplicate: number;
+  malformed: number;
+  badSignature: number;
+  tooLarge: number;
+  stale: number;
+  untargeted: number;
+  accepted: number;
+  refused: number;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX128 = /^[0-9a-f]{128}$/;
+
+/** A structurally valid event (not yet verified), or null. */
+export function asEvent(x: unknown): Event | null {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return null;
+  const e = x as Record<string, unknown>;
+  if (typeof e.id !== 'string' || !HEX64.test(e.id)) return null;
+  if (typeof e.pubkey !== 'string' || !HEX64.test(e.pubkey)) return null;
+  if (typeof e.sig !== 'string' || !HEX128.test(e.sig)) return null;
+  if (!Number.isSafeInteger(e.kind) || (e.kind as number) < 0 || (e.kind as number) > 65535) return null;
+  if (!Number.isSafeInteger(e.created_at) || (e.created_at as number) < 0) return null;
+  if (typeof e.content !== 'string') return null;
+  if (!Array.isArray(e.tags) || !e.tags.every((t) => Array.isArray(t) && t.every((v) => typeof v === 'string'))) return null;
+  return x as Event;
+}
+
+/** Recently seen verified ids, so the same request from N relays is verified once. */
+class RecentIds {
+  private readonly set = new Set<string>();
+  constructor(private readonly max: number) {}
+  has(id: string): boolean {
+    return this.set.has(id);
+  }
+  add(id: string): void {
+    this.set.add(id);
+    if (this.set.size > this.max) this.set.delete(this.set.values().next().value!);
+  }
+}
+
+export class Intake {
+  readonly counters: IntakeCounters = {
+    received: 0, duplicate: 0, malformed: 0, badSignature: 0, tooLarge: 0, stale: 0, untargeted: 0, accepted: 0, refused: 0,
+  };
+  private readonly recent = new RecentIds(10_000);
+  private cursor: number; // unix s: newest request created_at seen, never ahead of the clock
+
+  constructor(
+    private readonly s: IntakeSettings,
+    private readonly jobs: JobService,
+    private readonly log: Logger,
+    private readonly cursorStore: { get(): number | null; set(v: number): void },
+  ) {
+    this.cursor = cursorStore.get() ?? 0;
+  }
+
+  /** Subscription filters: requests p-tagged to Timmy since the persisted cursor (with overlap). */
+  filters(): Record<string, unknown>[] {
+    const now = Math.floor(Date.now() / 1000);
+    const overlapSecs = 300; // relays may store events late; dedupe makes the overlap harmless
+    const since = Math.max(now - this.s.maxRequestAgeSecs, (this.cursor || now) - overlapSecs);
+    const filters: Record<string, unknown>[] = [{ kinds: [TEXT_JOB_KIND], '#p': [this.s.pubkey], since }];
+    if (this.s.acceptUntargeted) filters.push({ kinds: [TEXT_JOB_KIND], since });
+    return filters;
+  }
+
+  /** Entry point for every EVENT from a relay subscription. Never throws. */
+  handle(relay: string, raw: unknown): void {
+    this.counters.received++;
+    try {
+      this.process(relay, raw);
+    } catch (err) {
+      this.log.error({ err, relay }, 'intake failed on an event');
+    }
+  }
+
+  private process(relay: string, raw: unknown): void {
+    const event = asEvent(raw);
+    if (!event) {
+      this.counters.malformed++;
+      this.log.debug({ relay }, 'malformed event dropped');
+      return;
+    }
+    if (this.recent.has(event.id)) {
+      this.counters.duplicate++;
+      return;
+    }
+    if (event.content.length + JSON.stringify(event.tags).length > this.s.maxEventBytes) {
+      this.counters.tooLarge++;
+      this.log.debug({ relay, id: event.id }, 'oversize event dropped');
+      return;
+    }
+    if (!verifyEvent(event)) {
+      this.counters.badSignature++;
+      this.log.debug({ relay, id: event.id }, 'event with a bad id or signature dropped');
+      return;
+    }
+    this.recent.add(event.id);
+    if (event.kind !== TEXT_JOB_KIND) return;
+
+    const now = Math.floor(Date.now() / 1000);
+    const expiration = Number(event.tags.find((t) => t[0] === 'expiration')?.[1]);
+    if (
+      event.created_at < now - this.s.maxRequestAgeSecs ||
+      event.created_at > now + this.s.maxFutureSecs ||
+      (Number.isFinite(expiration) && expiration <= now)
+    ) {
+      this.counters.stale++;
+      this.log.debug({ relay, id: event.id }, 'request too old, future-dated or expired; ignored');
+      return;
+    }
+    const targets = event.tags.filter((t) => t[0] === 'p').map((t) => t[1]);
+    if (targets.length > 0 ? !targets.includes(this.s.pubkey) : !this.s.acceptUntargeted) {
+      this.counters.untargeted++;
+      return;
+    }
+    this.advanceCursor(Math.min(event.created_at, now));
+    this.submit(event).catch((err) => this.log.error({ err, id: event.id }, 'request submission failed'));
+  }
+
+  private advanceCursor(createdAt: number): void {
+    if (createdAt <= this.cursor) return;
+    this.cursor = createdAt;
+    this.cursorStore.set(createdAt);
+  }
+
+  private async submit(event: Event): Promise<void> {
+    let tags = event.tags;
+    let encryption: 'none' | 'nip04' | 'nip44' = 'none';
+    let refusal: string | null = null;
+    if (event.tags.some((t) => t[0] === 'encrypted')) {
+      const d = decryptRequestTags(event.content, event.pubkey, this.s.secretKey);
+      if (d.ok) {
+        tags = d.tags;
+        encryption = d.scheme;
+      } else refusal = d.reason;
+    }
+    const parsed = refusal === null ? parseJobTags(event, tags, { maxInputChars: this.s.maxInputChars }) : null;
+    if (parsed && !parsed.ok) refusal = parsed.reason;
+    const job = toNewJob(event, parsed?.ok ? parsed : { input: '', params: {}, bidMsats: null }, encryption);
+    if (refusal !== null || !parsed?.ok) {
+      this.counters.refused++;
+      this.jobs.refuse(job, refusal ?? 'invalid request');
+      return;
+    }
+    const outcome = await this.jobs.submit(job);
+    if (outcome.status === 'created') this.counters.accepted++;
+    else if (outcome.status === 'refused') this.counters.refused++;
+    else if (outcome.status === 'duplicate') this.counters.duplicate++;
+  }
+}

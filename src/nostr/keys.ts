@@ -1,0 +1,39 @@
+// Timmy's Nostr identity: NOSTR_SECRET_KEY (nsec or hex), else a key generated once into DATA_DIR (0600).
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { nip19 } from 'nostr-tools';
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+
+export const KEY_FILE = 'nostr.key';
+
+export class KeyError extends Error {
+  override name = 'KeyError';
+}
+
+/** Parses an nsec or 64-hex secret key; the message never echoes the input. */
+export function parseSecretKey(value: string, label: string): Uint8Array {
+  const v = value.trim();
+  if (/^[0-9a-f]{64}$/i.test(v)) return hexToBytes(v.toLowerCase());
+  if (v.startsWith('nsec1')) {
+    try {
+      const d = nip19.decode(v);
+      if (d.type === 'nsec') return d.data;
+    } catch {
+      /* reported below */
+    }
+  }
+  throw new KeyError(`${label}: not an nsec or a 64-character hex secret key`);
+}
+
+/** Loads (or on first start creates) the daemon's secret key. */
+export function loadSecretKey(dataDir: string, fromEnv?: string): Uint8Array {
+  if (fromEnv) return parseSecretKey(fromEnv, 'NOSTR_SECRET_KEY');
+  const file = join(dataDir, KEY_FILE);
+  if (existsSync(file)) return parseSecretKey(readFileSync(file, 'utf8'), file);
+  mkdirSync(dataDir, { recursive: true });
+  const sk = randomBytes(32);
+  writeFileSync(file, `${bytesToHex(sk)}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(file, 0o600);
+  return new Uint8Array(sk);
+}

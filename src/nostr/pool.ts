@@ -1,0 +1,223 @@
+// The relay pool: one websocket per relay, reconnecting with capped exponential backoff and jitter,
+// answering NIP-42 AUTH, (re)subscribing with fresh filters, publishing to write relays and reporting OKs.
+import WebSocket from 'ws';
+import type { Event, EventTemplate } from 'nostr-tools';
+import type { Logger } from '../log.ts';
+import type { RelayConfig } from '../config.ts';
+
+export type Filter = Record<string, unknown>;
+
+export interface PoolHandlers {
+  /** Filters for the one intake subscription, computed at each (re)subscribe. */
+  filters(): Filter[];
+  /** A raw EVENT payload from a read relay; not yet validated. */
+  onEvent(relay: string, event: unknown): void;
+  /** An OK answer to something we published. */
+  onOk(relay: string, eventId: string, ok: boolean, message: string): void;
+  /** A relay (re)connected (and authenticated, when it asked): re-send what it has not acked. */
+  onConnected(relay: string): void;
+  /** Signs a NIP-42 AUTH event. */
+  signAuth(template: EventTemplate): Event;
+}
+
+export interface PoolOptions {
+  maxMessageBytes: number;
+  backoffBaseMs?: number; // ms
+  backoffCapMs?: number; // ms
+  pingIntervalMs?: number; // ms
+}
+
+const SUB_ID = 'timmy-intake';
+
+class RelayConnection {
+  ws: WebSocket | null = null;
+  connected = false;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private ping: NodeJS.Timeout | null = null;
+  private alive = true;
+  private closed = false;
+  private authEventId: string | null = null;
+
+  constructor(
+    readonly cfg: RelayConfig,
+    private readonly h: PoolHandlers,
+    private readonly opts: Required<PoolOptions>,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.closed = false;
+    this.connect();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const ws = new WebSocket(this.cfg.url, { maxPayload: this.opts.maxMessageBytes, handshakeTimeout: 5000 });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.connected = true;
+      this.alive = true;
+      this.log.info({ relay: this.cfg.url }, 'relay connected');
+      this.subscribe();
+      this.h.onConnected(this.cfg.url);
+      this.ping = setInterval(() => this.keepalive(), this.opts.pingIntervalMs);
+    });
+    ws.on('pong', () => {
+      this.alive = true;
+    });
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      this.attempt = 0; // a relay that talks to us is healthy: reset the backoff
+      this.onMessage(data.toString());
+    });
+    ws.on('error', (err) => this.log.debug({ relay: this.cfg.url, err: err.message }, 'relay socket error'));
+    ws.on('close', () => this.onClose(ws));
+  }
+
+  private keepalive(): void {
+    if (!this.ws) return;
+    if (!this.alive) {
+      this.log.warn({ relay: this.cfg.url }, 'relay did not answer ping; reconnecting');
+      this.ws.terminate();
+      return;
+    }
+    this.alive = false;
+    this.ws.ping();
+  }
+
+  private onClose(ws: WebSocket): void {
+    if (this.ws !== ws) return;
+    if (this.connected) this.log.warn({ relay: this.cfg.url }, 'relay disconnected');
+    this.connected = false;
+    this.ws = null;
+    if (this.ping) clearInterval(this.ping);
+    this.ping = null;
+    if (this.closed) return;
+    const exp = Math.min(this.opts.backoffCapMs, this.opts.backoffBaseMs * 2 ** this.attempt);
+    const delay = Math.round(exp / 2 + Math.random() * (exp / 2)); // "equal jitter"
+    this.attempt++;
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  private subscribe(): void {
+    if (!this.cfg.read) return;
+    this.send(['REQ', SUB_ID, ...this.h.filters()]);
+  }
+
+  send(msg: unknown[]): boolean {
+    if (!this.ws || !this.connected) return false;
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  private onMessage(text: string): void {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      this.log.debug({ relay: this.cfg.url }, 'relay sent non-JSON; dropped');
+      return;
+    }
+    if (!Array.isArray(msg) || typeof msg[0] !== 'string') return;
+    switch (msg[0]) {
+      case 'EVENT':
+        if (msg[1] === SUB_ID) this.h.onEvent(this.cfg.url, msg[2]);
+        return;
+      case 'OK':
+        if (typeof msg[1] === 'string') {
+          const ok = msg[2] === true;
+          const message = typeof msg[3] === 'string' ? msg[3] : '';
+          if (msg[1] === this.authEventId) {
+            this.log.info({ relay: this.cfg.url, ok, message }, 'relay AUTH answered');
+            if (ok) {
+              // Re-subscribe and re-send: the relay may have refused both before we authenticated.
+              this.subscribe();
+              this.h.onConnected(this.cfg.url);
+            }
+            return;
+          }
+          this.h.onOk(this.cfg.url, msg[1], ok, message);
+        }
+        return;
+      case 'AUTH':
+        if (typeof msg[1] === 'string') this.authenticate(msg[1]);
+        return;
+      case 'CLOSED':
+        this.log.warn({ relay: this.cfg.url, reason: msg[2] }, 'relay closed our subscription');
+        return;
+      case 'NOTICE':
+        this.log.debug({ relay: this.cfg.url, notice: String(msg[1]).slice(0, 200) }, 'relay notice');
+        return;
+      default:
+        return;
+    }
+  }
+
+  private authenticate(challenge: string): void {
+    const ev = this.h.signAuth({
+      kind: 22242,
+      created_at: Math.floor(Date.now() / 1000),
+      tags: [
+        ['relay', this.cfg.url],
+        ['challenge', challenge],
+      ],
+      content: '',
+    });
+    this.authEventId = ev.id;
+    this.send(['AUTH', ev]);
+  }
+
+  resubscribe(): void {
+    if (this.connected) this.subscribe();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.ping) clearInterval(this.ping);
+    this.ws?.close();
+    this.ws?.terminate();
+    this.connected = false;
+  }
+}
+
+/** The relays Timmy reads requests from and publishes to. Never throws on a relay being down. */
+export class RelayPool {
+  private readonly conns: RelayConnection[];
+
+  constructor(relays: RelayConfig[], handlers: PoolHandlers, opts: PoolOptions, log: Logger) {
+    const full: Required<PoolOptions> = { backoffBaseMs: 250, backoffCapMs: 4000, pingIntervalMs: 30_000, ...opts };
+    this.conns = relays.map((r) => new RelayConnection(r, handlers, full, log));
+  }
+
+  start(): void {
+    for (const c of this.conns) c.start();
+  }
+
+  /** Sends to every connected write relay (or only `relay`); returns the relays it went to. */
+  publish(event: Event, relay?: string): string[] {
+    const sent: string[] = [];
+    for (const c of this.conns) {
+      if (!c.cfg.write || (relay && c.cfg.url !== relay)) continue;
+      if (c.send(['EVENT', event])) sent.push(c.cfg.url);
+    }
+    return sent;
+  }
+
+  resubscribe(): void {
+    for (const c of this.conns) c.resubscribe();
+  }
+
+  status(): { url: string; read: boolean; write: boolean; connected: boolean }[] {
+    return this.conns.map((c) => ({ ...c.cfg, connected: c.connected }));
+  }
+
+  get connectedCount(): number {
+    return this.conns.filter((c) => c.connected).length;
+  }
+
+  close(): void {
+    for (const c of this.conns) c.close();
+  }
+}

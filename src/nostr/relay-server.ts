@@ -1,0 +1,66 @@
+// A real Nostr relay (@nostr-relay/core + its SQLite repository) on a local port: the daemon's embedded
+// relay in a fresh checkout, and the relay process the integration tests run.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { WebSocketServer } from 'ws';
+import { NostrRelay } from '@nostr-relay/core';
+import { createOutgoingNoticeMessage } from '@nostr-relay/common';
+import { EventRepositorySqlite } from '@nostr-relay/event-repository-sqlite';
+import { Validator } from '@nostr-relay/validator';
+import type { Logger } from '../log.ts';
+
+export interface RelayServerOptions {
+  host: string;
+  port: number;
+  dbPath: string;
+  /** Hostname for NIP-42; set it to make the relay send AUTH challenges. */
+  authHostname?: string;
+  maxMessageBytes?: number;
+  log?: Logger;
+}
+
+export interface RelayServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startRelayServer(o: RelayServerOptions): Promise<RelayServer> {
+  mkdirSync(dirname(o.dbPath), { recursive: true });
+  const repo = new EventRepositorySqlite(o.dbPath);
+  await repo.init();
+  const quiet = { setLogLevel() {}, debug() {}, info() {}, warn() {}, error: (m: string) => o.log?.warn({ relay: 'embedded' }, m) };
+  const relay = new NostrRelay(repo, { hostname: o.authHostname, logger: quiet });
+  const validator = new Validator();
+  const wss = new WebSocketServer({ host: o.host, port: o.port, maxPayload: o.maxMessageBytes ?? 512 * 1024 });
+  await new Promise<void>((resolve, reject) => {
+    wss.once('listening', resolve);
+    wss.once('error', reject);
+  });
+  wss.on('error', (err) => o.log?.error({ err }, 'embedded relay error'));
+  wss.on('connection', (ws, req) => {
+    relay.handleConnection(ws, req.socket.remoteAddress);
+    ws.on('message', async (data) => {
+      try {
+        const message = await validator.validateIncomingMessage(data);
+        await relay.handleMessage(ws, message);
+      } catch (err) {
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(createOutgoingNoticeMessage((err as Error).message)));
+      }
+    });
+    ws.on('close', () => relay.handleDisconnect(ws));
+    ws.on('error', () => relay.handleDisconnect(ws));
+  });
+  const addr = wss.address();
+  const port = typeof addr === 'object' && addr ? addr.port : o.port;
+  return {
+    url: `ws://${o.host}:${port}`,
+    port,
+    async close() {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+      await relay.destroy();
+      await repo.destroy();
+    },
+  };
+}

@@ -1,0 +1,79 @@
+// The in-process stub Lightning backend: real, decodable regtest BOLT11 invoices with real preimages,
+// settled only when someone pays them through the dev route (POST /api/dev/stub/pay/:paymentHash).
+import { createHash, randomBytes } from 'node:crypto';
+import bolt11 from 'bolt11';
+import type { Db } from '../store/db.ts';
+import { getKv, setKv, getStubInvoice, insertStubInvoice, markStubInvoicePaid } from '../store/stub-invoices.ts';
+import type { Invoice, InvoiceRequest, PaymentBackend } from './payments.ts';
+import { PaymentError } from './payments.ts';
+
+const REGTEST = { bech32: 'bcrt', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1] };
+const NODE_KEY = 'stub_node_key';
+
+export class StubInvoiceNotFound extends PaymentError {
+  override name = 'StubInvoiceNotFound';
+}
+export class StubInvoiceExpired extends PaymentError {
+  override name = 'StubInvoiceExpired';
+}
+
+export class StubPayments implements PaymentBackend {
+  readonly name = 'stub' as const;
+  private listener: (paymentHash: string) => void = () => {};
+  private readonly nodeKey: string; // hex secp256k1 key that signs the invoices
+
+  constructor(private readonly db: Db) {
+    let key = getKv(db, NODE_KEY);
+    if (!key) {
+      key = randomBytes(32).toString('hex');
+      setKv(db, NODE_KEY, key);
+    }
+    this.nodeKey = key;
+  }
+
+  async createInvoice(req: InvoiceRequest): Promise<Invoice> {
+    const preimage = randomBytes(32);
+    const paymentHash = createHash('sha256').update(preimage).digest('hex');
+    const timestamp = Math.floor(Date.now() / 1000);
+    const unsigned = bolt11.encode({
+      network: REGTEST,
+      millisatoshis: String(req.amountMsats),
+      timestamp,
+      tags: [
+        { tagName: 'payment_hash', data: paymentHash },
+        { tagName: 'payment_secret', data: randomBytes(32).toString('hex') },
+        { tagName: 'description', data: req.memo },
+        { tagName: 'expire_time', data: req.expirySecs },
+        { tagName: 'min_final_cltv_expiry', data: 18 },
+      ],
+    });
+    const bolt = bolt11.sign(unsigned, this.nodeKey).paymentRequest;
+    if (!bolt) throw new PaymentError('stub invoice encoding failed');
+    const invoice = { paymentHash, bolt11: bolt, amountMsats: req.amountMsats, expiresAt: timestamp + req.expirySecs };
+    insertStubInvoice(this.db, { ...invoice, preimage: preimage.toString('hex') });
+    return invoice;
+  }
+
+  async isPaid(paymentHash: string): Promise<boolean> {
+    return getStubInvoice(this.db, paymentHash)?.paidAt != null;
+  }
+
+  onSettled(listener: (paymentHash: string) => void): void {
+    this.listener = listener;
+  }
+
+  /** Pays an invoice as a wallet would; paying twice answers the same preimage. */
+  pay(paymentHash: string): { paid: true; preimage: string } {
+    const inv = getStubInvoice(this.db, paymentHash);
+    if (!inv) throw new StubInvoiceNotFound(`no invoice with payment hash ${paymentHash}`);
+    if (inv.paidAt == null) {
+      if (inv.expiresAt <= Math.floor(Date.now() / 1000)) throw new StubInvoiceExpired('invoice expired');
+      markStubInvoicePaid(this.db, paymentHash, Date.now());
+    }
+    // Reported every time, as a real backend may; the core is idempotent.
+    queueMicrotask(() => this.listener(paymentHash));
+    return { paid: true, preimage: inv.preimage };
+  }
+
+  async close(): Promise<void> {}
+}

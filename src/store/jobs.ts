@@ -1,0 +1,198 @@
+// Job and invoice queries. Every state change is a compare-and-set on the current state, in one
+// transaction with the invoice it issues and the events it must publish (the outbox).
+import { and, desc, eq, inArray, lte, sql, count } from 'drizzle-orm';
+import { invoices, jobs } from '../../schema/tables.ts';
+import type { Db } from './db.ts';
+import type { InvoiceRecord, Job, NewJob, PublishIntent } from '../core/types.ts';
+import { isJobState, type JobState } from '../core/job-machine.ts';
+import { insertIntents } from './outbox.ts';
+
+type JobRow = typeof jobs.$inferSelect;
+
+/** Columns a transition may set besides `state`. */
+export type JobPatch = Partial<
+  Pick<JobRow, 'evalPaymentHash' | 'workPaymentHash' | 'reason' | 'result' | 'errorMessage'> & {
+    pricingJson: string;
+    costLedgerJson: string;
+  }
+>;
+
+function parseJson<T>(s: string | null): T | null {
+  return s == null ? null : (JSON.parse(s) as T);
+}
+
+export function toJob(r: JobRow): Job {
+  if (!isJobState(r.state)) throw new Error(`job ${r.id} has unknown state ${r.state}`);
+  return {
+    id: r.id,
+    kind: r.kind,
+    source: r.source,
+    customerPubkey: r.customerPubkey,
+    clientAddress: r.clientAddress,
+    requestJson: r.requestJson,
+    encryption: r.encryption,
+    input: r.input,
+    params: JSON.parse(r.paramsJson),
+    relays: JSON.parse(r.relaysJson),
+    bidMsats: r.bidMsats,
+    requestCreatedAt: r.requestCreatedAt,
+    expiresAt: r.expiresAt,
+    state: r.state,
+    evalPaymentHash: r.evalPaymentHash,
+    workPaymentHash: r.workPaymentHash,
+    reason: r.reason,
+    pricing: parseJson(r.pricingJson),
+    result: r.result,
+    costLedger: parseJson(r.costLedgerJson),
+    errorMessage: r.errorMessage,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+  };
+}
+
+export function getJob(db: Db, id: string): Job | undefined {
+  const r = db.select().from(jobs).where(eq(jobs.id, id)).get();
+  return r && toJob(r);
+}
+
+export function jobExists(db: Db, id: string): boolean {
+  return db.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, id)).get() !== undefined;
+}
+
+export function listJobs(db: Db, opts: { states?: JobState[]; limit?: number } = {}): Job[] {
+  const q = db.select().from(jobs);
+  const filtered = opts.states?.length ? q.where(inArray(jobs.state, opts.states)) : q;
+  return filtered
+    .orderBy(desc(jobs.createdAt))
+    .limit(opts.limit ?? 1_000_000)
+    .all()
+    .map(toJob);
+}
+
+export function countJobs(db: Db, states: readonly JobState[], customerPubkey?: string): number {
+  const cond = customerPubkey
+    ? and(inArray(jobs.state, [...states]), eq(jobs.customerPubkey, customerPubkey))
+    : inArray(jobs.state, [...states]);
+  return db.select({ n: count() }).from(jobs).where(cond).get()?.n ?? 0;
+}
+
+function insertInvoiceRow(db: Db, inv: Omit<InvoiceRecord, 'status' | 'paidAt'>, nowMs: number): void {
+  db.insert(invoices)
+    .values({ ...inv, status: 'open', createdAt: nowMs })
+    .run();
+}
+
+export interface CreateJobArgs {
+  job: NewJob;
+  state: JobState;
+  patch?: JobPatch;
+  invoice?: Omit<InvoiceRecord, 'status' | 'paidAt'>;
+  intents: PublishIntent[];
+}
+
+/** Inserts a new job (with its first invoice and events) unless its id exists; true when inserted. */
+export function createJob(db: Db, a: CreateJobArgs): boolean {
+  const now = Date.now();
+  return db.transaction((tx) => {
+    const r = tx
+      .insert(jobs)
+      .values({
+        id: a.job.id,
+        kind: a.job.kind,
+        source: a.job.source,
+        state: a.state,
+        customerPubkey: a.job.customerPubkey,
+        clientAddress: a.job.clientAddress,
+        requestJson: a.job.requestJson,
+        encryption: a.job.encryption,
+        input: a.job.input,
+        paramsJson: JSON.stringify(a.job.params),
+        relaysJson: JSON.stringify(a.job.relays),
+        bidMsats: a.job.bidMsats,
+        requestCreatedAt: a.job.requestCreatedAt,
+        expiresAt: a.job.expiresAt,
+        createdAt: now,
+        updatedAt: now,
+        ...a.patch,
+      })
+      .onConflictDoNothing()
+      .run();
+    if (r.changes !== 1) return false;
+    if (a.invoice) insertInvoiceRow(tx as unknown as Db, a.invoice, now);
+    insertIntents(tx as unknown as Db, a.job.id, a.intents, now);
+    return true;
+  });
+}
+
+export interface TransitionArgs {
+  jobId: string;
+  from: JobState;
+  to: JobState;
+  patch?: JobPatch;
+  invoice?: Omit<InvoiceRecord, 'status' | 'paidAt'>;
+  intents: PublishIntent[];
+}
+
+/** Moves a job from `from` to `to` atomically with its side records; false if it was not in `from`. */
+export function transitionJob(db: Db, a: TransitionArgs): boolean {
+  const now = Date.now();
+  return db.transaction((tx) => {
+    const r = tx
+      .update(jobs)
+      .set({ state: a.to, updatedAt: now, ...a.patch })
+      .where(and(eq(jobs.id, a.jobId), eq(jobs.state, a.from)))
+      .run();
+    if (r.changes !== 1) return false;
+    if (a.invoice) insertInvoiceRow(tx as unknown as Db, a.invoice, now);
+    insertIntents(tx as unknown as Db, a.jobId, a.intents, now);
+    return true;
+  });
+}
+
+export function getInvoice(db: Db, paymentHash: string): InvoiceRecord | undefined {
+  return db.select().from(invoices).where(eq(invoices.paymentHash, paymentHash)).get() as InvoiceRecord | undefined;
+}
+
+/** Records a settlement once; true only for the first report. */
+export function markInvoicePaid(db: Db, paymentHash: string): boolean {
+  const r = db
+    .update(invoices)
+    .set({ status: 'paid', paidAt: Date.now() })
+    .where(and(eq(invoices.paymentHash, paymentHash), inArray(invoices.status, ['open', 'expired'])))
+    .run();
+  return r.changes === 1;
+}
+
+export function markInvoiceExpired(db: Db, paymentHash: string): void {
+  db.update(invoices)
+    .set({ status: 'expired' })
+    .where(and(eq(invoices.paymentHash, paymentHash), eq(invoices.status, 'open')))
+    .run();
+}
+
+/** Open invoices whose expiry has passed, oldest first. */
+export function dueInvoices(db: Db, nowS: number, limit = 500): InvoiceRecord[] {
+  return db
+    .select()
+    .from(invoices)
+    .where(and(eq(invoices.status, 'open'), lte(invoices.expiresAt, nowS)))
+    .orderBy(invoices.expiresAt)
+    .limit(limit)
+    .all() as InvoiceRecord[];
+}
+
+/** Open invoices, for the resume pass after a restart. */
+export function openInvoices(db: Db, afterHash = '', limit = 500): InvoiceRecord[] {
+  return db
+    .select()
+    .from(invoices)
+    .where(and(eq(invoices.status, 'open'), sql`${invoices.paymentHash} > ${afterHash}`))
+    .orderBy(invoices.paymentHash)
+    .limit(limit)
+    .all() as InvoiceRecord[];
+}
+
+export function countJobsByState(db: Db): Record<string, number> {
+  const rows = db.select({ state: jobs.state, n: count() }).from(jobs).groupBy(jobs.state).all();
+  return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+}

@@ -1,0 +1,112 @@
+// Outbox queries: intents recorded with their transition, signed once, acked per relay.
+import { and, asc, eq, gt, isNull, isNotNull, sql, count } from 'drizzle-orm';
+import { outbox, outboxAcks } from '../../schema/tables.ts';
+import type { Db } from './db.ts';
+import type { PublishIntent } from '../core/types.ts';
+
+export interface OutboxRow {
+  id: number;
+  jobId: string | null;
+  intent: PublishIntent;
+  eventId: string | null;
+  signedJson: string | null;
+  createdAt: number; // unix ms
+  ackedAt: number | null;
+}
+
+function toRow(r: typeof outbox.$inferSelect): OutboxRow {
+  return {
+    id: r.id,
+    jobId: r.jobId,
+    intent: JSON.parse(r.intentJson) as PublishIntent,
+    eventId: r.eventId,
+    signedJson: r.signedJson,
+    createdAt: r.createdAt,
+    ackedAt: r.ackedAt,
+  };
+}
+
+/** Called inside the transition's transaction. */
+export function insertIntents(db: Db, jobId: string | null, intents: PublishIntent[], nowMs: number): void {
+  for (const intent of intents) {
+    db.insert(outbox).values({ jobId, intentJson: JSON.stringify(intent), createdAt: nowMs }).run();
+  }
+}
+
+export function unsignedIntents(db: Db, afterId = 0, limit = 200): OutboxRow[] {
+  return db
+    .select()
+    .from(outbox)
+    .where(and(isNull(outbox.signedJson), gt(outbox.id, afterId)))
+    .orderBy(asc(outbox.id))
+    .limit(limit)
+    .all()
+    .map(toRow);
+}
+
+/** Stores the signed event once; false when another signer got there first. */
+export function storeSigned(db: Db, id: number, eventId: string, signedJson: string): boolean {
+  const r = db
+    .update(outbox)
+    .set({ eventId, signedJson, signedAt: Date.now() })
+    .where(and(eq(outbox.id, id), isNull(outbox.signedJson)))
+    .run();
+  return r.changes === 1;
+}
+
+/** Signed events no relay has acked yet, oldest first. */
+export function unackedEvents(db: Db, limit = 200): OutboxRow[] {
+  return db
+    .select()
+    .from(outbox)
+    .where(and(isNotNull(outbox.signedJson), isNull(outbox.ackedAt)))
+    .orderBy(asc(outbox.id))
+    .limit(limit)
+    .all()
+    .map(toRow);
+}
+
+/** Signed events since `sinceMs` that `relay` has not acked: re-sent when it (re)connects. */
+export function notAckedBy(db: Db, relay: string, sinceMs: number, limit = 500): OutboxRow[] {
+  return db
+    .select()
+    .from(outbox)
+    .where(
+      and(
+        isNotNull(outbox.signedJson),
+        gt(outbox.createdAt, sinceMs),
+        sql`not exists (select 1 from ${outboxAcks} a where a.outbox_id = ${outbox.id} and a.relay = ${relay} and a.ok = 1)`,
+      ),
+    )
+    .orderBy(asc(outbox.id))
+    .limit(limit)
+    .all()
+    .map(toRow);
+}
+
+export function noteAttempt(db: Db, id: number): void {
+  db.update(outbox).set({ attempts: sql`${outbox.attempts} + 1` }).where(eq(outbox.id, id)).run();
+}
+
+/** Records a relay's OK answer for an event; an accepted event marks the row acked. Returns the row id. */
+export function recordAck(db: Db, eventId: string, relay: string, ok: boolean, message: string): number | null {
+  const now = Date.now();
+  return db.transaction((tx) => {
+    const row = tx.select({ id: outbox.id }).from(outbox).where(eq(outbox.eventId, eventId)).get();
+    if (!row) return null;
+    tx.insert(outboxAcks)
+      .values({ outboxId: row.id, relay, ok, message, at: now })
+      .onConflictDoUpdate({ target: [outboxAcks.outboxId, outboxAcks.relay], set: { ok, message, at: now } })
+      .run();
+    if (ok) tx.update(outbox).set({ ackedAt: now }).where(and(eq(outbox.id, row.id), isNull(outbox.ackedAt))).run();
+    return row.id;
+  });
+}
+
+export function outboxDepth(db: Db): number {
+  return db.select({ n: count() }).from(outbox).where(isNull(outbox.ackedAt)).get()?.n ?? 0;
+}
+
+export function outboxForJob(db: Db, jobId: string): OutboxRow[] {
+  return db.select().from(outbox).where(eq(outbox.jobId, jobId)).orderBy(asc(outbox.id)).all().map(toRow);
+}
