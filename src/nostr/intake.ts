@@ -168,6 +168,9 @@ export class Intake {
     const outcome = await this.jobs.submit(job);
     if (outcome.status === 'created') this.counters.accepted++;
     else if (outcome.status === 'refused') this.counters.refused++;
-    else if (outcome.status === 'duplicate') this.counters.duplicate++;
+    else if (outcome.status === 'duplicate') {
+      this.counters.duplicate++;
+      this.log.debug({ id: event.id }, 'request already known; not invoiced again');
+    }
   }
 }

@@ -102,7 +102,9 @@ class RelayConnection {
 
   private subscribe(): void {
     if (!this.cfg.read) return;
-    this.send(['REQ', SUB_ID, ...this.h.filters()]);
+    const filters = this.h.filters();
+    this.log.debug({ relay: this.cfg.url, filters }, 'subscribing');
+    this.send(['REQ', SUB_ID, ...filters]);
   }
 
   send(msg: unknown[]): boolean {
@@ -142,6 +144,9 @@ class RelayConnection {
         return;
       case 'AUTH':
         if (typeof msg[1] === 'string') this.authenticate(msg[1]);
+        return;
+      case 'EOSE':
+        this.log.debug({ relay: this.cfg.url }, 'end of stored events');
         return;
       case 'CLOSED':
         this.log.warn({ relay: this.cfg.url, reason: msg[2] }, 'relay closed our subscription');

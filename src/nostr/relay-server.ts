@@ -30,7 +30,9 @@ export async function startRelayServer(o: RelayServerOptions): Promise<RelayServ
   const repo = new EventRepositorySqlite(o.dbPath);
   await repo.init();
   const quiet = { setLogLevel() {}, debug() {}, info() {}, warn() {}, error: (m: string) => o.log?.warn({ relay: 'embedded' }, m) };
-  const relay = new NostrRelay(repo, { hostname: o.authHostname, logger: quiet });
+  // filterResultCacheTtl 0: the library otherwise answers an identical REQ from a cache that can hide
+  // events stored since (seen: a restarted daemon re-subscribing with the same filter got nothing).
+  const relay = new NostrRelay(repo, { hostname: o.authHostname, logger: quiet, filterResultCacheTtl: 0 });
   const validator = new Validator();
   const wss = new WebSocketServer({ host: o.host, port: o.port, maxPayload: o.maxMessageBytes ?? 512 * 1024 });
   await new Promise<void>((resolve, reject) => {
