@@ -3,7 +3,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'n
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { nip19 } from 'nostr-tools';
-import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 
 export const KEY_FILE = 'nostr.key';
 
@@ -14,7 +13,7 @@ export class KeyError extends Error {
 /** Parses an nsec or 64-hex secret key; the message never echoes the input. */
 export function parseSecretKey(value: string, label: string): Uint8Array {
   const v = value.trim();
-  if (/^[0-9a-f]{64}$/i.test(v)) return hexToBytes(v.toLowerCase());
+  if (/^[0-9a-f]{64}$/i.test(v)) return new Uint8Array(Buffer.from(v, 'hex'));
   if (v.startsWith('nsec1')) {
     try {
       const d = nip19.decode(v);
@@ -33,7 +32,7 @@ export function loadSecretKey(dataDir: string, fromEnv?: string): Uint8Array {
   if (existsSync(file)) return parseSecretKey(readFileSync(file, 'utf8'), file);
   mkdirSync(dataDir, { recursive: true });
   const sk = randomBytes(32);
-  writeFileSync(file, `${bytesToHex(sk)}\n`, { mode: 0o600, flag: 'wx' });
+  writeFileSync(file, `${sk.toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
   chmodSync(file, 0o600);
   return new Uint8Array(sk);
 }

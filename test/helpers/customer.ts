@@ -3,6 +3,7 @@
 import WebSocket from 'ws';
 import { Relay, useWebSocketImplementation } from 'nostr-tools/relay';
 import { finalizeEvent, generateSecretKey, getPublicKey, type Event } from 'nostr-tools/pure';
+import type { Filter } from 'nostr-tools/filter';
 import { decode } from 'light-bolt11-decoder';
 import { waitFor } from './wait.ts';
 
@@ -122,7 +123,7 @@ export function invoiceOf(ev: Event): { msats: number; bolt11: string } {
 }
 
 /** Everything a relay has stored for a filter (REQ until EOSE). */
-export async function queryRelay(url: string, filter: Record<string, unknown>): Promise<Event[]> {
+export async function queryRelay(url: string, filter: Filter): Promise<Event[]> {
   const r = await Relay.connect(url);
   try {
     return await new Promise<Event[]>((resolve) => {
