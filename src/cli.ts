@@ -44,13 +44,16 @@ program
       }
       throw err;
     }
-    let signals = 0;
+    // `npm start` in a terminal: Ctrl-C reaches the daemon twice (from the terminal and forwarded by npm),
+    // so only a signal a second or more after the first means "exit now".
+    let firstSignalAt = 0;
     const onSignal = (sig: string) => {
-      signals++;
-      if (signals > 1) {
+      if (firstSignalAt > 0 && Date.now() - firstSignalAt < 1000) return;
+      if (firstSignalAt > 0) {
         log.warn({ signal: sig }, 'second signal: exiting now');
         process.exit(1);
       }
+      firstSignalAt = Date.now();
       log.info({ signal: sig }, 'shutting down');
       daemon.stop().then(
         () => process.exit(0),

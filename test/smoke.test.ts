@@ -68,8 +68,8 @@ describe('quick start on a fresh clone', () => {
     const jobs = execFileSync('npx', ['timmy', 'jobs'], { cwd: dir, env }).toString();
     expect(jobs).toMatch(/complete/);
 
-    process.kill(-npm.pid!, 'SIGTERM');
-    await waitFor(() => npm.exitCode !== null, 'npm start exits after SIGTERM', 20_000);
+    process.kill(-npm.pid!, 'SIGINT'); // Ctrl-C: the whole process group
+    await waitFor(() => npm.exitCode !== null || npm.signalCode !== null, 'npm start exits after Ctrl-C', 20_000);
     expect(out).toContain('"msg":"stopped"');
     groupPid = undefined;
   });
