@@ -20,6 +20,8 @@ export const jobs = sqliteTable(
     paramsJson: text('params_json').notNull().default('{}'),
     relaysJson: text('relays_json').notNull().default('[]'), // the request's `relays` tag
     bidMsats: integer('bid_msats'),
+    evalCreditMsats: integer('eval_credit_msats').notNull().default(0), // customer credit applied to the eval fee
+    workCreditMsats: integer('work_credit_msats').notNull().default(0), // customer credit applied to the work price
     evalPaymentHash: text('eval_payment_hash'),
     workPaymentHash: text('work_payment_hash'),
     reason: text('reason'), // eval verdict reason
@@ -83,6 +85,25 @@ export const outboxAcks = sqliteTable(
     at: integer('at').notNull(), // unix ms
   },
   (t) => [primaryKey({ columns: [t.outboxId, t.relay] })],
+);
+
+/**
+ * The credits ledger (SPEC 3.5): money received for work not delivered, spent before new invoices.
+ * `account` is the payer's pubkey (hex), or `job:<id>` for anonymous HTTP jobs. `ref` makes each
+ * entry happen once (e.g. `fail:<job>`, `late:<payment hash>`, `spend-eval:<job>`).
+ */
+export const credits = sqliteTable(
+  'credits',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    account: text('account').notNull(),
+    deltaMsats: integer('delta_msats').notNull(), // + credit, - spend
+    reason: text('reason').notNull(),
+    jobId: text('job_id'),
+    ref: text('ref').notNull().unique(),
+    createdAt: integer('created_at').notNull(), // unix ms
+  },
+  (t) => [index('credits_account').on(t.account)],
 );
 
 /** Small named values: the subscription cursor, the stub node key. */

@@ -6,7 +6,7 @@ import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openDb, closeDb, type Db } from './store/db.ts';
 import { getKv, setKv } from './store/stub-invoices.ts';
-import { countJobsByState } from './store/jobs.ts';
+import { countJobsByState, unpaidNostrJobIds } from './store/jobs.ts';
 import { outboxDepth } from './store/outbox.ts';
 import { StubPayments } from './payments/stub.ts';
 import { StubAgent } from './ai/stub.ts';
@@ -16,7 +16,7 @@ import { JobService } from './core/jobs.ts';
 import { initCrypto, finalizeEvent, getPublicKey } from './nostr/crypto.ts';
 import { loadSecretKey } from './nostr/keys.ts';
 import { RelayPool } from './nostr/pool.ts';
-import { Intake } from './nostr/intake.ts';
+import { Intake, DELETIONS_SUB } from './nostr/intake.ts';
 import { OutboxWorker } from './nostr/outbox.ts';
 import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip89.ts';
 import { TEXT_JOB_KIND } from './nostr/nip90.ts';
@@ -131,6 +131,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       },
       set: (v) => setKv(db, CURSOR_KEY, String(v)),
     },
+    () => unpaidNostrJobIds(db, 500),
   );
 
   const handlerInfo: HandlerInfo = {
@@ -147,8 +148,8 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const pool = new RelayPool(
     config.relays,
     {
-      filters: () => intake.filters(),
-      onEvent: (relay, ev) => intake.handle(relay, ev),
+      subscriptions: () => intake.subscriptions(),
+      onEvent: (relay, sub, ev) => intake.handle(relay, sub, ev),
       onOk: (relay, id, ok, msg) => outboxWorker?.onOk(relay, id, ok, msg),
       onConnected: (relay) => {
         for (const ev of identity) pool.publish(ev, relay);
@@ -198,6 +199,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   await jobs.resume();
   const expiryTimer = setInterval(() => {
     jobs.expireDue().catch((err) => log.error({ err }, 'expiry pass failed'));
+    if (intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
   }, 2000);
   log.info({ relays: config.relays.map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
 

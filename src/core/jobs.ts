@@ -1,14 +1,18 @@
 // The paid AI job service (SPEC 3): intake -> eval invoice -> eval -> work invoice -> work -> result.
-// Every move goes through the transition table and is persisted, with the events it publishes,
-// before any side effect; whoever wins the compare-and-set runs the work, so it runs once.
+// Every move goes through the transition table and is persisted, with the events it publishes, the
+// invoice it issues or settles and the credits it moves, in one transaction before any side effect.
+// Whoever wins the compare-and-set runs the next step, so each step runs once per process.
 import type { Logger } from '../log.ts';
 import type { Db } from '../store/db.ts';
 import * as store from '../store/jobs.ts';
+import { creditBalanceMsats } from '../store/credits.ts';
+import type { CreditEntry } from '../store/credits.ts';
 import type { Agent } from '../ai/agent.ts';
 import type { Invoice, PaymentBackend } from '../payments/payments.ts';
 import type { PriceOracle } from '../pricing/oracle.ts';
 import { costLedger, quoteWork, type PricingParams } from '../pricing/pricing.ts';
-import { nextJobState, TransitionError, UNPAID_JOB_STATES, type JobEvent } from './job-machine.ts';
+import { nextJobState, TransitionError, UNPAID_JOB_STATES, type JobEvent, type JobState } from './job-machine.ts';
+import { KeyedMutex } from './mutex.ts';
 import type { InvoiceRecord, Job, NewJob, PublishIntent } from './types.ts';
 
 export interface JobSettings {
@@ -28,6 +32,8 @@ export interface JobDeps {
   log: Logger;
   /** Called after a commit that recorded events to publish. */
   onIntents: () => void;
+  /** Called with every invoice issued, so a polling backend can watch it. */
+  onInvoice?: (invoice: Invoice) => void;
   /** Test-only fault points (see README, TIMMY_FAULT). */
   fault: (point: string) => void;
 }
@@ -43,9 +49,19 @@ export class Refusal extends Error {
   override name = 'Refusal';
 }
 
+type InvoiceRow = Omit<InvoiceRecord, 'status' | 'paidAt'>;
+
+const sats = (msats: number) => `${msats / 1000} sats`;
+
+/** The credits account of a job's payer: its pubkey, or the job itself for anonymous HTTP jobs. */
+export function creditAccount(job: Pick<NewJob, 'customerPubkey' | 'id'>): string {
+  return job.customerPubkey ?? `job:${job.id}`;
+}
+
 export class JobService {
   private readonly inflightIds = new Set<string>(); // submissions between dedupe check and insert
   private readonly running = new Map<string, Promise<void>>(); // background eval/work per job
+  private readonly accounts = new KeyedMutex(); // serialises credit spending per account
   private stopping = false;
 
   constructor(private readonly d: JobDeps) {}
@@ -62,35 +78,7 @@ export class JobService {
     try {
       this.checkCaps(req);
       await this.checkBid(req);
-      const feeMsats = this.d.settings.evalFeeSats * 1000;
-      const invoice =
-        feeMsats > 0
-          ? await this.createInvoice(feeMsats, `Timmy: evaluation fee for job ${req.id.slice(0, 12)}`)
-          : null;
-      const intents: PublishIntent[] = invoice
-        ? [
-            {
-              type: 'feedback',
-              status: 'payment-required',
-              message: `Pay the evaluation fee of ${this.d.settings.evalFeeSats} sats to have your request reviewed.`,
-              amountMsats: invoice.amountMsats,
-              bolt11: invoice.bolt11,
-            },
-          ]
-        : [];
-      const created = store.createJob(this.d.db, {
-        job: req,
-        state: 'awaiting_eval_payment',
-        patch: { evalPaymentHash: invoice?.paymentHash ?? null },
-        invoice: invoice ? this.invoiceRecord(invoice, req.id, 'eval') : undefined,
-        intents: this.forSource(req, intents),
-      });
-      if (!created) return { status: 'duplicate' };
-      this.d.onIntents();
-      this.log.info({ jobId: req.id, source: req.source }, 'job created');
-      const job = store.getJob(this.d.db, req.id)!;
-      if (!invoice) this.advance(job, 'eval_paid', {}, [this.processing('Evaluating your request.')]);
-      return { status: 'created', job, invoice };
+      return await this.accounts.run(creditAccount(req), () => this.open(req));
     } catch (err) {
       if (err instanceof Refusal) {
         this.refuse(req, err.message);
@@ -100,6 +88,48 @@ export class JobService {
     } finally {
       this.inflightIds.delete(req.id);
     }
+  }
+
+  /** Creates the job with its eval invoice, spending the payer's credit first. Runs under the account lock. */
+  private async open(req: NewJob): Promise<SubmitOutcome> {
+    const account = creditAccount(req);
+    const feeMsats = this.d.settings.evalFeeSats * 1000;
+    const creditMsats = req.customerPubkey ? Math.min(feeMsats, creditBalanceMsats(this.d.db, account)) : 0;
+    const dueMsats = feeMsats - creditMsats;
+    const invoice = dueMsats > 0 ? await this.createInvoice(dueMsats, `Timmy: evaluation fee for job ${req.id.slice(0, 12)}`) : null;
+    const creditNote = creditMsats > 0 ? ` (${sats(creditMsats)} paid from your credit)` : '';
+    const intents: PublishIntent[] = invoice
+      ? [
+          {
+            type: 'feedback',
+            status: 'payment-required',
+            message: `Pay the evaluation fee of ${sats(dueMsats)} to have your request reviewed${creditNote}.`,
+            amountMsats: invoice.amountMsats,
+            bolt11: invoice.bolt11,
+          },
+        ]
+      : [];
+    const spend: CreditEntry[] =
+      creditMsats > 0 ? [{ account, deltaMsats: -creditMsats, reason: 'spent on the evaluation fee', jobId: req.id, ref: `spend-eval:${req.id}` }] : [];
+    const created = store.createJob(this.d.db, {
+      job: req,
+      state: 'awaiting_eval_payment',
+      patch: { evalPaymentHash: invoice?.paymentHash ?? null, evalCreditMsats: creditMsats },
+      invoice: invoice ? this.invoiceRow(invoice, req.id, 'eval') : undefined,
+      intents: this.forSource(req, intents),
+      credits: spend,
+    });
+    if (!created) return { status: 'duplicate' };
+    if (invoice) this.d.onInvoice?.(invoice);
+    this.d.onIntents();
+    this.log.info({ jobId: req.id, source: req.source, creditMsats }, 'job created');
+    let job = store.getJob(this.d.db, req.id)!;
+    if (!invoice) {
+      const message = creditMsats > 0 ? `Evaluation fee paid from your credit${creditNote}; evaluating.` : 'Evaluating your request.';
+      this.advance(job, 'eval_paid', {}, [this.processing(message)]);
+      job = store.getJob(this.d.db, req.id)!;
+    }
+    return { status: 'created', job, invoice };
   }
 
   /** Records a request that cannot be served and answers it with `error` (once per request id). */
@@ -119,10 +149,15 @@ export class JobService {
   private checkCaps(req: NewJob): void {
     const { maxOpenUnpaidPerClient, maxOpenUnpaidTotal } = this.d.settings;
     if (store.countJobs(this.d.db, UNPAID_JOB_STATES) >= maxOpenUnpaidTotal) {
-      throw new Refusal('rate-limited: too many unpaid jobs open, try again later');
+      throw new Refusal('rate-limited: too many unpaid jobs are open, try again later');
     }
-    if (req.customerPubkey && store.countJobs(this.d.db, UNPAID_JOB_STATES, req.customerPubkey) >= maxOpenUnpaidPerClient) {
-      throw new Refusal(`rate-limited: you have ${maxOpenUnpaidPerClient} unpaid jobs open; pay or let them expire first`);
+    const perClient = req.customerPubkey
+      ? store.countJobs(this.d.db, UNPAID_JOB_STATES, { customerPubkey: req.customerPubkey })
+      : req.clientAddress
+        ? store.countJobs(this.d.db, UNPAID_JOB_STATES, { clientAddress: req.clientAddress })
+        : 0;
+    if (perClient >= maxOpenUnpaidPerClient) {
+      throw new Refusal(`rate-limited: you have ${perClient} unpaid jobs open; pay them or let them expire first`);
     }
   }
 
@@ -147,7 +182,7 @@ export class JobService {
     }
   }
 
-  private invoiceRecord(inv: Invoice, jobId: string, purpose: 'eval' | 'work'): Omit<InvoiceRecord, 'status' | 'paidAt'> {
+  private invoiceRow(inv: Invoice, jobId: string, purpose: 'eval' | 'work'): InvoiceRow {
     return { paymentHash: inv.paymentHash, jobId, purpose, amountMsats: inv.amountMsats, bolt11: inv.bolt11, expiresAt: inv.expiresAt };
   }
 
@@ -156,21 +191,21 @@ export class JobService {
     return job.source === 'nostr' ? intents : [];
   }
 
-  private processing(message: string): PublishIntent {
-    return { type: 'feedback', status: 'processing', message };
+  private processing(message: string, content?: string): PublishIntent {
+    return { type: 'feedback', status: 'processing', message, ...(content ? { content } : {}) };
   }
 
-  /** Applies `event` to the job through the table; true when this call made the move. */
+  /** Applies `event` through the table; true when this call made the move. */
   private advance(
     job: Job,
     event: JobEvent,
     patch: store.JobPatch,
     intents: PublishIntent[],
-    invoice?: Omit<InvoiceRecord, 'status' | 'paidAt'>,
+    extra: { invoice?: InvoiceRow; settle?: store.TransitionArgs['settle']; credits?: CreditEntry[] } = {},
   ): boolean {
     const to = nextJobState(job.state, event);
     if (!to) throw new TransitionError(job.state, event);
-    const moved = store.transitionJob(this.d.db, { jobId: job.id, from: job.state, to, patch, invoice, intents: this.forSource(job, intents) });
+    const moved = store.transitionJob(this.d.db, { jobId: job.id, from: job.state, to, patch, intents: this.forSource(job, intents), ...extra });
     if (moved) {
       this.log.info({ jobId: job.id, from: job.state, to }, 'job transition');
       if (intents.length) this.d.onIntents();
@@ -187,29 +222,67 @@ export class JobService {
       this.log.debug({ paymentHash }, 'settlement for an unknown invoice ignored');
       return;
     }
-    store.markInvoicePaid(this.d.db, paymentHash);
     const job = store.getJob(this.d.db, inv.jobId);
     if (!job) return;
-    const event: JobEvent = inv.purpose === 'eval' ? 'eval_paid' : 'work_paid';
-    const expected = inv.purpose === 'eval' ? 'awaiting_eval_payment' : 'awaiting_work_payment';
-    if (job.state === expected) {
+    const waiting: JobState = inv.purpose === 'eval' ? 'awaiting_eval_payment' : 'awaiting_work_payment';
+    const ownInvoice = (inv.purpose === 'eval' ? job.evalPaymentHash : job.workPaymentHash) === paymentHash;
+    if (job.state === waiting && ownInvoice) {
       const message = inv.purpose === 'eval' ? 'Payment received; evaluating your request.' : 'Payment received; working on your request.';
-      this.advance(job, event, {}, [this.processing(message)]);
-    } else if (job.state === 'expired' || job.state === 'cancelled') {
-      // Credits for late payments arrive with the credits ledger; until then the operator must see this.
-      this.log.warn({ jobId: job.id, paymentHash, amountMsats: inv.amountMsats }, 'payment arrived for a job no longer payable');
+      this.advance(job, inv.purpose === 'eval' ? 'eval_paid' : 'work_paid', {}, [this.processing(message)], {
+        settle: { paymentHash, status: 'paid' },
+      });
+    } else if (inv.status !== 'paid') {
+      // Money for a job that no longer waits for it (expired, cancelled): never lost, credited.
+      const account = creditAccount(job);
+      const credited = store.settleLate(this.d.db, {
+        paymentHash,
+        jobId: job.id,
+        credit: { account, deltaMsats: inv.amountMsats, reason: `payment after the job was ${job.state}`, jobId: job.id, ref: `late:${paymentHash}` },
+        intents: this.forSource(job, [
+          {
+            type: 'feedback',
+            status: 'error',
+            message: `payment received after the job was ${job.state}: ${sats(inv.amountMsats)} credited to ${job.customerPubkey ? 'your pubkey' : account}, spent automatically on your next request`,
+          },
+        ]),
+      });
+      if (credited) {
+        this.log.warn({ jobId: job.id, paymentHash, amountMsats: inv.amountMsats, state: job.state }, 'late payment credited');
+        this.d.onIntents();
+      }
     }
+  }
+
+  /** NIP-09: the requester deleted an unpaid request. True when it was cancelled. */
+  cancel(jobId: string, byPubkey: string): boolean {
+    const job = store.getJob(this.d.db, jobId);
+    if (!job || job.customerPubkey !== byPubkey || !nextJobState(job.state, 'deleted')) return false;
+    return this.advance(
+      job,
+      'deleted',
+      { errorMessage: 'cancelled by the customer' },
+      [{ type: 'feedback', status: 'error', message: 'cancelled: the request was deleted by its author' }],
+      { credits: this.refundOfAppliedCredit(job) },
+    );
+  }
+
+  /** Credit applied to the invoice a job was waiting on goes back when that invoice dies unpaid. */
+  private refundOfAppliedCredit(job: Job): CreditEntry[] {
+    const stage = job.state === 'awaiting_eval_payment' ? 'eval' : 'work';
+    const applied = stage === 'eval' ? job.evalCreditMsats : job.workCreditMsats;
+    if (applied <= 0) return [];
+    return [{ account: creditAccount(job), deltaMsats: applied, reason: `credit returned: the ${stage} invoice was not paid`, jobId: job.id, ref: `refund-${stage}:${job.id}` }];
   }
 
   private runInBackground(jobId: string): void {
     if (this.running.has(jobId) || this.stopping) return;
-    const p = this.work(jobId)
+    const p = this.step(jobId)
       .catch((err) => this.log.error({ err, jobId }, 'job step crashed'))
       .finally(() => this.running.delete(jobId));
     this.running.set(jobId, p);
   }
 
-  private async work(jobId: string): Promise<void> {
+  private async step(jobId: string): Promise<void> {
     const job = store.getJob(this.d.db, jobId);
     if (!job) return;
     if (job.state === 'evaluating') await this.evaluate(job);
@@ -230,39 +303,53 @@ export class JobService {
     }
     const btc = await this.d.oracle.btcUsd();
     const pricing = quoteWork(this.d.pricing, job.input, btc.usd, job.params.maxTokens);
-    let invoice: Invoice;
     try {
-      invoice = await this.d.payments.createInvoice({
-        amountMsats: pricing.amountSats * 1000,
-        memo: `Timmy: work for job ${job.id.slice(0, 12)}`,
-        expirySecs: this.d.settings.invoiceExpirySecs,
-      });
+      await this.accounts.run(creditAccount(job), () => this.quote(job, verdict.reason, pricing));
     } catch (err) {
       this.fail(job, `the payment backend could not issue the work invoice: ${(err as Error).message}`);
-      return;
     }
-    this.advance(
+  }
+
+  /** Issues the work invoice (credit first) and moves to awaiting_work_payment. Runs under the account lock. */
+  private async quote(job: Job, reason: string, pricing: ReturnType<typeof quoteWork>): Promise<void> {
+    const account = creditAccount(job);
+    const priceMsats = pricing.amountSats * 1000;
+    const creditMsats = job.customerPubkey ? Math.min(priceMsats, creditBalanceMsats(this.d.db, account)) : 0;
+    const dueMsats = priceMsats - creditMsats;
+    const invoice = dueMsats > 0 ? await this.d.payments.createInvoice({ amountMsats: dueMsats, memo: `Timmy: work for job ${job.id.slice(0, 12)}`, expirySecs: this.d.settings.invoiceExpirySecs }) : null;
+    const creditNote = creditMsats > 0 ? ` (${sats(creditMsats)} paid from your credit)` : '';
+    const intents: PublishIntent[] = invoice
+      ? [
+          {
+            type: 'feedback',
+            status: 'payment-required',
+            message: `Accepted. Pay ${sats(dueMsats)} for the work${creditNote}.`,
+            amountMsats: invoice.amountMsats,
+            bolt11: invoice.bolt11,
+            content: JSON.stringify(pricing),
+          },
+        ]
+      : [];
+    const moved = this.advance(
       job,
       'accepted',
-      { reason: verdict.reason, pricingJson: JSON.stringify(pricing), workPaymentHash: invoice.paymentHash },
-      [
-        {
-          type: 'feedback',
-          status: 'payment-required',
-          message: `Accepted. Pay ${pricing.amountSats} sats for the work.`,
-          amountMsats: invoice.amountMsats,
-          bolt11: invoice.bolt11,
-          content: JSON.stringify(pricing),
-        },
-      ],
-      this.invoiceRecord(invoice, job.id, 'work'),
+      { reason, pricingJson: JSON.stringify(pricing), workPaymentHash: invoice?.paymentHash ?? null, workCreditMsats: creditMsats },
+      intents,
+      {
+        invoice: invoice ? this.invoiceRow(invoice, job.id, 'work') : undefined,
+        credits: creditMsats > 0 ? [{ account, deltaMsats: -creditMsats, reason: 'spent on work', jobId: job.id, ref: `spend-work:${job.id}` }] : [],
+      },
     );
+    if (moved && invoice) this.d.onInvoice?.(invoice);
+    if (moved && !invoice) {
+      const next = store.getJob(this.d.db, job.id)!;
+      this.advance(next, 'work_paid', {}, [this.processing(`Accepted; the work was paid from your credit${creditNote}. Working on it.`, JSON.stringify(pricing))]);
+    }
   }
 
   private async execute(job: Job): Promise<void> {
     const pricing = job.pricing;
-    const inv = job.workPaymentHash ? store.getInvoice(this.d.db, job.workPaymentHash) : undefined;
-    if (!pricing || !inv) {
+    if (!pricing) {
       this.fail(job, 'internal: work started without a quote');
       return;
     }
@@ -277,16 +364,25 @@ export class JobService {
       this.fail(job, 'work failed: the model returned no output');
       return;
     }
-    const ledger = costLedger(this.d.pricing, answer.usage, inv.amountMsats / 1000);
+    const ledger = costLedger(this.d.pricing, answer.usage, pricing.amountSats);
     this.advance(job, 'completed', { result: answer.text, costLedgerJson: JSON.stringify(ledger) }, [
       { type: 'result' },
       { type: 'feedback', status: 'success', message: 'Done. Thank you for using Timmy.' },
     ]);
   }
 
+  /** Ends a working job as failed; what the customer paid for the failed step becomes credit. */
   private fail(job: Job, message: string): void {
-    this.log.warn({ jobId: job.id, message }, 'job failed');
-    this.advance(job, 'failed', { errorMessage: message }, [{ type: 'feedback', status: 'error', message }]);
+    const stage = job.state === 'evaluating' ? 'eval' : 'work';
+    const hash = stage === 'eval' ? job.evalPaymentHash : job.workPaymentHash;
+    const invoiced = hash ? (store.getInvoice(this.d.db, hash)?.amountMsats ?? 0) : 0;
+    const paidMsats = invoiced + (stage === 'eval' ? job.evalCreditMsats : job.workCreditMsats);
+    const account = creditAccount(job);
+    const credits: CreditEntry[] =
+      paidMsats > 0 ? [{ account, deltaMsats: paidMsats, reason: `refund: ${message}`, jobId: job.id, ref: `fail:${job.id}` }] : [];
+    const note = paidMsats > 0 ? `; ${sats(paidMsats)} credited to ${job.customerPubkey ? 'your pubkey' : account}, spent automatically on your next request` : '';
+    this.log.warn({ jobId: job.id, message, creditedMsats: paidMsats }, 'job failed');
+    this.advance(job, 'failed', { errorMessage: message }, [{ type: 'feedback', status: 'error', message: `${message}${note}` }], { credits });
   }
 
   /** After a restart: rerun owed work and look at every open invoice once, a page at a time. */
@@ -323,14 +419,18 @@ export class JobService {
         await this.onInvoicePaid(inv.paymentHash);
         continue;
       }
-      store.markInvoiceExpired(this.d.db, inv.paymentHash);
       const job = store.getJob(this.d.db, inv.jobId);
-      const waiting = inv.purpose === 'eval' ? 'awaiting_eval_payment' : 'awaiting_work_payment';
-      if (job && job.state === waiting) {
-        this.advance(job, 'invoice_expired', { errorMessage: 'invoice expired unpaid' }, [
-          { type: 'feedback', status: 'error', message: 'expired: the invoice was not paid in time' },
-        ]);
-      }
+      const waiting: JobState = inv.purpose === 'eval' ? 'awaiting_eval_payment' : 'awaiting_work_payment';
+      const moved =
+        job?.state === waiting &&
+        this.advance(
+          job,
+          'invoice_expired',
+          { errorMessage: 'invoice expired unpaid' },
+          [{ type: 'feedback', status: 'error', message: 'expired: the invoice was not paid in time' }],
+          { settle: { paymentHash: inv.paymentHash, status: 'expired' }, credits: this.refundOfAppliedCredit(job) },
+        );
+      if (!moved) store.setInvoiceStatus(this.d.db, inv.paymentHash, 'expired');
     }
   }
 

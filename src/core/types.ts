@@ -29,6 +29,8 @@ export interface NewJob {
 
 export interface Job extends NewJob {
   state: JobState;
+  evalCreditMsats: number; // customer credit applied to the eval fee
+  workCreditMsats: number; // customer credit applied to the work price
   evalPaymentHash: string | null;
   workPaymentHash: string | null;
   reason: string | null;

@@ -7,6 +7,11 @@ import type { JobService } from '../core/jobs.ts';
 import { verifyEvent } from './crypto.ts';
 import { parseJobTags, toNewJob, TEXT_JOB_KIND } from './nip90.ts';
 import { decryptRequestTags } from './encryption.ts';
+import type { Filter, Subscription } from './pool.ts';
+
+export const REQUESTS_SUB = 'timmy-requests';
+export const DELETIONS_SUB = 'timmy-deletions';
+const DELETION_KIND = 5;
 
 export interface IntakeSettings {
   pubkey: string; // Timmy's, hex
@@ -66,28 +71,47 @@ export class Intake {
   };
   private readonly recent = new RecentIds(10_000);
   private cursor: number; // unix s: newest request created_at seen, never ahead of the clock
+  private deletionIds: string[] = [];
 
   constructor(
     private readonly s: IntakeSettings,
     private readonly jobs: JobService,
     private readonly log: Logger,
     private readonly cursorStore: { get(): number | null; set(v: number): void },
+    /** Ids of unpaid Nostr jobs, newest first, capped: the requests a NIP-09 deletion may cancel. */
+    private readonly unpaidIds: () => string[],
   ) {
     this.cursor = cursorStore.get() ?? 0;
   }
 
-  /** Subscription filters: requests p-tagged to Timmy since the persisted cursor (with overlap). */
-  filters(): Record<string, unknown>[] {
+  /**
+   * Requests p-tagged to Timmy since the persisted cursor (with overlap), and NIP-09 deletions of the
+   * unpaid jobs (refreshed by `deletionsChanged`).
+   */
+  subscriptions(): Subscription[] {
     const now = Math.floor(Date.now() / 1000);
     const overlapSecs = 300; // relays may store events late; dedupe makes the overlap harmless
     const since = Math.max(now - this.s.maxRequestAgeSecs, (this.cursor || now) - overlapSecs);
-    const filters: Record<string, unknown>[] = [{ kinds: [TEXT_JOB_KIND], '#p': [this.s.pubkey], since }];
-    if (this.s.acceptUntargeted) filters.push({ kinds: [TEXT_JOB_KIND], since });
-    return filters;
+    const requests: Filter[] = [{ kinds: [TEXT_JOB_KIND], '#p': [this.s.pubkey], since }];
+    if (this.s.acceptUntargeted) requests.push({ kinds: [TEXT_JOB_KIND], since });
+    this.deletionIds = this.unpaidIds();
+    const deletions: Filter[] = this.deletionIds.length
+      ? [{ kinds: [DELETION_KIND], '#e': this.deletionIds, since: now - this.s.maxRequestAgeSecs }]
+      : [];
+    return [
+      { id: REQUESTS_SUB, filters: requests },
+      { id: DELETIONS_SUB, filters: deletions },
+    ];
+  }
+
+  /** True when the set of unpaid jobs changed since the deletion subscription was last sent. */
+  deletionsChanged(): boolean {
+    const ids = this.unpaidIds();
+    return ids.length !== this.deletionIds.length || ids.some((id, i) => id !== this.deletionIds[i]);
   }
 
   /** Entry point for every EVENT from a relay subscription. Never throws. */
-  handle(relay: string, raw: unknown): void {
+  handle(relay: string, _subId: string, raw: unknown): void {
     this.counters.received++;
     try {
       this.process(relay, raw);
@@ -118,6 +142,10 @@ export class Intake {
       return;
     }
     this.recent.add(event.id);
+    if (event.kind === DELETION_KIND) {
+      this.onDeletion(event);
+      return;
+    }
     if (event.kind !== TEXT_JOB_KIND) return;
 
     const now = Math.floor(Date.now() / 1000);
@@ -138,6 +166,14 @@ export class Intake {
     }
     this.advanceCursor(Math.min(event.created_at, now));
     this.submit(event).catch((err) => this.log.error({ err, id: event.id }, 'request submission failed'));
+  }
+
+  /** NIP-09: a deletion by the request's own author cancels it while unpaid. */
+  private onDeletion(event: Event): void {
+    for (const t of event.tags) {
+      if (t[0] !== 'e' || !t[1] || !HEX64.test(t[1])) continue;
+      if (this.jobs.cancel(t[1], event.pubkey)) this.log.info({ jobId: t[1] }, 'request deleted by its author; cancelled');
+    }
   }
 
   private advanceCursor(createdAt: number): void {

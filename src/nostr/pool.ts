@@ -7,11 +7,16 @@ import type { RelayConfig } from '../config.ts';
 
 export type Filter = Record<string, unknown>;
 
+export interface Subscription {
+  id: string;
+  filters: Filter[]; // empty: no subscription
+}
+
 export interface PoolHandlers {
-  /** Filters for the one intake subscription, computed at each (re)subscribe. */
-  filters(): Filter[];
-  /** A raw EVENT payload from a read relay; not yet validated. */
-  onEvent(relay: string, event: unknown): void;
+  /** The subscriptions to hold on read relays, computed at each (re)subscribe. */
+  subscriptions(): Subscription[];
+  /** A raw EVENT payload from one of our subscriptions; not yet validated. */
+  onEvent(relay: string, subId: string, event: unknown): void;
   /** An OK answer to something we published. */
   onOk(relay: string, eventId: string, ok: boolean, message: string): void;
   /** A relay (re)connected (and authenticated, when it asked): re-send what it has not acked. */
@@ -26,8 +31,6 @@ export interface PoolOptions {
   backoffCapMs?: number; // ms
   pingIntervalMs?: number; // ms
 }
-
-const SUB_ID = 'timmy-intake';
 
 class RelayConnection {
   ws: WebSocket | null = null;
@@ -91,6 +94,7 @@ class RelayConnection {
     if (this.connected) this.log.warn({ relay: this.cfg.url }, 'relay disconnected');
     this.connected = false;
     this.ws = null;
+    this.open.clear();
     if (this.ping) clearInterval(this.ping);
     this.ping = null;
     if (this.closed) return;
@@ -100,11 +104,19 @@ class RelayConnection {
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
-  private subscribe(): void {
+  private readonly open = new Set<string>(); // subscription ids currently held on this relay
+
+  private subscribe(only?: string): void {
     if (!this.cfg.read) return;
-    const filters = this.h.filters();
-    this.log.debug({ relay: this.cfg.url, filters }, 'subscribing');
-    this.send(['REQ', SUB_ID, ...filters]);
+    for (const sub of this.h.subscriptions()) {
+      if (only && sub.id !== only) continue;
+      if (sub.filters.length === 0) {
+        if (this.open.delete(sub.id)) this.send(['CLOSE', sub.id]);
+        continue;
+      }
+      this.log.debug({ relay: this.cfg.url, sub: sub.id, filters: sub.filters }, 'subscribing');
+      if (this.send(['REQ', sub.id, ...sub.filters])) this.open.add(sub.id);
+    }
   }
 
   send(msg: unknown[]): boolean {
@@ -124,7 +136,7 @@ class RelayConnection {
     if (!Array.isArray(msg) || typeof msg[0] !== 'string') return;
     switch (msg[0]) {
       case 'EVENT':
-        if (msg[1] === SUB_ID) this.h.onEvent(this.cfg.url, msg[2]);
+        if (typeof msg[1] === 'string' && this.open.has(msg[1])) this.h.onEvent(this.cfg.url, msg[1], msg[2]);
         return;
       case 'OK':
         if (typeof msg[1] === 'string') {
@@ -173,8 +185,8 @@ class RelayConnection {
     this.send(['AUTH', ev]);
   }
 
-  resubscribe(): void {
-    if (this.connected) this.subscribe();
+  resubscribe(only?: string): void {
+    if (this.connected) this.subscribe(only);
   }
 
   close(): void {
@@ -210,8 +222,9 @@ export class RelayPool {
     return sent;
   }
 
-  resubscribe(): void {
-    for (const c of this.conns) c.resubscribe();
+  /** Re-sends one subscription (or all) with freshly computed filters. */
+  resubscribe(only?: string): void {
+    for (const c of this.conns) c.resubscribe(only);
   }
 
   status(): { url: string; read: boolean; write: boolean; connected: boolean }[] {

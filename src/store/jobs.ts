@@ -6,12 +6,13 @@ import type { Db } from './db.ts';
 import type { InvoiceRecord, Job, NewJob, PublishIntent } from '../core/types.ts';
 import { isJobState, type JobState } from '../core/job-machine.ts';
 import { insertIntents } from './outbox.ts';
+import { addCredit, type CreditEntry } from './credits.ts';
 
 type JobRow = typeof jobs.$inferSelect;
 
 /** Columns a transition may set besides `state`. */
 export type JobPatch = Partial<
-  Pick<JobRow, 'evalPaymentHash' | 'workPaymentHash' | 'reason' | 'result' | 'errorMessage'> & {
+  Pick<JobRow, 'evalPaymentHash' | 'workPaymentHash' | 'reason' | 'result' | 'errorMessage' | 'evalCreditMsats' | 'workCreditMsats'> & {
     pricingJson: string;
     costLedgerJson: string;
   }
@@ -35,6 +36,8 @@ export function toJob(r: JobRow): Job {
     params: JSON.parse(r.paramsJson),
     relays: JSON.parse(r.relaysJson),
     bidMsats: r.bidMsats,
+    evalCreditMsats: r.evalCreditMsats,
+    workCreditMsats: r.workCreditMsats,
     requestCreatedAt: r.requestCreatedAt,
     expiresAt: r.expiresAt,
     state: r.state,
@@ -55,6 +58,18 @@ export function getJob(db: Db, id: string): Job | undefined {
   return r && toJob(r);
 }
 
+/** Ids of unpaid Nostr jobs, newest first. */
+export function unpaidNostrJobIds(db: Db, limit: number): string[] {
+  return db
+    .select({ id: jobs.id })
+    .from(jobs)
+    .where(and(inArray(jobs.state, ['awaiting_eval_payment', 'awaiting_work_payment']), eq(jobs.source, 'nostr')))
+    .orderBy(desc(jobs.createdAt))
+    .limit(limit)
+    .all()
+    .map((r) => r.id);
+}
+
 export function jobExists(db: Db, id: string): boolean {
   return db.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, id)).get() !== undefined;
 }
@@ -69,11 +84,11 @@ export function listJobs(db: Db, opts: { states?: JobState[]; limit?: number } =
     .map(toJob);
 }
 
-export function countJobs(db: Db, states: readonly JobState[], customerPubkey?: string): number {
-  const cond = customerPubkey
-    ? and(inArray(jobs.state, [...states]), eq(jobs.customerPubkey, customerPubkey))
-    : inArray(jobs.state, [...states]);
-  return db.select({ n: count() }).from(jobs).where(cond).get()?.n ?? 0;
+export function countJobs(db: Db, states: readonly JobState[], by: { customerPubkey?: string; clientAddress?: string } = {}): number {
+  const conds = [inArray(jobs.state, [...states])];
+  if (by.customerPubkey) conds.push(eq(jobs.customerPubkey, by.customerPubkey));
+  if (by.clientAddress) conds.push(eq(jobs.clientAddress, by.clientAddress));
+  return db.select({ n: count() }).from(jobs).where(and(...conds)).get()?.n ?? 0;
 }
 
 function insertInvoiceRow(db: Db, inv: Omit<InvoiceRecord, 'status' | 'paidAt'>, nowMs: number): void {
@@ -88,6 +103,7 @@ export interface CreateJobArgs {
   patch?: JobPatch;
   invoice?: Omit<InvoiceRecord, 'status' | 'paidAt'>;
   intents: PublishIntent[];
+  credits?: CreditEntry[];
 }
 
 /** Inserts a new job (with its first invoice and events) unless its id exists; true when inserted. */
@@ -119,6 +135,7 @@ export function createJob(db: Db, a: CreateJobArgs): boolean {
       .run();
     if (r.changes !== 1) return false;
     if (a.invoice) insertInvoiceRow(tx as unknown as Db, a.invoice, now);
+    for (const c of a.credits ?? []) addCredit(tx as unknown as Db, c);
     insertIntents(tx as unknown as Db, a.job.id, a.intents, now);
     return true;
   });
@@ -130,7 +147,10 @@ export interface TransitionArgs {
   to: JobState;
   patch?: JobPatch;
   invoice?: Omit<InvoiceRecord, 'status' | 'paidAt'>;
+  /** The settlement or expiry that caused the move, recorded in the same transaction. */
+  settle?: { paymentHash: string; status: 'paid' | 'expired' };
   intents: PublishIntent[];
+  credits?: CreditEntry[];
 }
 
 /** Moves a job from `from` to `to` atomically with its side records; false if it was not in `from`. */
@@ -144,6 +164,8 @@ export function transitionJob(db: Db, a: TransitionArgs): boolean {
       .run();
     if (r.changes !== 1) return false;
     if (a.invoice) insertInvoiceRow(tx as unknown as Db, a.invoice, now);
+    if (a.settle) setInvoiceStatus(tx as unknown as Db, a.settle.paymentHash, a.settle.status);
+    for (const c of a.credits ?? []) addCredit(tx as unknown as Db, c);
     insertIntents(tx as unknown as Db, a.jobId, a.intents, now);
     return true;
   });
@@ -153,21 +175,29 @@ export function getInvoice(db: Db, paymentHash: string): InvoiceRecord | undefin
   return db.select().from(invoices).where(eq(invoices.paymentHash, paymentHash)).get() as InvoiceRecord | undefined;
 }
 
-/** Records a settlement once; true only for the first report. */
-export function markInvoicePaid(db: Db, paymentHash: string): boolean {
+/** Open (or expired) -> paid, open -> expired. Returns whether the row changed. */
+export function setInvoiceStatus(db: Db, paymentHash: string, status: 'paid' | 'expired'): boolean {
+  const from: InvoiceRecord['status'][] = status === 'paid' ? ['open', 'expired'] : ['open'];
   const r = db
     .update(invoices)
-    .set({ status: 'paid', paidAt: Date.now() })
-    .where(and(eq(invoices.paymentHash, paymentHash), inArray(invoices.status, ['open', 'expired'])))
+    .set(status === 'paid' ? { status, paidAt: Date.now() } : { status })
+    .where(and(eq(invoices.paymentHash, paymentHash), inArray(invoices.status, from)))
     .run();
   return r.changes === 1;
 }
 
-export function markInvoiceExpired(db: Db, paymentHash: string): void {
-  db.update(invoices)
-    .set({ status: 'expired' })
-    .where(and(eq(invoices.paymentHash, paymentHash), eq(invoices.status, 'open')))
-    .run();
+/**
+ * A payment for a job that no longer waits for it (expired, cancelled): marks the invoice paid and
+ * credits the payer, once (the credit's ref is unique), with the events that tell them.
+ */
+export function settleLate(db: Db, a: { paymentHash: string; jobId: string; credit: CreditEntry; intents: PublishIntent[] }): boolean {
+  const now = Date.now();
+  return db.transaction((tx) => {
+    setInvoiceStatus(tx as unknown as Db, a.paymentHash, 'paid');
+    if (!addCredit(tx as unknown as Db, a.credit)) return false;
+    insertIntents(tx as unknown as Db, a.jobId, a.intents, now);
+    return true;
+  });
 }
 
 /** Open invoices whose expiry has passed, oldest first. */

@@ -1,0 +1,36 @@
+// Credits ledger queries. Entries are append-only; each `ref` happens once; a balance is a sum.
+import { desc, eq, sql, sum } from 'drizzle-orm';
+import { credits } from '../../schema/tables.ts';
+import type { Db } from './db.ts';
+
+export interface CreditEntry {
+  account: string;
+  deltaMsats: number; // + credit, - spend
+  reason: string;
+  jobId: string | null;
+  ref: string;
+}
+
+/** Appends an entry unless its ref exists; true when written. Call inside the transition's transaction. */
+export function addCredit(db: Db, e: CreditEntry): boolean {
+  const r = db.insert(credits).values({ ...e, createdAt: Date.now() }).onConflictDoNothing().run();
+  return r.changes === 1;
+}
+
+export function creditBalanceMsats(db: Db, account: string): number {
+  const row = db.select({ total: sum(credits.deltaMsats) }).from(credits).where(eq(credits.account, account)).get();
+  return Number(row?.total ?? 0);
+}
+
+export function creditEntries(db: Db, account?: string, limit = 200): (CreditEntry & { createdAt: number })[] {
+  const q = db.select().from(credits);
+  return (account ? q.where(eq(credits.account, account)) : q).orderBy(desc(credits.id)).limit(limit).all();
+}
+
+export function creditBalances(db: Db): { account: string; balanceMsats: number }[] {
+  return db
+    .select({ account: credits.account, balanceMsats: sql<number>`sum(${credits.deltaMsats})` })
+    .from(credits)
+    .groupBy(credits.account)
+    .all();
+}
