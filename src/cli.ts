@@ -5,6 +5,7 @@ import { loadConfig, ConfigError } from './config.ts';
 import { createLogger } from './log.ts';
 import { openDb, closeDb } from './store/db.ts';
 import { listJobs } from './store/jobs.ts';
+import { creditBalanceMsats, creditBalances, creditEntries } from './store/credits.ts';
 import { isJobState, JOB_STATES } from './core/job-machine.ts';
 import { loadSecretKey } from './nostr/keys.ts';
 import { initCrypto, getPublicKey } from './nostr/crypto.ts';
@@ -134,6 +135,27 @@ program
       qr: opts.qr !== false,
     });
     process.exit(code);
+  });
+
+program
+  .command('credits')
+  .description('show the credits ledger: balances per account, or one account\'s entries')
+  .argument('[account]', 'a pubkey (hex or npub) or job:<id>')
+  .action((account?: string) => {
+    const config = configOrExit();
+    const db = openDb(config.databasePath);
+    if (account) {
+      const key = account.startsWith('npub1') ? (nip19.decode(account).data as string) : account;
+      for (const e of creditEntries(db, key)) {
+        process.stdout.write(`${new Date(e.createdAt).toISOString()}  ${String(e.deltaMsats / 1000).padStart(8)} sats  ${e.reason}${e.jobId ? `  (job ${e.jobId})` : ''}\n`);
+      }
+      process.stdout.write(`balance ${creditBalanceMsats(db, key) / 1000} sats\n`);
+    } else {
+      const rows = creditBalances(db).filter((r) => r.balanceMsats !== 0);
+      for (const r of rows) process.stdout.write(`${r.account}  ${r.balanceMsats / 1000} sats\n`);
+      process.stdout.write(`${rows.length} account(s) with credit\n`);
+    }
+    closeDb(db);
   });
 
 const dev = program.command('dev').description('development helpers');

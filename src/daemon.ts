@@ -90,8 +90,17 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     minWorkFeeSats: config.MIN_WORK_FEE_SATS,
   };
 
-  // The outbox needs the pool and the pool's handlers need the outbox: bind late through this holder.
+  // The outbox needs the pool and the pool's handlers need the outbox: bind late through these.
   let outboxWorker: OutboxWorker | null = null;
+  let refreshDeletions: (() => void) | null = null;
+  let deletionTimer: NodeJS.Timeout | null = null;
+  /** The set of unpaid jobs may have changed: renew the NIP-09 subscription shortly (coalesced). */
+  const refreshDeletionsSoon = () => {
+    deletionTimer ??= setTimeout(() => {
+      deletionTimer = null;
+      refreshDeletions?.();
+    }, 200);
+  };
   const jobs = new JobService({
     db,
     payments,
@@ -105,7 +114,10 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
     },
     log: log.child({ module: 'jobs' }),
-    onIntents: () => outboxWorker?.kick(),
+    onIntents: () => {
+      outboxWorker?.kick();
+      refreshDeletionsSoon();
+    },
     fault,
   });
   payments.onSettled((hash) => {
@@ -160,6 +172,9 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     { maxMessageBytes: MAX_RELAY_MESSAGE_BYTES },
     log.child({ module: 'pool' }),
   );
+  refreshDeletions = () => {
+    if (intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
+  };
   outboxWorker = new OutboxWorker({ db, pool, secretKey, log: log.child({ module: 'outbox' }), fault });
 
   const relayStatus = () => pool.status();
@@ -199,7 +214,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   await jobs.resume();
   const expiryTimer = setInterval(() => {
     jobs.expireDue().catch((err) => log.error({ err }, 'expiry pass failed'));
-    if (intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
+    refreshDeletions?.();
   }, 2000);
   log.info({ relays: config.relays.map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
 
@@ -214,6 +229,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       stopped = true;
       log.info('stopping: intake closed, letting running steps commit');
       clearInterval(expiryTimer);
+      if (deletionTimer) clearTimeout(deletionTimer);
       await jobs.stop(5000);
       await outboxWorker!.flush(2000);
       outboxWorker!.stop();

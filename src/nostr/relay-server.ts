@@ -33,6 +33,18 @@ export async function startRelayServer(o: RelayServerOptions): Promise<RelayServ
   // filterResultCacheTtl 0: the library otherwise answers an identical REQ from a cache that can hide
   // events stored since (seen: a restarted daemon re-subscribing with the same filter got nothing).
   const relay = new NostrRelay(repo, { hostname: o.authHostname, logger: quiet, filterResultCacheTtl: 0 });
+  // NIP-09: the library deletes the referenced events but neither stores nor broadcasts the kind 5
+  // deletion itself; relays should keep sharing deletions, and the daemon subscribes to them.
+  relay.register({
+    async handleMessage(_ctx, message, next) {
+      const result = await next();
+      if (message[0] === 'EVENT' && message[1].kind === 5 && result && 'success' in result && result.success) {
+        await repo.upsert(message[1]);
+        await relay.broadcast(message[1]);
+      }
+      return result;
+    },
+  });
   const validator = new Validator();
   const wss = new WebSocketServer({ host: o.host, port: o.port, maxPayload: o.maxMessageBytes ?? 512 * 1024 });
   await new Promise<void>((resolve, reject) => {
