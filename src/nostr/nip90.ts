@@ -86,15 +86,19 @@ export function buildFeedback(
   intent: Extract<PublishIntent, { type: 'feedback' }>,
   encrypt: (plain: string) => string | null,
 ): EventTemplate {
+  // An error's reason may quote a private request (an eval verdict does): for encrypted jobs only its
+  // prefix stays in the clear and the whole message travels in the encrypted content.
+  const privateError = job.encryption !== 'none' && intent.status === 'error' && !intent.content;
+  const statusText = privateError ? `${intent.message.split(':')[0]}: details in the encrypted content` : intent.message;
   const tags: string[][] = [
-    ['status', intent.status, intent.message],
+    ['status', intent.status, statusText],
     ['e', job.id],
     ['p', job.customerPubkey!],
   ];
   if (intent.amountMsats !== undefined) {
     tags.push(intent.bolt11 ? ['amount', String(intent.amountMsats), intent.bolt11] : ['amount', String(intent.amountMsats)]);
   }
-  let content = intent.content ?? '';
+  let content = privateError ? intent.message : (intent.content ?? '');
   const sealed = content ? encrypt(content) : null;
   if (sealed !== null) {
     content = sealed;
