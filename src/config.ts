@@ -32,8 +32,14 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   NODE_ENV: { default: 'development', doc: '`production` refuses stub payments and removes the dev pay route' },
   ALLOW_STUB_PAYMENTS: { default: 'unset', doc: 'allow the stub payment backend in production (demo deployments)' },
   LOG_LEVEL: { default: 'info', doc: 'pino level: trace, debug, info, warn, error, fatal, silent' },
+  LNBITS_URL: { default: 'unset (stub payments)', doc: 'LNbits base URL; set it to take real payments' },
+  LNBITS_API_KEY: { default: 'unset', doc: 'LNbits invoice/read key of the wallet (never the admin key)' },
+  ANTHROPIC_API_KEY: { default: 'unset (stub agent)', doc: 'Anthropic API key; set it for real answers' },
+  ANTHROPIC_BASE_URL: { default: 'SDK default', doc: 'Anthropic API base URL' },
+  ANTHROPIC_TIMEOUT_S: { default: '60', doc: 'timeout of one model call attempt' },
+  ANTHROPIC_MAX_RETRIES: { default: '3', doc: 'retries of a model call on 429/529/5xx/network errors, with backoff' },
   EVAL_MODEL: { default: 'claude-haiku-4-5', doc: 'model that accepts or rejects a request' },
-  WORK_MODEL: { default: 'claude-sonnet-4-5', doc: 'model that does the paid work' },
+  WORK_MODEL: { default: 'claude-sonnet-4-6', doc: 'model that does the paid work' },
   BTC_PRICE_URL: { default: 'unset (CoinGecko simple price when payments are real)', doc: 'BTC/USD price URL, CoinGecko `simple/price` JSON shape' },
   BTC_PRICE_USD_FALLBACK: { default: '100000', doc: 'BTC price in USD used when the oracle fails or is off' },
   EVAL_FEE_SATS: { default: '10', doc: 'flat evaluation fee' },
@@ -52,6 +58,9 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   MAX_OPEN_UNPAID_TOTAL: { default: '1000', doc: 'open unpaid jobs in total' },
   MAX_INPUT_CHARS: { default: '20000', doc: 'longest job input accepted' },
   STUB_AI_DELAY_MS: { default: '0', doc: 'artificial latency of the stub agent per call (demos, fault tests)' },
+  ALLOW_PRIVATE_RELAYS: { default: 'unset', doc: 'let relay URLs from requests and 10050 lists be ws:// or private addresses' },
+  DEMO_DAILY_BUDGET_USD: { default: '1', doc: 'what GET /api/demo may spend on the model per UTC day' },
+  TRUST_PROXY: { default: 'unset', doc: 'take the client address from X-Forwarded-For (behind a reverse proxy only)' },
 };
 
 const EnvSchema = z.object({
@@ -66,8 +75,14 @@ const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   ALLOW_STUB_PAYMENTS: bool.default(false),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  LNBITS_URL: z.url({ protocol: /^https?$/ }).optional(),
+  LNBITS_API_KEY: z.string().min(1).optional(),
+  ANTHROPIC_API_KEY: z.string().min(1).optional(),
+  ANTHROPIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  ANTHROPIC_TIMEOUT_S: num(0.1).default(60),
+  ANTHROPIC_MAX_RETRIES: int(0).default(3),
   EVAL_MODEL: z.string().min(1).default('claude-haiku-4-5'),
-  WORK_MODEL: z.string().min(1).default('claude-sonnet-4-5'),
+  WORK_MODEL: z.string().min(1).default('claude-sonnet-4-6'),
   BTC_PRICE_URL: z.url().optional(),
   BTC_PRICE_USD_FALLBACK: num(1).default(100000),
   EVAL_FEE_SATS: int(0).default(10),
@@ -86,6 +101,9 @@ const EnvSchema = z.object({
   MAX_OPEN_UNPAID_TOTAL: int(1).default(1000),
   MAX_INPUT_CHARS: int(1).default(20000),
   STUB_AI_DELAY_MS: int(0).default(0),
+  ALLOW_PRIVATE_RELAYS: bool.default(false),
+  DEMO_DAILY_BUDGET_USD: num().default(1),
+  TRUST_PROXY: bool.default(false),
   TIMMY_FAULT: z.string().optional(),
 });
 
@@ -139,6 +157,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const env = parsed.data;
+  if (env.LNBITS_URL && !env.LNBITS_API_KEY) throw new ConfigError('invalid configuration:\n  LNBITS_API_KEY: required when LNBITS_URL is set (the invoice/read key)');
   const dataDir = resolve(env.DATA_DIR);
   return {
     ...env,

@@ -5,11 +5,14 @@ import { nip19 } from 'nostr-tools';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openDb, closeDb, type Db } from './store/db.ts';
-import { getKv, setKv } from './store/stub-invoices.ts';
-import { countJobsByState, unpaidNostrJobIds } from './store/jobs.ts';
+import { getKv, setKv } from './store/kv.ts';
+import { countInvoicesByStatus, countJobsByState, unpaidNostrJobIds } from './store/jobs.ts';
 import { outboxDepth } from './store/outbox.ts';
 import { StubPayments } from './payments/stub.ts';
 import { StubAgent } from './ai/stub.ts';
+import { AnthropicAgent } from './ai/anthropic.ts';
+import type { Agent } from './ai/agent.ts';
+import { DemoService } from './core/demo.ts';
 import { CoinGeckoOracle } from './pricing/oracle.ts';
 import type { PricingParams } from './pricing/pricing.ts';
 import { JobService } from './core/jobs.ts';
@@ -75,8 +78,19 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
 
   const payments = new StubPayments(db);
   log.warn('payments: stub backend (test invoices, paid through the dev route)');
-  const agent = new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
-  log.warn('AI: stub agent (canned answers); set ANTHROPIC_API_KEY for a real model');
+  const agent: Agent = config.ANTHROPIC_API_KEY
+    ? new AnthropicAgent({
+        apiKey: config.ANTHROPIC_API_KEY,
+        baseURL: config.ANTHROPIC_BASE_URL,
+        evalModel: config.EVAL_MODEL,
+        workModel: config.WORK_MODEL,
+        timeoutMs: config.ANTHROPIC_TIMEOUT_S * 1000,
+        maxRetries: config.ANTHROPIC_MAX_RETRIES,
+        log: log.child({ module: 'anthropic' }),
+      })
+    : new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
+  if (agent.name === 'stub') log.warn('AI: stub agent (canned answers); set ANTHROPIC_API_KEY for a real model');
+  else log.info({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, 'AI: Anthropic');
   const oracle = new CoinGeckoOracle({
     url: config.BTC_PRICE_URL,
     fallbackUsd: config.BTC_PRICE_USD_FALLBACK,
@@ -151,8 +165,8 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     evalFeeSats: config.EVAL_FEE_SATS,
     minWorkFeeSats: config.MIN_WORK_FEE_SATS,
     workModel: config.WORK_MODEL,
-    paymentsStub: true,
-    agentStub: true,
+    paymentsStub: payments.name === 'stub',
+    agentStub: agent.name === 'stub',
   };
   // Profile and handler announcement are replaceable events: signed once per start, sent on every connect.
   const identity = [finalizeEvent(profileTemplate(handlerInfo), secretKey), finalizeEvent(handlerTemplate(handlerInfo), secretKey)];
@@ -181,7 +195,20 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const app = createApp({
     log: log.child({ module: 'http' }),
     maxBodyBytes: 64 * 1024,
-    dev: config.production ? null : { pay: (hash) => payments.pay(hash) },
+    dev: config.production || payments.name !== 'stub' ? null : { pay: (hash) => payments.pay(hash) },
+    jobs: { jobs, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: config.TRUST_PROXY },
+    demo: {
+      demo: new DemoService({ db, agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD }),
+      trustProxy: config.TRUST_PROXY,
+      maxInputChars: config.MAX_INPUT_CHARS,
+    },
+    metrics: {
+      jobsByState: () => countJobsByState(db),
+      invoicesByStatus: () => countInvoicesByStatus(db),
+      relays: relayStatus,
+      outboxDepth: () => outboxDepth(db),
+      intake: () => ({ ...intake.counters }),
+    },
     health: () => {
       let storeOk = true;
       try {

@@ -81,7 +81,9 @@ export class JobService {
       return await this.accounts.run(creditAccount(req), () => this.open(req));
     } catch (err) {
       if (err instanceof Refusal) {
-        this.refuse(req, err.message);
+        // A Nostr request is recorded so the same event from other relays is answered once; an HTTP
+        // caller gets the reason in the response and has nothing to dedupe.
+        if (req.source === 'nostr') this.refuse(req, err.message);
         return { status: 'refused', reason: err.message };
       }
       throw err;
@@ -130,6 +132,29 @@ export class JobService {
       job = store.getJob(this.d.db, req.id)!;
     }
     return { status: 'created', job, invoice };
+  }
+
+  get(id: string): Job | undefined {
+    return store.getJob(this.d.db, id);
+  }
+
+  invoice(paymentHash: string | null): InvoiceRecord | undefined {
+    return paymentHash ? store.getInvoice(this.d.db, paymentHash) : undefined;
+  }
+
+  /**
+   * Returns the job after asking the backend about the invoice it waits on: a payment the push path
+   * missed (watcher down) advances the job here, exactly once like any other report.
+   */
+  async refresh(id: string): Promise<Job | undefined> {
+    const job = store.getJob(this.d.db, id);
+    if (!job) return undefined;
+    const hash = job.state === 'awaiting_eval_payment' ? job.evalPaymentHash : job.state === 'awaiting_work_payment' ? job.workPaymentHash : null;
+    if (hash && (await this.safeIsPaid(hash))) {
+      await this.onInvoicePaid(hash);
+      return store.getJob(this.d.db, id);
+    }
+    return job;
   }
 
   /** Records a request that cannot be served and answers it with `error` (once per request id). */

@@ -6,11 +6,17 @@ import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../log.ts';
 import { mountSystemRoutes, type SystemDeps } from './system.ts';
 import { mountDevRoutes, type DevDeps } from './dev.ts';
+import { mountJobRoutes, type JobRoutesDeps } from './jobs.ts';
+import { mountDemoRoutes, type DemoDeps } from './demo.ts';
+import { mountMetrics, type MetricsSources } from './metrics.ts';
 
 export interface HttpDeps extends SystemDeps {
   log: Logger;
   dev: DevDeps | null; // the dev pay route exists only outside production with the stub backend
   maxBodyBytes: number;
+  jobs: JobRoutesDeps;
+  demo: DemoDeps;
+  metrics: MetricsSources;
 }
 
 export type App = OpenAPIHono;
@@ -27,6 +33,15 @@ export function createApp(deps: HttpDeps): App {
     },
   });
 
+  app.use('*', mountMetrics(app, deps.metrics));
+  // A body that is not JSON gets 415 before any route reads it.
+  app.use('/api/*', async (c, next) => {
+    const hasBody = Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
+    if (hasBody && ['POST', 'PUT', 'PATCH'].includes(c.req.method) && !/^application\/(.+\+)?json\b/i.test(c.req.header('content-type') ?? '')) {
+      return c.json({ error: 'unsupported media type: send the body as application/json' }, 415);
+    }
+    return next();
+  });
   app.use(
     '/api/*',
     bodyLimit({
@@ -36,6 +51,8 @@ export function createApp(deps: HttpDeps): App {
   );
 
   mountSystemRoutes(app, deps);
+  mountJobRoutes(app, deps.jobs);
+  mountDemoRoutes(app, deps.demo);
   if (deps.dev) mountDevRoutes(app, deps.dev);
 
   app.doc('/api/openapi.json', {

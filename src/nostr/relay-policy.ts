@@ -297,7 +297,7 @@ export function checkRelayUrl(raw: string, policy: RelayPolicy): RelayVerdict {
   if (hostClass === undefined) return { ok: true, url };
   if (hostClass.tier === 'never' || !policy.allowPrivate) return refuse(url, hostClass.reason);
   // A private host is allowed now, but it may be this very machine: never let Timmy dial itself.
-  if (policy.ownPorts.includes(port)) return refuse(url, `the daemon's own port ${port} on a local host (${hostClass.reason})`);
+  if (policy.ownPorts.includes(port)) return refuse(url, `the daemon's own port ${port} on a local host: ${hostClass.reason}`);
   return { ok: true, url };
 }
 

@@ -3,7 +3,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import bolt11 from 'bolt11';
 import type { Db } from '../store/db.ts';
-import { getKv, setKv, getStubInvoice, insertStubInvoice, markStubInvoicePaid } from '../store/stub-invoices.ts';
+import { getStubInvoice, insertStubInvoice, markStubInvoicePaid } from '../store/stub-invoices.ts';
+import { getKv, setKv } from '../store/kv.ts';
 import type { Invoice, InvoiceRequest, PaymentBackend } from './payments.ts';
 import { PaymentError } from './payments.ts';
 

@@ -226,3 +226,8 @@ export function countJobsByState(db: Db): Record<string, number> {
   const rows = db.select({ state: jobs.state, n: count() }).from(jobs).groupBy(jobs.state).all();
   return Object.fromEntries(rows.map((r) => [r.state, r.n]));
 }
+
+export function countInvoicesByStatus(db: Db): Record<string, number> {
+  const rows = db.select({ status: invoices.status, n: count() }).from(invoices).groupBy(invoices.status).all();
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}

@@ -1,6 +1,6 @@
 // Queries for the stub Lightning node's own invoice book.
 import { eq, and, isNull } from 'drizzle-orm';
-import { stubInvoices, kv } from '../../schema/tables.ts';
+import { stubInvoices } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
 
 export type StubInvoiceRow = typeof stubInvoices.$inferSelect;
@@ -21,12 +21,4 @@ export function markStubInvoicePaid(db: Db, paymentHash: string, atMs: number): 
     .where(and(eq(stubInvoices.paymentHash, paymentHash), isNull(stubInvoices.paidAt)))
     .run();
   return r.changes === 1;
-}
-
-export function getKv(db: Db, key: string): string | undefined {
-  return db.select().from(kv).where(eq(kv.key, key)).get()?.value;
-}
-
-export function setKv(db: Db, key: string, value: string): void {
-  db.insert(kv).values({ key, value }).onConflictDoUpdate({ target: kv.key, set: { value } }).run();
 }

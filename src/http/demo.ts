@@ -1,0 +1,66 @@
+// GET /api/demo: the work model, free, 5 requests per hour per client address, within a daily budget.
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { DemoBudgetSpent, type DemoService } from '../core/demo.ts';
+import { clientAddress } from './client-address.ts';
+import { SlidingWindowLimiter } from './rate-limit.ts';
+import { ErrorBody } from './schemas.ts';
+
+export interface DemoDeps {
+  demo: DemoService;
+  trustProxy: boolean;
+  maxInputChars: number;
+  perHour?: number;
+}
+
+export function mountDemoRoutes(app: OpenAPIHono, deps: DemoDeps): void {
+  const limiter = new SlidingWindowLimiter(deps.perHour ?? 5, 3_600_000);
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/demo',
+      summary: 'Try the work model for free (5 per hour per client address, daily budget)',
+      request: {
+        query: z.object({
+          request: z.string().trim().min(1, 'must not be empty').max(deps.maxInputChars, `must be at most ${deps.maxInputChars} characters`),
+        }),
+      },
+      responses: {
+        200: {
+          description: 'the answer',
+          content: {
+            'application/json': {
+              schema: z
+                .object({ result: z.string(), model: z.string(), inputTokens: z.number().int(), outputTokens: z.number().int() })
+                .openapi('DemoAnswer'),
+            },
+          },
+        },
+        400: { description: 'missing or empty request', content: { 'application/json': { schema: ErrorBody } } },
+        429: { description: 'rate limited (see Retry-After) or daily budget spent', content: { 'application/json': { schema: ErrorBody } } },
+      },
+    }),
+    async (c) => {
+      const { request } = c.req.valid('query');
+      const retryAfter = limiter.take(clientAddress(c, deps.trustProxy));
+      if (retryAfter !== null) {
+        c.header('Retry-After', String(retryAfter));
+        return c.json({ error: `rate-limited: 5 demo requests per hour; try again in ${retryAfter} s` }, 429);
+      }
+      try {
+        const a = await deps.demo.run(request);
+        return c.json({ result: a.result, model: a.usage.model, inputTokens: a.usage.inputTokens, outputTokens: a.usage.outputTokens }, 200);
+      } catch (err) {
+        if (err instanceof DemoBudgetSpent) {
+          c.header('Retry-After', String(secondsToUtcMidnight()));
+          return c.json({ error: `rate-limited: ${err.message}` }, 429);
+        }
+        throw err;
+      }
+    },
+  );
+}
+
+function secondsToUtcMidnight(now = new Date()): number {
+  const midnight = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1);
+  return Math.max(1, Math.ceil((midnight - now.getTime()) / 1000));
+}

@@ -1,0 +1,128 @@
+// HTTP jobs: the same core jobs as Nostr ones (they publish nothing to relays).
+import { randomBytes } from 'node:crypto';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { JobService } from '../core/jobs.ts';
+import type { Job, NewJob } from '../core/types.ts';
+import { JOB_STATES } from '../core/job-machine.ts';
+import { clientAddress } from './client-address.ts';
+import { CostLedger, ErrorBody, Invoice, invoiceBody, JobId, PricingBreakdown } from './schemas.ts';
+
+export interface JobRoutesDeps {
+  jobs: JobService;
+  maxInputChars: number;
+  trustProxy: boolean;
+}
+
+const JobView = z
+  .object({
+    jobId: z.string(),
+    state: z.enum(JOB_STATES),
+    createdAt: z.string(),
+    evalInvoice: Invoice.optional(),
+    workInvoice: Invoice.optional(),
+    reason: z.string().optional().openapi({ description: "the evaluation's verdict" }),
+    pricingBreakdown: PricingBreakdown.optional(),
+    result: z.string().optional(),
+    costLedger: CostLedger.optional(),
+    errorMessage: z.string().optional(),
+  })
+  .openapi('Job');
+
+/** HTTP status for a core refusal, by its prefix. */
+export function refusalStatus(reason: string): 400 | 429 | 503 {
+  if (reason.startsWith('rate-limited:')) return 429;
+  if (reason.startsWith('unavailable:')) return 503;
+  return 400;
+}
+
+export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
+  const view = (job: Job): z.infer<typeof JobView> => {
+    const evalInv = deps.jobs.invoice(job.evalPaymentHash);
+    const workInv = deps.jobs.invoice(job.workPaymentHash);
+    return {
+      jobId: job.id,
+      state: job.state,
+      createdAt: new Date(job.createdAt).toISOString(),
+      ...(evalInv ? { evalInvoice: invoiceBody(evalInv) } : {}),
+      ...(workInv ? { workInvoice: invoiceBody(workInv) } : {}),
+      ...(job.reason ? { reason: job.reason } : {}),
+      ...(job.pricing ? { pricingBreakdown: job.pricing } : {}),
+      ...(job.state === 'complete' && job.result !== null ? { result: job.result } : {}),
+      ...(job.state === 'complete' && job.costLedger ? { costLedger: job.costLedger } : {}),
+      ...(job.errorMessage ? { errorMessage: job.errorMessage } : {}),
+    };
+  };
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/jobs',
+      summary: 'Create a paid text job; answers the evaluation invoice',
+      request: {
+        body: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: z
+                .object({
+                  request: z.string().trim().min(1, 'must not be empty').max(deps.maxInputChars, `must be at most ${deps.maxInputChars} characters`),
+                  maxTokens: z.number().int().positive().optional().openapi({ description: 'advisory: lowers the output estimate' }),
+                })
+                .openapi('CreateJob', { example: { request: 'Explain Lightning invoices in two sentences.' } }),
+            },
+          },
+        },
+      },
+      responses: {
+        201: {
+          description: 'created',
+          content: { 'application/json': { schema: z.object({ jobId: z.string(), evalInvoice: Invoice.nullable() }).openapi('JobCreated') } },
+        },
+        400: { description: 'invalid request', content: { 'application/json': { schema: ErrorBody } } },
+        429: { description: 'too many unpaid invoices open', content: { 'application/json': { schema: ErrorBody } } },
+        503: { description: 'payment backend unavailable', content: { 'application/json': { schema: ErrorBody } } },
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      const req: NewJob = {
+        id: randomBytes(16).toString('hex'),
+        kind: 5050,
+        source: 'http',
+        customerPubkey: null,
+        clientAddress: clientAddress(c, deps.trustProxy),
+        requestJson: null,
+        encryption: 'none',
+        input: body.request,
+        params: body.maxTokens ? { maxTokens: body.maxTokens } : {},
+        relays: [],
+        bidMsats: null,
+        requestCreatedAt: Math.floor(Date.now() / 1000),
+        expiresAt: null,
+      };
+      const outcome = await deps.jobs.submit(req);
+      if (outcome.status === 'refused') return c.json({ error: outcome.reason }, refusalStatus(outcome.reason));
+      if (outcome.status !== 'created') return c.json({ error: 'unavailable: shutting down, try again shortly' }, 503);
+      return c.json({ jobId: outcome.job.id, evalInvoice: outcome.invoice ? invoiceBody(outcome.invoice) : null }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/jobs/{id}',
+      summary: 'A job: state, invoices, quote, result and cost ledger',
+      request: { params: z.object({ id: JobId }) },
+      responses: {
+        200: { description: 'the job', content: { 'application/json': { schema: JobView } } },
+        400: { description: 'malformed id', content: { 'application/json': { schema: ErrorBody } } },
+        404: { description: 'no such job', content: { 'application/json': { schema: ErrorBody } } },
+      },
+    }),
+    async (c) => {
+      const job = await deps.jobs.refresh(c.req.valid('param').id);
+      if (!job) return c.json({ error: 'no such job' }, 404);
+      return c.json(view(job), 200);
+    },
+  );
+}

@@ -1,0 +1,51 @@
+// Shared zod schemas of the HTTP API: one source for validation and the OpenAPI document.
+import { z } from '@hono/zod-openapi';
+import type { InvoiceRecord } from '../core/types.ts';
+
+export const ErrorBody = z.object({ error: z.string() }).openapi('Error');
+
+/** The one invoice shape everywhere (SPEC 7). */
+export const Invoice = z
+  .object({
+    paymentRequest: z.string().openapi({ description: 'BOLT11 invoice' }),
+    paymentHash: z.string().openapi({ description: 'hex' }),
+    amountSats: z.number().int(),
+    expiresAt: z.string().openapi({ description: 'ISO 8601 time after which the invoice cannot be paid' }),
+  })
+  .openapi('Invoice');
+export type InvoiceBody = z.infer<typeof Invoice>;
+
+export function invoiceBody(inv: Pick<InvoiceRecord, 'bolt11' | 'paymentHash' | 'amountMsats' | 'expiresAt'>): InvoiceBody {
+  return {
+    paymentRequest: inv.bolt11,
+    paymentHash: inv.paymentHash,
+    amountSats: Math.ceil(inv.amountMsats / 1000),
+    expiresAt: new Date(inv.expiresAt * 1000).toISOString(),
+  };
+}
+
+export const PricingBreakdown = z
+  .object({
+    model: z.string(),
+    estimatedInputTokens: z.number().int(),
+    estimatedOutputTokens: z.number().int(),
+    inferenceUsd: z.number(),
+    infraUsd: z.number(),
+    marginPct: z.number(),
+    totalUsd: z.number(),
+    btcPriceUsd: z.number(),
+    amountSats: z.number().int(),
+  })
+  .openapi('PricingBreakdown');
+
+export const CostLedger = z
+  .object({
+    model: z.string(),
+    actualInputTokens: z.number().int(),
+    actualOutputTokens: z.number().int(),
+    actualCostUsd: z.number(),
+    chargedSats: z.number().int(),
+  })
+  .openapi('CostLedger');
+
+export const JobId = z.string().regex(/^[0-9a-f]{32}$|^[0-9a-f]{64}$/, 'must be a 32- or 64-character lowercase hex job id');

@@ -1,0 +1,335 @@
+// A local fake of the Anthropic Messages API (POST /v1/messages) on 127.0.0.1, faithful to the wire format:
+// the same headers required, the same error bodies ({"type":"error","error":{type,message},"request_id"}),
+// the same response shape, and token accounting that never exceeds max_tokens. Tests script failures,
+// hangs and answers, and read back every request it received.
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export const FAKE_API_KEY = 'sk-ant-api03-fake-test-key-do-not-leak-0123456789';
+
+/** The version the 1.x SDK pins; from it on, sampling parameters are rejected (API versioning docs). */
+const VERSION_WITHOUT_SAMPLING = '2026-10-21';
+
+/** Largest request body accepted, bytes (the real API allows 32 MB; tests never need more than this). */
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface RecordedRequest {
+  /** Which credential header carried the key: the 1.x SDK sends `Authorization: Bearer`, raw callers `x-api-key`. */
+  auth: 'x-api-key' | 'bearer' | 'none';
+  anthropicVersion: string | undefined;
+  /** `x-stainless-retry-count` as sent by the SDK: 0 on the first attempt. */
+  retryCount: number | undefined;
+  /** Parsed JSON body, or undefined when it was not JSON. */
+  body: Record<string, unknown> | undefined;
+  model: unknown;
+  maxTokens: unknown;
+  /** The system prompt as plain text (string or text blocks joined). */
+  system: string;
+  /** Text of the user turns, joined. */
+  userText: string;
+  /** HTTP status the fake answered with; undefined while hanging. */
+  status: number | undefined;
+}
+
+export interface FailureOptions {
+  /** Extra response headers, e.g. `{ 'retry-after': '1' }` or `{ 'retry-after-ms': '10' }`. */
+  headers?: Record<string, string>;
+}
+
+export type Responder = (req: RecordedRequest) => string;
+
+export interface FakeAnthropic {
+  /** Base URL for the SDK's `baseURL` (the SDK appends /v1/messages). */
+  url: string;
+  /** The one key the fake accepts. */
+  apiKey: string;
+  /** Every POST /v1/messages in arrival order, failed and hanging ones included. */
+  requests: RecordedRequest[];
+  /** Answer the next `times` authenticated, valid requests with this error (Infinity: until reset()). */
+  failNext(status: number, errorType: string, message: string, times?: number, opts?: FailureOptions): void;
+  /** Use `text` as the model's answer for the next `times` successful requests (before truncation). */
+  replyNext(text: string, times?: number): void;
+  /** Replace the default answer logic (verdicts for eval prompts, an echo otherwise). */
+  setResponder(fn: Responder | undefined): void;
+  /** While on, requests are recorded and never answered (to exercise client timeouts). */
+  hang(on?: boolean): void;
+  /** Drop scripted failures, replies, hang mode, the responder and the request log. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/** Prompts the default responder rejects, like a careful eval model would. */
+const HARMFUL = /\b(ransomware|malware|keylogger|make a bomb|steal (?:passwords|credentials|bitcoin)|credit card dump)\b/i;
+
+/** ~4 characters per token, never 0 for non-empty text: the same rule as pricing.estimateTokens. */
+export function fakeTokens(text: string): number {
+  return text.length === 0 ? 0 : Math.ceil(text.length / 4);
+}
+
+/** The default model behaviour: a JSON verdict when asked for one, else a deterministic echo. */
+export const defaultResponder: Responder = (req) => {
+  if (req.system.includes('"accept"')) {
+    const bad = HARMFUL.exec(req.userText);
+    return bad
+      ? JSON.stringify({ accept: false, reason: `The request asks for ${bad[0].toLowerCase()}, which is illegal and harmful.` })
+      : JSON.stringify({ accept: true, reason: 'An ordinary, harmless text request.' });
+  }
+  return `Fake answer from ${String(req.model)}: you asked "${req.userText}".`;
+};
+
+interface Failure {
+  status: number;
+  type: string;
+  message: string;
+  left: number;
+  headers: Record<string, string>;
+}
+
+export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promise<FakeAnthropic> {
+  const apiKey = opts.apiKey ?? FAKE_API_KEY;
+  const requests: RecordedRequest[] = [];
+  const failures: Failure[] = [];
+  const replies: { text: string; left: number }[] = [];
+  const hanging = new Set<ServerResponse>();
+  let hangMode = false;
+  let responder: Responder = defaultResponder;
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch(() => {
+      if (!res.headersSent) sendError(res, 500, 'api_error', 'Internal server error');
+      else res.destroy();
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/v1/messages') {
+      await readBody(req);
+      return sendError(res, 404, 'not_found_error', `Not found: ${req.method} ${path}`);
+    }
+    if (req.method !== 'POST') return sendError(res, 405, 'invalid_request_error', `Method ${req.method} not allowed`);
+
+    const raw = await readBody(req);
+    let body: Record<string, unknown> | undefined;
+    if (raw !== undefined) {
+      try {
+        const parsed: unknown = JSON.parse(raw.toString('utf8'));
+        if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) body = parsed as Record<string, unknown>;
+      } catch {
+        body = undefined;
+      }
+    }
+    const rec = record(req, body);
+    requests.push(rec);
+    const reply = (status: number, payload: unknown, headers: Record<string, string> = {}) => {
+      rec.status = status;
+      send(res, status, payload, headers);
+    };
+    const fail = (status: number, type: string, message: string, headers: Record<string, string> = {}) =>
+      reply(status, errorBody(type, message), headers);
+
+    // Authentication comes first on the real API, before anything about the request is looked at.
+    const key = credential(req);
+    if (rec.auth === 'none') return fail(401, 'authentication_error', 'x-api-key header is required');
+    if (key !== apiKey) return fail(401, 'authentication_error', 'invalid x-api-key');
+    if (!rec.anthropicVersion) return fail(400, 'invalid_request_error', 'anthropic-version: header is required');
+    if (raw === undefined) return fail(413, 'request_too_large', 'Request exceeds the maximum allowed number of bytes.');
+
+    if (hangMode) {
+      hanging.add(res);
+      res.on('close', () => hanging.delete(res));
+      return;
+    }
+    const failure = failures[0];
+    if (failure) {
+      if (--failure.left <= 0) failures.shift();
+      return fail(failure.status, failure.type, failure.message, failure.headers);
+    }
+
+    const invalid = validate(body, rec.anthropicVersion);
+    if (invalid) return fail(400, 'invalid_request_error', invalid);
+    const b = body as Record<string, unknown>;
+    const maxTokens = b.max_tokens as number;
+
+    const scripted = replies[0];
+    let text: string;
+    if (scripted) {
+      text = scripted.text;
+      if (--scripted.left <= 0) replies.shift();
+    } else {
+      text = responder(rec);
+    }
+    // A model stops at max_tokens mid-answer; cutting at 4 chars/token keeps output_tokens <= max_tokens.
+    let stopReason: 'end_turn' | 'max_tokens' = 'end_turn';
+    if (fakeTokens(text) > maxTokens) {
+      text = text.slice(0, maxTokens * 4);
+      stopReason = 'max_tokens';
+    }
+    reply(200, {
+      id: `msg_${randomBytes(12).toString('hex')}`,
+      type: 'message',
+      role: 'assistant',
+      model: b.model,
+      content: [{ type: 'text', text }],
+      stop_reason: stopReason,
+      stop_sequence: null,
+      usage: {
+        input_tokens: Math.max(1, fakeTokens(rec.system) + fakeTokens(rec.userText)),
+        output_tokens: fakeTokens(text),
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: 0,
+        service_tier: 'standard',
+      },
+    });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    apiKey,
+    requests,
+    failNext(status, errorType, message, times = 1, o = {}) {
+      failures.push({ status, type: errorType, message, left: times, headers: o.headers ?? {} });
+    },
+    replyNext(text, times = 1) {
+      replies.push({ text, left: times });
+    },
+    setResponder(fn) {
+      responder = fn ?? defaultResponder;
+    },
+    hang(on = true) {
+      hangMode = on;
+    },
+    reset() {
+      failures.length = 0;
+      replies.length = 0;
+      requests.length = 0;
+      hangMode = false;
+      responder = defaultResponder;
+    },
+    async close() {
+      for (const res of hanging) res.destroy();
+      hanging.clear();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** The request as recorded, before any answer. */
+function record(req: IncomingMessage, body: Record<string, unknown> | undefined): RecordedRequest {
+  const authz = header(req, 'authorization');
+  const auth: RecordedRequest['auth'] = header(req, 'x-api-key') !== undefined ? 'x-api-key' : authz?.startsWith('Bearer ') ? 'bearer' : 'none';
+  const retry = header(req, 'x-stainless-retry-count');
+  return {
+    auth,
+    anthropicVersion: header(req, 'anthropic-version'),
+    retryCount: retry === undefined ? undefined : Number(retry),
+    body,
+    model: body?.model,
+    maxTokens: body?.max_tokens,
+    system: systemText(body?.system),
+    userText: userText(body?.messages),
+    status: undefined,
+  };
+}
+
+/** The key from `x-api-key`, or from `Authorization: Bearer` (how the 1.x SDK sends an API key). */
+function credential(req: IncomingMessage): string | undefined {
+  const xKey = header(req, 'x-api-key');
+  if (xKey !== undefined) return xKey;
+  const authz = header(req, 'authorization');
+  return authz?.startsWith('Bearer ') ? authz.slice('Bearer '.length) : undefined;
+}
+
+/** First problem with a Messages request body, worded like the API's own messages; undefined if fine. */
+function validate(body: Record<string, unknown> | undefined, version: string | undefined): string | undefined {
+  if (!body) return 'The request body is not valid JSON.';
+  if (typeof body.model !== 'string' || body.model === '') return 'model: Field required';
+  if (body.max_tokens === undefined) return 'max_tokens: Field required';
+  if (typeof body.max_tokens !== 'number' || !Number.isInteger(body.max_tokens)) return 'max_tokens: Input should be a valid integer';
+  if (body.max_tokens < 1) return 'max_tokens: Input should be greater than or equal to 1';
+  if (!Array.isArray(body.messages)) return 'messages: Field required';
+  if (body.messages.length === 0) return 'messages: at least one message is required';
+  for (const [i, m] of body.messages.entries()) {
+    if (!m || typeof m !== 'object') return `messages.${i}: Input should be a valid dictionary`;
+    const { role, content } = m as { role?: unknown; content?: unknown };
+    if (role !== 'user' && role !== 'assistant') return `messages.${i}.role: Input should be 'user' or 'assistant'`;
+    if (typeof content !== 'string' && !Array.isArray(content)) return `messages.${i}.content: Field required`;
+  }
+  if ((body.messages[0] as { role: string }).role !== 'user') return 'messages: first message must use the "user" role';
+  if (body.system !== undefined && typeof body.system !== 'string' && !Array.isArray(body.system)) return 'system: Input should be a valid string';
+  if (body.stream === true) return 'stream: the fake does not implement streaming';
+  if (version !== undefined && version >= VERSION_WITHOUT_SAMPLING) {
+    for (const p of ['temperature', 'top_p', 'top_k']) {
+      if (body[p] !== undefined) return `${p}: Extra inputs are not permitted`;
+    }
+  }
+  return undefined;
+}
+
+function systemText(system: unknown): string {
+  if (typeof system === 'string') return system;
+  if (Array.isArray(system)) return system.map((b) => blockText(b)).join('\n');
+  return '';
+}
+
+function userText(messages: unknown): string {
+  if (!Array.isArray(messages)) return '';
+  return messages
+    .filter((m): m is { role: string; content: unknown } => !!m && typeof m === 'object' && (m as { role?: unknown }).role === 'user')
+    .map((m) => (typeof m.content === 'string' ? m.content : Array.isArray(m.content) ? m.content.map(blockText).join('\n') : ''))
+    .join('\n');
+}
+
+function blockText(b: unknown): string {
+  return b && typeof b === 'object' && typeof (b as { text?: unknown }).text === 'string' ? (b as { text: string }).text : '';
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** The body, or undefined when it is over MAX_BODY_BYTES. */
+async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let tooBig = false;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) tooBig = true;
+    else chunks.push(chunk as Buffer);
+  }
+  return tooBig ? undefined : Buffer.concat(chunks);
+}
+
+function requestId(): string {
+  return `req_${randomBytes(12).toString('hex')}`;
+}
+
+function errorBody(type: string, message: string): unknown {
+  return { type: 'error', error: { type, message }, request_id: requestId() };
+}
+
+function send(res: ServerResponse, status: number, payload: unknown, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(payload);
+  const id = (payload as { request_id?: string }).request_id ?? requestId();
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'request-id': id,
+    ...headers,
+  });
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, status: number, type: string, message: string): void {
+  send(res, status, errorBody(type, message));
+}
