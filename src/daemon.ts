@@ -21,6 +21,8 @@ import { loadSecretKey } from './nostr/keys.ts';
 import { RelayPool } from './nostr/pool.ts';
 import { Intake, DELETIONS_SUB } from './nostr/intake.ts';
 import { OutboxWorker } from './nostr/outbox.ts';
+import { publishOnce } from './nostr/ephemeral.ts';
+import type { RelayPolicy } from './nostr/relay-policy.ts';
 import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip89.ts';
 import { TEXT_JOB_KIND } from './nostr/nip90.ts';
 import { startRelayServer, type RelayServer } from './nostr/relay-server.ts';
@@ -138,8 +140,15 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     jobs.onInvoicePaid(hash).catch((err) => log.error({ err, paymentHash: hash }, 'settlement handling failed'));
   });
 
+  // Relay URLs strangers give us (SPEC 9 ALLOW_PRIVATE_RELAYS); the bound HTTP port joins ownPorts below.
+  const relayPolicy: RelayPolicy = {
+    allowPrivate: config.ALLOW_PRIVATE_RELAYS,
+    ownPorts: config.EMBEDDED_RELAY_PORT === 'off' ? [] : [config.EMBEDDED_RELAY_PORT],
+    maxRelays: 3,
+  };
   const intake = new Intake(
     {
+      relayPolicy,
       pubkey,
       secretKey,
       acceptUntargeted: config.ACCEPT_UNTARGETED,
@@ -189,7 +198,14 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   refreshDeletions = () => {
     if (intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
   };
-  outboxWorker = new OutboxWorker({ db, pool, secretKey, log: log.child({ module: 'outbox' }), fault });
+  outboxWorker = new OutboxWorker({
+    db,
+    pool,
+    secretKey,
+    log: log.child({ module: 'outbox' }),
+    fault,
+    publishOnce: (url, event) => publishOnce(url, event, { allowPrivate: config.ALLOW_PRIVATE_RELAYS }),
+  });
 
   const relayStatus = () => pool.status();
   const app = createApp({
@@ -235,6 +251,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const addr = server.address();
   const httpPort = typeof addr === 'object' && addr ? addr.port : config.HTTP_PORT;
   log.info({ url: `http://${config.HTTP_HOST}:${httpPort}/api` }, 'HTTP listening');
+  relayPolicy.ownPorts.push(httpPort);
 
   outboxWorker.start();
   pool.start();

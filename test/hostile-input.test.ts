@@ -1,11 +1,11 @@
 // Relay outages and hostile input: a relay that dies and comes back, and a rogue relay that feeds the
 // daemon 1,000 malformed, forged, oversize and mis-dated events.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { startDaemon, startRelay, freePort, type DaemonProc, type RelayProc } from './helpers/procs.ts';
 import { Customer } from './helpers/customer.ts';
 import { readDb } from './helpers/store.ts';
 import { waitFor } from './helpers/wait.ts';
+import { RogueRelay } from './helpers/rogue-relay.ts';
 
 interface Health {
   relaysConnected: number;
@@ -14,48 +14,6 @@ interface Health {
 
 async function health(d: DaemonProc): Promise<Health> {
   return (await (await fetch(`${d.api}/api/healthz`)).json()) as Health;
-}
-
-/** A websocket "relay" under the test's control: records Timmy's REQ and lets the test push anything. */
-class RogueRelay {
-  readonly wss: WebSocketServer;
-  sockets: { ws: WebSocket; subId: string | null }[] = [];
-  connections = 0;
-  constructor(readonly port: number) {
-    this.wss = new WebSocketServer({ host: '127.0.0.1', port });
-    this.wss.on('connection', (ws) => {
-      this.connections++;
-      const entry = { ws, subId: null as string | null };
-      this.sockets.push(entry);
-      ws.on('message', (data) => {
-        try {
-          const msg = JSON.parse(String(data));
-          if (msg[0] === 'REQ') entry.subId = msg[1];
-          if (msg[0] === 'EVENT') ws.send(JSON.stringify(['OK', msg[1].id, true, '']));
-        } catch {
-          /* ignore */
-        }
-      });
-      ws.on('close', () => (this.sockets = this.sockets.filter((s) => s !== entry)));
-    });
-  }
-  get url() {
-    return `ws://127.0.0.1:${this.port}`;
-  }
-  live() {
-    return this.sockets.find((s) => s.subId !== null && s.ws.readyState === s.ws.OPEN);
-  }
-  sendRaw(text: string) {
-    this.live()!.ws.send(text);
-  }
-  sendEvent(ev: unknown) {
-    const s = this.live()!;
-    s.ws.send(JSON.stringify(['EVENT', s.subId, ev]));
-  }
-  close() {
-    for (const s of this.sockets) s.ws.terminate();
-    this.wss.close();
-  }
 }
 
 describe('relay outage', () => {

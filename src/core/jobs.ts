@@ -58,6 +58,15 @@ export function creditAccount(job: Pick<NewJob, 'customerPubkey' | 'id'>): strin
   return job.customerPubkey ?? `job:${job.id}`;
 }
 
+/**
+ * Whether the customer has paid anything for this job. Relay URLs a customer names are dialled only
+ * then: an unpaid request cannot make Timmy connect anywhere.
+ */
+export function customerHasPaid(job: Pick<Job, 'state' | 'evalPaymentHash' | 'evalCreditMsats'>): boolean {
+  if (['evaluating', 'awaiting_work_payment', 'executing', 'complete', 'rejected'].includes(job.state)) return true;
+  return job.state === 'failed' && (job.evalPaymentHash !== null || job.evalCreditMsats > 0);
+}
+
 export class JobService {
   private readonly inflightIds = new Set<string>(); // submissions between dedupe check and insert
   private readonly running = new Map<string, Promise<void>>(); // background eval/work per job

@@ -8,12 +8,14 @@ import { verifyEvent } from './crypto.ts';
 import { parseJobTags, toNewJob, TEXT_JOB_KIND } from './nip90.ts';
 import { decryptRequestTags } from './encryption.ts';
 import type { Filter, Subscription } from './pool.ts';
+import { filterRelayUrls, type RelayPolicy } from './relay-policy.ts';
 
 export const REQUESTS_SUB = 'timmy-requests';
 export const DELETIONS_SUB = 'timmy-deletions';
 const DELETION_KIND = 5;
 
 export interface IntakeSettings {
+  relayPolicy: RelayPolicy;
   pubkey: string; // Timmy's, hex
   secretKey: Uint8Array;
   acceptUntargeted: boolean;
@@ -196,6 +198,9 @@ export class Intake {
     const parsed = refusal === null ? parseJobTags(event, tags, { maxInputChars: this.s.maxInputChars }) : null;
     if (parsed && !parsed.ok) refusal = parsed.reason;
     const job = toNewJob(event, parsed?.ok ? parsed : { input: '', params: {}, bidMsats: null }, encryption);
+    const relays = filterRelayUrls(job.relays, this.s.relayPolicy);
+    if (relays.refused.length) this.log.debug({ id: event.id, refused: relays.refused }, 'relay URLs from the request refused');
+    job.relays = relays.accepted;
     if (refusal !== null || !parsed?.ok) {
       this.counters.refused++;
       this.jobs.refuse(job, refusal ?? 'invalid request');

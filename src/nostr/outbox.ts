@@ -8,6 +8,8 @@ import * as outbox from '../store/outbox.ts';
 import { finalizeEvent } from './crypto.ts';
 import { buildFeedback, buildResult } from './nip90.ts';
 import { encryptFor } from './encryption.ts';
+import { customerHasPaid } from '../core/jobs.ts';
+import type { PublishOutcome } from './ephemeral.ts';
 import type { RelayPool } from './pool.ts';
 
 export interface OutboxDeps {
@@ -17,7 +19,11 @@ export interface OutboxDeps {
   log: Logger;
   fault: (point: string) => void;
   resendWindowMs?: number; // ms: how far back a reconnecting relay is caught up
+  /** Sends one event to a relay the customer named (already policy-checked); see ephemeral.ts. */
+  publishOnce: (url: string, event: Event) => Promise<PublishOutcome>;
 }
+
+const CUSTOMER_RELAY_ATTEMPTS = 3;
 
 export class OutboxWorker {
   private scheduled = false;
@@ -80,7 +86,29 @@ export class OutboxWorker {
     const event = finalizeEvent(template, this.d.secretKey);
     if (outbox.storeSigned(this.d.db, row.id, event.id, JSON.stringify(event))) {
       this.d.fault(`after-sign:${row.intent.type === 'result' ? 'result' : row.intent.status}`);
+      if (job.relays.length > 0 && customerHasPaid(job)) void this.toCustomerRelays(job.relays, event);
     }
+  }
+
+  /** Also delivers to the relays the request named (NIP-90 `relays`), a few attempts each. */
+  private async toCustomerRelays(urls: string[], event: Event): Promise<void> {
+    await Promise.all(
+      urls.map(async (url) => {
+        for (let attempt = 1; attempt <= CUSTOMER_RELAY_ATTEMPTS; attempt++) {
+          const r = await this.d.publishOnce(url, event);
+          if (r.ok || attempt === CUSTOMER_RELAY_ATTEMPTS) {
+            try {
+              outbox.recordAck(this.d.db, event.id, url, r.ok, r.message);
+            } catch (err) {
+              this.d.log.debug({ err: (err as Error).message }, 'could not record a customer relay ack');
+            }
+            if (!r.ok) this.d.log.info({ relay: url, eventId: event.id, message: r.message }, 'customer relay did not take our event');
+            return;
+          }
+          await new Promise((res) => setTimeout(res, 1000 * 4 ** (attempt - 1)).unref());
+        }
+      }),
+    );
   }
 
   private sendUnacked(): void {
