@@ -22,6 +22,7 @@ export const jobs = sqliteTable(
     bidMsats: integer('bid_msats'),
     evalCreditMsats: integer('eval_credit_msats').notNull().default(0), // customer credit applied to the eval fee
     workCreditMsats: integer('work_credit_msats').notNull().default(0), // customer credit applied to the work price
+    sessionId: text('session_id'), // set when a pre-funded session pays instead of invoices
     evalPaymentHash: text('eval_payment_hash'),
     workPaymentHash: text('work_payment_hash'),
     reason: text('reason'), // eval verdict reason
@@ -104,6 +105,58 @@ export const credits = sqliteTable(
     createdAt: integer('created_at').notNull(), // unix ms
   },
   (t) => [index('credits_account').on(t.account)],
+);
+
+/** Pre-funded sessions (SPEC 6). The balance is never stored: it is the sum of the session's ledger. */
+export const sessions = sqliteTable(
+  'sessions',
+  {
+    id: text('id').primaryKey(), // random 128-bit hex
+    state: text('state').notNull(),
+    pubkey: text('pubkey'), // hex; Nostr requests from it may spend the session
+    clientAddress: text('client_address'),
+    origin: text('origin', { enum: ['http', 'l402'] }).notNull(),
+    createdAt: integer('created_at').notNull(), // unix ms
+    lastUsedAt: integer('last_used_at').notNull(), // unix ms; the TTL counts from here
+    updatedAt: integer('updated_at').notNull(), // unix ms
+  },
+  (t) => [index('sessions_state').on(t.state), index('sessions_client').on(t.clientAddress, t.state)],
+);
+
+/** Deposit and top-up invoices of sessions. */
+export const sessionInvoices = sqliteTable(
+  'session_invoices',
+  {
+    paymentHash: text('payment_hash').primaryKey(),
+    sessionId: text('session_id').notNull(),
+    purpose: text('purpose', { enum: ['deposit', 'topup'] }).notNull(),
+    amountMsats: integer('amount_msats').notNull(),
+    bolt11: text('bolt11').notNull(),
+    status: text('status', { enum: ['open', 'paid', 'expired'] }).notNull(),
+    expiresAt: integer('expires_at').notNull(), // unix s
+    paidAt: integer('paid_at'), // unix ms
+    createdAt: integer('created_at').notNull(), // unix ms
+  },
+  (t) => [index('session_invoices_session').on(t.sessionId), index('session_invoices_status').on(t.status, t.expiresAt)],
+);
+
+/**
+ * Every movement of a session's money: deposit, topup (+), reserve (-), release (+), debit (-),
+ * expire/close (- what moved to the credits ledger). `ref` makes each entry happen once.
+ */
+export const sessionLedger = sqliteTable(
+  'session_ledger',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    sessionId: text('session_id').notNull(),
+    kind: text('kind', { enum: ['deposit', 'topup', 'reserve', 'release', 'debit', 'expire', 'close'] }).notNull(),
+    amountMsats: integer('amount_msats').notNull(), // signed
+    jobId: text('job_id'),
+    paymentHash: text('payment_hash'),
+    ref: text('ref').notNull().unique(),
+    createdAt: integer('created_at').notNull(), // unix ms
+  },
+  (t) => [index('session_ledger_session').on(t.sessionId), index('session_ledger_job').on(t.jobId)],
 );
 
 /** Small named values: the subscription cursor, the stub node key. */

@@ -13,7 +13,9 @@ import { StubAgent } from './ai/stub.ts';
 import { AnthropicAgent } from './ai/anthropic.ts';
 import type { Agent } from './ai/agent.ts';
 import { DemoService } from './core/demo.ts';
-import { CoinGeckoOracle } from './pricing/oracle.ts';
+import { CoinGeckoOracle, COINGECKO_SIMPLE_PRICE_URL } from './pricing/oracle.ts';
+import { LnbitsPayments } from './payments/lnbits.ts';
+import type { PaymentBackend } from './payments/payments.ts';
 import type { PricingParams } from './pricing/pricing.ts';
 import { JobService } from './core/jobs.ts';
 import { initCrypto, finalizeEvent, getPublicKey } from './nostr/crypto.ts';
@@ -56,8 +58,7 @@ function faultInjector(spec: string | undefined, log: Logger): (point: string) =
 }
 
 export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL)): Promise<Daemon> {
-  if (config.production && !config.ALLOW_STUB_PAYMENTS) {
-    // Only the stub backend exists in this build; LNbits arrives with the real-services work.
+  if (config.production && !config.LNBITS_URL && !config.ALLOW_STUB_PAYMENTS) {
     throw new StartupError('NODE_ENV=production with the stub payment backend: set LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
   }
   await initCrypto();
@@ -78,8 +79,16 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     log.info({ url: embedded.url }, 'embedded relay listening');
   }
 
-  const payments = new StubPayments(db);
-  log.warn('payments: stub backend (test invoices, paid through the dev route)');
+  const payments: PaymentBackend & { start?: () => void } = config.LNBITS_URL
+    ? new LnbitsPayments({
+        url: config.LNBITS_URL,
+        apiKey: config.LNBITS_API_KEY!,
+        pollIntervalMs: config.LNBITS_POLL_INTERVAL_S * 1000,
+        log: log.child({ module: 'lnbits' }),
+      })
+    : new StubPayments(db);
+  if (payments.name === 'stub') log.warn('payments: stub backend (test invoices, paid through the dev route)');
+  else log.info({ url: config.LNBITS_URL }, 'payments: LNbits');
   const agent: Agent = config.ANTHROPIC_API_KEY
     ? new AnthropicAgent({
         apiKey: config.ANTHROPIC_API_KEY,
@@ -94,7 +103,8 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   if (agent.name === 'stub') log.warn('AI: stub agent (canned answers); set ANTHROPIC_API_KEY for a real model');
   else log.info({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, 'AI: Anthropic');
   const oracle = new CoinGeckoOracle({
-    url: config.BTC_PRICE_URL,
+    // With stub payments the price matters to nobody: no network call unless asked for.
+    url: config.BTC_PRICE_URL ?? (payments.name === 'lnbits' ? COINGECKO_SIMPLE_PRICE_URL : undefined),
     fallbackUsd: config.BTC_PRICE_USD_FALLBACK,
     log: log.child({ module: 'oracle' }),
   });
@@ -211,7 +221,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const app = createApp({
     log: log.child({ module: 'http' }),
     maxBodyBytes: 64 * 1024,
-    dev: config.production || payments.name !== 'stub' ? null : { pay: (hash) => payments.pay(hash) },
+    dev: config.production || !(payments instanceof StubPayments) ? null : { pay: (hash) => payments.pay(hash) },
     jobs: { jobs, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: config.TRUST_PROXY },
     demo: {
       demo: new DemoService({ db, agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD }),
@@ -254,6 +264,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   relayPolicy.ownPorts.push(httpPort);
 
   outboxWorker.start();
+  payments.start?.();
   pool.start();
   await jobs.resume();
   const expiryTimer = setInterval(() => {
@@ -278,6 +289,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       await outboxWorker!.flush(2000);
       outboxWorker!.stop();
       pool.close();
+      await payments.close();
       const closed = new Promise<void>((r) => server.close(() => r()));
       if ('closeAllConnections' in server) server.closeAllConnections();
       await closed;

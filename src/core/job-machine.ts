@@ -38,6 +38,9 @@ export const JOB_TRANSITIONS: Readonly<Record<JobState, Partial<Record<JobEvent,
   failed: {},
 };
 
+/** Where a job starts: invoiced for evaluation, paid up front by a session, or refused at intake. */
+export const JOB_INITIAL_STATES = { invoiced: 'awaiting_eval_payment', session: 'executing', refused: 'failed' } as const satisfies Record<string, JobState>;
+
 /** The state `event` leads to from `state`, or null when the move is forbidden. */
 export function nextJobState(state: JobState, event: JobEvent): JobState | null {
   return JOB_TRANSITIONS[state][event] ?? null;

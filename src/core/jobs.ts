@@ -10,8 +10,11 @@ import type { CreditEntry } from '../store/credits.ts';
 import type { Agent } from '../ai/agent.ts';
 import type { Invoice, PaymentBackend } from '../payments/payments.ts';
 import type { PriceOracle } from '../pricing/oracle.ts';
-import { costLedger, quoteWork, type PricingParams } from '../pricing/pricing.ts';
-import { nextJobState, TransitionError, UNPAID_JOB_STATES, type JobEvent, type JobState } from './job-machine.ts';
+import { actualCostUsd, costLedger, quoteWork, usdToSats, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
+import * as sessions from '../store/sessions.ts';
+import type { LedgerEntry } from '../store/sessions.ts';
+import type { Usage } from '../ai/agent.ts';
+import { JOB_INITIAL_STATES, nextJobState, TransitionError, UNPAID_JOB_STATES, type JobEvent, type JobState } from './job-machine.ts';
 import { KeyedMutex } from './mutex.ts';
 import type { InvoiceRecord, Job, NewJob, PublishIntent } from './types.ts';
 
@@ -85,6 +88,7 @@ export class JobService {
     if (this.inflightIds.has(req.id) || store.jobExists(this.d.db, req.id)) return { status: 'duplicate' };
     this.inflightIds.add(req.id);
     try {
+      if (req.params.session) return await this.openOnNostrSession(req, req.params.session);
       this.checkCaps(req);
       await this.checkBid(req);
       return await this.accounts.run(creditAccount(req), () => this.open(req));
@@ -124,7 +128,7 @@ export class JobService {
       creditMsats > 0 ? [{ account, deltaMsats: -creditMsats, reason: 'spent on the evaluation fee', jobId: req.id, ref: `spend-eval:${req.id}` }] : [];
     const created = store.createJob(this.d.db, {
       job: req,
-      state: 'awaiting_eval_payment',
+      state: JOB_INITIAL_STATES.invoiced,
       patch: { evalPaymentHash: invoice?.paymentHash ?? null, evalCreditMsats: creditMsats },
       invoice: invoice ? this.invoiceRow(invoice, req.id, 'eval') : undefined,
       intents: this.forSource(req, intents),
@@ -166,11 +170,74 @@ export class JobService {
     return job;
   }
 
+  /** A Nostr request naming a session: only the session's bound pubkey may spend it. */
+  private async openOnNostrSession(req: NewJob, sessionId: string): Promise<SubmitOutcome> {
+    const session = sessions.getSession(this.d.db, sessionId);
+    if (!session || !req.customerPubkey || session.pubkey !== req.customerPubkey) {
+      throw new Refusal('unauthorized: that session does not exist or is not bound to your pubkey');
+    }
+    const r = await this.openOnSession(req, sessionId, null);
+    if (r.status === 'insufficient') {
+      throw new Refusal(`payment-required: the session balance is ${sats(r.balanceMsats)}, this request needs ${sats(r.neededMsats)}; top it up`);
+    }
+    if (r.status === 'refused') throw new Refusal(r.reason);
+    if (r.status === 'duplicate') return { status: 'duplicate' };
+    return { status: 'created', job: r.job, invoice: null };
+  }
+
+  /**
+   * Runs a request on a pre-funded session (SPEC 6): reserves the quoted price (refusing when the balance
+   * cannot cover it or it exceeds `maxSatsPerRequest`), then works; the actual cost is debited at the end.
+   */
+  async openOnSession(
+    req: NewJob,
+    sessionId: string,
+    maxSatsPerRequest: number | null,
+  ): Promise<
+    | { status: 'created'; job: Job }
+    | { status: 'duplicate' }
+    | { status: 'insufficient'; balanceMsats: number; neededMsats: number }
+    | { status: 'refused'; reason: string }
+  > {
+    if (this.stopping) return { status: 'refused', reason: 'unavailable: shutting down, try again shortly' };
+    const btc = await this.d.oracle.btcUsd();
+    const pricing = quoteWork(this.d.pricing, req.input, btc.usd, req.params.maxTokens);
+    if (maxSatsPerRequest !== null && pricing.amountSats > maxSatsPerRequest) {
+      return { status: 'refused', reason: `caveat max_sats_per_request=${maxSatsPerRequest} exceeded: this request needs up to ${pricing.amountSats} sats` };
+    }
+    const reserveMsats = pricing.amountSats * 1000;
+    const outcome = store.createSessionJob(this.d.db, {
+      job: { ...req, params: { ...req.params, session: sessionId } },
+      state: JOB_INITIAL_STATES.session,
+      patch: { pricingJson: JSON.stringify(pricing), reason: 'paid by a pre-funded session' },
+      intents: this.forSource(req, [this.processing(`Reserved up to ${pricing.amountSats} sats on your session; working on it.`, JSON.stringify(pricing))]),
+      sessionId,
+      reserveMsats,
+    });
+    if (outcome === 'duplicate') return { status: 'duplicate' };
+    if (outcome === 'unavailable') return { status: 'refused', reason: 'unavailable: the session is not active (unpaid, expired or closed)' };
+    if (outcome === 'insufficient') {
+      const session = sessions.getSession(this.d.db, sessionId);
+      if (session?.state === 'active') sessions.moveSession(this.d.db, { sessionId, from: ['active'], to: 'depleted' });
+      return { status: 'insufficient', balanceMsats: sessions.balanceMsats(this.d.db, sessionId), neededMsats: reserveMsats };
+    }
+    this.d.onIntents();
+    this.log.info({ jobId: req.id, sessionId, reserveMsats }, 'session job reserved');
+    this.runInBackground(req.id);
+    return { status: 'created', job: store.getJob(this.d.db, req.id)! };
+  }
+
+  /** Resolves when the job's running step (if any) has committed. */
+  async settled(jobId: string): Promise<Job | undefined> {
+    await this.running.get(jobId);
+    return store.getJob(this.d.db, jobId);
+  }
+
   /** Records a request that cannot be served and answers it with `error` (once per request id). */
   refuse(req: NewJob, reason: string): void {
     const created = store.createJob(this.d.db, {
       job: req,
-      state: 'failed',
+      state: JOB_INITIAL_STATES.refused,
       patch: { errorMessage: reason },
       intents: this.forSource(req, [{ type: 'feedback', status: 'error', message: reason }]),
     });
@@ -235,7 +302,7 @@ export class JobService {
     event: JobEvent,
     patch: store.JobPatch,
     intents: PublishIntent[],
-    extra: { invoice?: InvoiceRow; settle?: store.TransitionArgs['settle']; credits?: CreditEntry[] } = {},
+    extra: Pick<store.TransitionArgs, 'settle' | 'credits' | 'sessionLedger'> & { invoice?: InvoiceRow } = {},
   ): boolean {
     const to = nextJobState(job.state, event);
     if (!to) throw new TransitionError(job.state, event);
@@ -398,6 +465,10 @@ export class JobService {
       this.fail(job, 'work failed: the model returned no output');
       return;
     }
+    if (job.sessionId) {
+      this.completeOnSession(job, pricing, answer);
+      return;
+    }
     const ledger = costLedger(this.d.pricing, answer.usage, pricing.amountSats);
     this.advance(job, 'completed', { result: answer.text, costLedgerJson: JSON.stringify(ledger) }, [
       { type: 'result' },
@@ -405,8 +476,46 @@ export class JobService {
     ]);
   }
 
+  /** Debits the actual cost (at the reservation's BTC price, rounded up, never above the reservation). */
+  private completeOnSession(job: Job, pricing: PricingBreakdown, answer: { text: string; usage: Usage }): void {
+    const sessionId = job.sessionId!;
+    const reservedMsats = sessions.reservedFor(this.d.db, job.id);
+    const costUsd = actualCostUsd(this.d.pricing, answer.usage.inputTokens, answer.usage.outputTokens);
+    const debitMsats = Math.min(reservedMsats, usdToSats(costUsd, pricing.btcPriceUsd) * 1000);
+    const ledger = costLedger(this.d.pricing, answer.usage, debitMsats / 1000);
+    // Computed and committed with no await in between: nothing else can move this balance meanwhile.
+    const balanceAfter = sessions.balanceMsats(this.d.db, sessionId) + reservedMsats - debitMsats;
+    const moved = this.advance(
+      job,
+      'completed',
+      { result: answer.text, costLedgerJson: JSON.stringify(ledger) },
+      [
+        { type: 'result', balanceMsats: balanceAfter },
+        { type: 'feedback', status: 'success', message: `Done. ${sats(debitMsats)} debited from your session.` },
+      ],
+      { sessionLedger: this.settleReservation(job, reservedMsats, debitMsats) },
+    );
+    if (moved && balanceAfter <= 0) sessions.moveSession(this.d.db, { sessionId, from: ['active'], to: 'depleted' });
+  }
+
+  private settleReservation(job: Job, reservedMsats: number, debitMsats: number): LedgerEntry[] {
+    const sessionId = job.sessionId!;
+    const entries: LedgerEntry[] = [{ sessionId, kind: 'release', amountMsats: reservedMsats, jobId: job.id, ref: `release:${job.id}` }];
+    if (debitMsats > 0) entries.push({ sessionId, kind: 'debit', amountMsats: -debitMsats, jobId: job.id, ref: `debit:${job.id}` });
+    return entries;
+  }
+
   /** Ends a working job as failed; what the customer paid for the failed step becomes credit. */
   private fail(job: Job, message: string): void {
+    if (job.sessionId) {
+      // Failed or empty output is not charged: the whole reservation goes back to the session.
+      const reserved = sessions.reservedFor(this.d.db, job.id);
+      this.log.warn({ jobId: job.id, message }, 'session job failed; reservation released');
+      this.advance(job, 'failed', { errorMessage: message }, [{ type: 'feedback', status: 'error', message: `${message}; nothing was debited` }], {
+        sessionLedger: this.settleReservation(job, reserved, 0),
+      });
+      return;
+    }
     const stage = job.state === 'evaluating' ? 'eval' : 'work';
     const hash = stage === 'eval' ? job.evalPaymentHash : job.workPaymentHash;
     const invoiced = hash ? (store.getInvoice(this.d.db, hash)?.amountMsats ?? 0) : 0;
@@ -422,6 +531,11 @@ export class JobService {
   /** After a restart: rerun owed work and look at every open invoice once, a page at a time. */
   async resume(): Promise<void> {
     for (const job of store.listJobs(this.d.db, { states: ['evaluating', 'executing'] })) {
+      if (job.sessionId && job.source === 'http') {
+        // Its HTTP caller is gone with the old process: release the reservation instead of rerunning.
+        this.fail(job, 'interrupted by a restart');
+        continue;
+      }
       this.log.info({ jobId: job.id, state: job.state }, 'resuming job');
       this.runInBackground(job.id);
     }
@@ -431,7 +545,8 @@ export class JobService {
       if (page.length === 0) break;
       for (const inv of page) {
         if (this.stopping) return;
-        if (await this.safeIsPaid(inv.paymentHash)) await this.onInvoicePaid(inv.paymentHash);
+        if (this.d.payments.watch) this.d.payments.watch(inv.paymentHash, inv.expiresAt);
+        else if (await this.safeIsPaid(inv.paymentHash)) await this.onInvoicePaid(inv.paymentHash);
       }
       after = page[page.length - 1]!.paymentHash;
     }

@@ -8,6 +8,7 @@ export type JobSource = 'nostr' | 'http';
 export interface JobParams {
   maxTokens?: number; // advisory: lowers the output estimate, never raises it
   model?: string; // advisory hint, recorded only
+  session?: string; // a pre-funded session (bound to the requester's pubkey) pays instead of invoices
 }
 
 /** A parsed job request, whichever transport it came by. */
@@ -31,6 +32,7 @@ export interface Job extends NewJob {
   state: JobState;
   evalCreditMsats: number; // customer credit applied to the eval fee
   workCreditMsats: number; // customer credit applied to the work price
+  sessionId: string | null; // the pre-funded session that pays for it
   evalPaymentHash: string | null;
   workPaymentHash: string | null;
   reason: string | null;
@@ -69,4 +71,4 @@ export type PublishIntent =
       bolt11?: string;
       content?: string;
     }
-  | { type: 'result' };
+  | { type: 'result'; balanceMsats?: number }; // balance: the paying session's, after the debit

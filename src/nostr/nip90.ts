@@ -39,6 +39,9 @@ export function parseJobTags(
       params.maxTokens = n;
     } else if (name === 'model' && value) {
       params.model = value.slice(0, 100);
+    } else if (name === 'session' && value) {
+      if (!/^[0-9a-f]{32}$/.test(value)) return { ok: false, reason: 'param session must be a session id (32 hex characters)' };
+      params.session = value;
     }
   }
   let bidMsats: number | null = null;
@@ -108,7 +111,7 @@ export function buildFeedback(
 }
 
 /** Builds the unsigned result (request kind + 1000) for a completed job. */
-export function buildResult(job: Job, encrypt: (plain: string) => string | null): EventTemplate {
+export function buildResult(job: Job, encrypt: (plain: string) => string | null, balanceMsats?: number): EventTemplate {
   const request = requestEvent(job);
   const tags: string[][] = [
     ['request', job.requestJson!],
@@ -124,5 +127,6 @@ export function buildResult(job: Job, encrypt: (plain: string) => string | null)
   const chargedMsats = (job.costLedger?.chargedSats ?? 0) * 1000;
   tags.push(['amount', String(chargedMsats)]);
   tags.push(['cost_ledger', JSON.stringify(job.costLedger)]);
+  if (balanceMsats !== undefined) tags.push(['balance', String(balanceMsats)]);
   return { kind: job.kind + 1000, created_at: Math.floor(Date.now() / 1000), tags, content: sealed ?? job.result ?? '' };
 }

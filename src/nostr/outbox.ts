@@ -82,7 +82,7 @@ export class OutboxWorker {
       return;
     }
     const encrypt = (plain: string) => encryptFor(job, plain, this.d.secretKey);
-    const template = row.intent.type === 'result' ? buildResult(job, encrypt) : buildFeedback(job, row.intent, encrypt);
+    const template = row.intent.type === 'result' ? buildResult(job, encrypt, row.intent.balanceMsats) : buildFeedback(job, row.intent, encrypt);
     const event = finalizeEvent(template, this.d.secretKey);
     if (outbox.storeSigned(this.d.db, row.id, event.id, JSON.stringify(event))) {
       this.d.fault(`after-sign:${row.intent.type === 'result' ? 'result' : row.intent.status}`);

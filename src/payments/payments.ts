@@ -22,6 +22,11 @@ export interface PaymentBackend {
   isPaid(paymentHash: string): Promise<boolean>;
   /** Registers the one settlement listener; it may be called more than once per invoice. */
   onSettled(listener: (paymentHash: string) => void): void;
+  /**
+   * Puts an invoice from an earlier process under watch (settlements are then pushed or polled, paced by
+   * the backend). Backends without it are asked with isPaid instead.
+   */
+  watch?(paymentHash: string, expiresAt: number): void;
   close(): Promise<void>;
 }
 

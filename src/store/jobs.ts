@@ -7,12 +7,14 @@ import type { InvoiceRecord, Job, NewJob, PublishIntent } from '../core/types.ts
 import { isJobState, type JobState } from '../core/job-machine.ts';
 import { insertIntents } from './outbox.ts';
 import { addCredit, type CreditEntry } from './credits.ts';
+import { addLedger, balanceMsats, getSession, moveSession, type LedgerEntry } from './sessions.ts';
+import { SPENDABLE_SESSION_STATES } from '../core/session-machine.ts';
 
 type JobRow = typeof jobs.$inferSelect;
 
 /** Columns a transition may set besides `state`. */
 export type JobPatch = Partial<
-  Pick<JobRow, 'evalPaymentHash' | 'workPaymentHash' | 'reason' | 'result' | 'errorMessage' | 'evalCreditMsats' | 'workCreditMsats'> & {
+  Pick<JobRow, 'evalPaymentHash' | 'workPaymentHash' | 'reason' | 'result' | 'errorMessage' | 'evalCreditMsats' | 'workCreditMsats' | 'sessionId'> & {
     pricingJson: string;
     costLedgerJson: string;
   }
@@ -38,6 +40,7 @@ export function toJob(r: JobRow): Job {
     bidMsats: r.bidMsats,
     evalCreditMsats: r.evalCreditMsats,
     workCreditMsats: r.workCreditMsats,
+    sessionId: r.sessionId,
     requestCreatedAt: r.requestCreatedAt,
     expiresAt: r.expiresAt,
     state: r.state,
@@ -106,38 +109,59 @@ export interface CreateJobArgs {
   credits?: CreditEntry[];
 }
 
+function insertJob(tx: Db, a: CreateJobArgs, now: number): boolean {
+  const r = tx
+    .insert(jobs)
+    .values({
+      id: a.job.id,
+      kind: a.job.kind,
+      source: a.job.source,
+      state: a.state,
+      customerPubkey: a.job.customerPubkey,
+      clientAddress: a.job.clientAddress,
+      requestJson: a.job.requestJson,
+      encryption: a.job.encryption,
+      input: a.job.input,
+      paramsJson: JSON.stringify(a.job.params),
+      relaysJson: JSON.stringify(a.job.relays),
+      bidMsats: a.job.bidMsats,
+      requestCreatedAt: a.job.requestCreatedAt,
+      expiresAt: a.job.expiresAt,
+      createdAt: now,
+      updatedAt: now,
+      ...a.patch,
+    })
+    .onConflictDoNothing()
+    .run();
+  if (r.changes !== 1) return false;
+  if (a.invoice) insertInvoiceRow(tx, a.invoice, now);
+  for (const c of a.credits ?? []) addCredit(tx, c);
+  insertIntents(tx, a.job.id, a.intents, now);
+  return true;
+}
+
 /** Inserts a new job (with its first invoice and events) unless its id exists; true when inserted. */
 export function createJob(db: Db, a: CreateJobArgs): boolean {
-  const now = Date.now();
+  return db.transaction((tx) => insertJob(tx as unknown as Db, a, Date.now()));
+}
+
+/**
+ * Inserts a job paid by a session: in one transaction, checks the session can be spent and its balance
+ * covers `reserveMsats`, writes the reservation, and touches the session.
+ */
+export function createSessionJob(
+  db: Db,
+  a: CreateJobArgs & { sessionId: string; reserveMsats: number },
+): 'created' | 'duplicate' | 'insufficient' | 'unavailable' {
   return db.transaction((tx) => {
-    const r = tx
-      .insert(jobs)
-      .values({
-        id: a.job.id,
-        kind: a.job.kind,
-        source: a.job.source,
-        state: a.state,
-        customerPubkey: a.job.customerPubkey,
-        clientAddress: a.job.clientAddress,
-        requestJson: a.job.requestJson,
-        encryption: a.job.encryption,
-        input: a.job.input,
-        paramsJson: JSON.stringify(a.job.params),
-        relaysJson: JSON.stringify(a.job.relays),
-        bidMsats: a.job.bidMsats,
-        requestCreatedAt: a.job.requestCreatedAt,
-        expiresAt: a.job.expiresAt,
-        createdAt: now,
-        updatedAt: now,
-        ...a.patch,
-      })
-      .onConflictDoNothing()
-      .run();
-    if (r.changes !== 1) return false;
-    if (a.invoice) insertInvoiceRow(tx as unknown as Db, a.invoice, now);
-    for (const c of a.credits ?? []) addCredit(tx as unknown as Db, c);
-    insertIntents(tx as unknown as Db, a.job.id, a.intents, now);
-    return true;
+    const t = tx as unknown as Db;
+    const session = getSession(t, a.sessionId);
+    if (!session || !SPENDABLE_SESSION_STATES.includes(session.state)) return 'unavailable';
+    if (balanceMsats(t, a.sessionId) < a.reserveMsats) return 'insufficient';
+    if (!insertJob(t, { ...a, patch: { ...a.patch, sessionId: a.sessionId } }, Date.now())) return 'duplicate';
+    addLedger(t, [{ sessionId: a.sessionId, kind: 'reserve', amountMsats: -a.reserveMsats, jobId: a.job.id, ref: `reserve:${a.job.id}` }]);
+    moveSession(t, { sessionId: a.sessionId, from: [session.state], to: null, touch: true });
+    return 'created';
   });
 }
 
@@ -151,6 +175,7 @@ export interface TransitionArgs {
   settle?: { paymentHash: string; status: 'paid' | 'expired' };
   intents: PublishIntent[];
   credits?: CreditEntry[];
+  sessionLedger?: LedgerEntry[];
 }
 
 /** Moves a job from `from` to `to` atomically with its side records; false if it was not in `from`. */
@@ -166,6 +191,7 @@ export function transitionJob(db: Db, a: TransitionArgs): boolean {
     if (a.invoice) insertInvoiceRow(tx as unknown as Db, a.invoice, now);
     if (a.settle) setInvoiceStatus(tx as unknown as Db, a.settle.paymentHash, a.settle.status);
     for (const c of a.credits ?? []) addCredit(tx as unknown as Db, c);
+    addLedger(tx as unknown as Db, a.sessionLedger ?? []);
     insertIntents(tx as unknown as Db, a.jobId, a.intents, now);
     return true;
   });
