@@ -111,6 +111,9 @@ const EnvSchema = z.object({
 
 export type Env = z.infer<typeof EnvSchema>;
 
+/** Every environment variable the daemon reads. */
+export const ENV_KEYS = Object.keys(EnvSchema.shape);
+
 export interface Config extends Env {
   databasePath: string;
   relays: RelayConfig[];
