@@ -61,6 +61,9 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   STUB_AI_DELAY_MS: { default: '0', doc: 'artificial latency of the stub agent per call (demos, fault tests)' },
   ALLOW_PRIVATE_RELAYS: { default: 'unset', doc: 'let relay URLs from requests and 10050 lists be ws:// or private addresses' },
   DEMO_DAILY_BUDGET_USD: { default: '1', doc: 'what GET /api/demo may spend on the model per UTC day' },
+  L402_DEPOSIT_SATS: { default: '1000', doc: 'deposit (and top-up) of a session opened by the L402 front door' },
+  SESSION_TTL_S: { default: '2592000', doc: 'a session unused this long expires (a bound pubkey keeps its balance as credit)' },
+  MAX_SESSION_DEPOSIT_SATS: { default: '1000000', doc: 'largest single deposit or top-up' },
   TRUST_PROXY: { default: 'unset', doc: 'take the client address from X-Forwarded-For (behind a reverse proxy only)' },
 };
 
@@ -105,6 +108,9 @@ const EnvSchema = z.object({
   STUB_AI_DELAY_MS: int(0).default(0),
   ALLOW_PRIVATE_RELAYS: bool.default(false),
   DEMO_DAILY_BUDGET_USD: num().default(1),
+  L402_DEPOSIT_SATS: int(1).default(1000),
+  SESSION_TTL_S: int(1).default(2_592_000),
+  MAX_SESSION_DEPOSIT_SATS: int(1).default(1_000_000),
   TRUST_PROXY: bool.default(false),
   TIMMY_FAULT: z.string().optional(),
 });

@@ -19,7 +19,8 @@ import type { PaymentBackend } from './payments/payments.ts';
 import type { PricingParams } from './pricing/pricing.ts';
 import { JobService } from './core/jobs.ts';
 import { initCrypto, finalizeEvent, getPublicKey } from './nostr/crypto.ts';
-import { loadSecretKey } from './nostr/keys.ts';
+import { loadRootKey, loadSecretKey } from './nostr/keys.ts';
+import { SessionService } from './core/sessions.ts';
 import { RelayPool } from './nostr/pool.ts';
 import { Intake, DELETIONS_SUB } from './nostr/intake.ts';
 import { OutboxWorker } from './nostr/outbox.ts';
@@ -146,7 +147,26 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     },
     fault,
   });
+  const sessions = new SessionService({
+    db,
+    payments,
+    jobs,
+    rootKey: loadRootKey(config.DATA_DIR),
+    settings: {
+      invoiceExpirySecs: config.INVOICE_EXPIRY_S,
+      sessionTtlSecs: config.SESSION_TTL_S,
+      maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
+      maxDepositSats: config.MAX_SESSION_DEPOSIT_SATS,
+    },
+    log: log.child({ module: 'sessions' }),
+  });
   payments.onSettled((hash) => {
+    try {
+      if (sessions.onInvoicePaid(hash)) return;
+    } catch (err) {
+      log.error({ err, paymentHash: hash }, 'session settlement handling failed');
+      return;
+    }
     jobs.onInvoicePaid(hash).catch((err) => log.error({ err, paymentHash: hash }, 'settlement handling failed'));
   });
 
@@ -223,6 +243,13 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     maxBodyBytes: 64 * 1024,
     dev: config.production || !(payments instanceof StubPayments) ? null : { pay: (hash) => payments.pay(hash) },
     jobs: { jobs, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: config.TRUST_PROXY },
+    sessions: {
+      sessions,
+      maxInputChars: config.MAX_INPUT_CHARS,
+      maxDepositSats: config.MAX_SESSION_DEPOSIT_SATS,
+      l402DepositSats: config.L402_DEPOSIT_SATS,
+      trustProxy: config.TRUST_PROXY,
+    },
     demo: {
       demo: new DemoService({ db, agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD }),
       trustProxy: config.TRUST_PROXY,
@@ -267,8 +294,10 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   payments.start?.();
   pool.start();
   await jobs.resume();
+  await sessions.resume();
   const expiryTimer = setInterval(() => {
     jobs.expireDue().catch((err) => log.error({ err }, 'expiry pass failed'));
+    sessions.expireDue().catch((err) => log.error({ err }, 'session expiry pass failed'));
     refreshDeletions?.();
   }, 2000);
   log.info({ relays: config.relays.map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');

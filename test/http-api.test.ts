@@ -171,7 +171,20 @@ describe('OpenAPI', () => {
   it('lists every route, and the committed openapi.yaml is current', async () => {
     const served = (await call('GET', '/api/openapi.json')).body;
     expect(Object.keys(served.paths).sort()).toEqual(
-      ['/api/demo', '/api/dev/stub/pay/{paymentHash}', '/api/healthz', '/api/info', '/api/jobs', '/api/jobs/{id}'].sort(),
+      [
+        '/api/demo',
+        '/api/dev/stub/pay/{paymentHash}',
+        '/api/healthz',
+        '/api/info',
+        '/api/jobs',
+        '/api/jobs/{id}',
+        '/api/l402/request',
+        '/api/sessions',
+        '/api/sessions/{id}',
+        '/api/sessions/{id}/ledger',
+        '/api/sessions/{id}/request',
+        '/api/sessions/{id}/topup',
+      ].sort(),
     );
     const committed = parse(readFileSync(join(ROOT, 'openapi.yaml'), 'utf8'));
     expect(committed, 'openapi.yaml is stale: run npm run openapi').toEqual(await openApiDocument());

@@ -9,6 +9,7 @@ import { mountDevRoutes, type DevDeps } from './dev.ts';
 import { mountJobRoutes, type JobRoutesDeps } from './jobs.ts';
 import { mountDemoRoutes, type DemoDeps } from './demo.ts';
 import { mountMetrics, type MetricsSources } from './metrics.ts';
+import { mountSessionRoutes, type SessionRoutesDeps } from './sessions.ts';
 
 export interface HttpDeps extends SystemDeps {
   log: Logger;
@@ -16,6 +17,7 @@ export interface HttpDeps extends SystemDeps {
   maxBodyBytes: number;
   jobs: JobRoutesDeps;
   demo: DemoDeps;
+  sessions: SessionRoutesDeps;
   metrics: MetricsSources;
 }
 
@@ -53,6 +55,7 @@ export function createApp(deps: HttpDeps): App {
   mountSystemRoutes(app, deps);
   mountJobRoutes(app, deps.jobs);
   mountDemoRoutes(app, deps.demo);
+  mountSessionRoutes(app, deps.sessions);
   if (deps.dev) mountDevRoutes(app, deps.dev);
 
   app.doc('/api/openapi.json', {

@@ -15,6 +15,13 @@ export async function openApiDocument(): Promise<unknown> {
     dev: { pay: never },
     jobs: { jobs: never as never, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: false },
     demo: { demo: never as never, trustProxy: false, maxInputChars: config.MAX_INPUT_CHARS },
+    sessions: {
+      sessions: never as never,
+      maxInputChars: config.MAX_INPUT_CHARS,
+      maxDepositSats: config.MAX_SESSION_DEPOSIT_SATS,
+      l402DepositSats: config.L402_DEPOSIT_SATS,
+      trustProxy: false,
+    },
     metrics: { jobsByState: never, invoicesByStatus: never, relays: never, outboxDepth: never, intake: never },
     health: never,
     info: never,

@@ -36,3 +36,18 @@ export function loadSecretKey(dataDir: string, fromEnv?: string): Uint8Array {
   chmodSync(file, 0o600);
   return new Uint8Array(sk);
 }
+
+/** The macaroon root key: 32 random bytes generated once into DATA_DIR (0600). */
+export function loadRootKey(dataDir: string): Uint8Array {
+  const file = join(dataDir, 'macaroon.key');
+  if (existsSync(file)) {
+    const hex = readFileSync(file, 'utf8').trim();
+    if (!/^[0-9a-f]{64}$/.test(hex)) throw new KeyError(`${file}: not a 64-character hex key`);
+    return new Uint8Array(Buffer.from(hex, 'hex'));
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const key = randomBytes(32);
+  writeFileSync(file, `${key.toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(file, 0o600);
+  return new Uint8Array(key);
+}

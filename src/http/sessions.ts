@@ -1,0 +1,313 @@
+// Pre-funded sessions over HTTP (SPEC 6/7), and the L402 front door. Credentials: `Authorization: Bearer
+// <macaroon>` or `L402 <macaroon>:<preimage>`; every bad one gets 401 and nothing is debited.
+import { randomBytes } from 'node:crypto';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { nip19 } from 'nostr-tools';
+import { SessionError, type SessionService, type SessionRunOutcome } from '../core/sessions.ts';
+import { SESSION_STATES } from '../core/session-machine.ts';
+import { l402Challenge, parseAuthorization } from '../core/macaroons.ts';
+import type { NewJob } from '../core/types.ts';
+import { clientAddress } from './client-address.ts';
+import { CostLedger, ErrorBody, Invoice, invoiceBody } from './schemas.ts';
+
+export interface SessionRoutesDeps {
+  sessions: SessionService;
+  maxInputChars: number;
+  maxDepositSats: number;
+  l402DepositSats: number;
+  trustProxy: boolean;
+}
+
+const SessionId = z.string().regex(/^[0-9a-f]{32}$/, 'must be a 32-character lowercase hex session id');
+const Pubkey = z
+  .string()
+  .transform((v, ctx) => {
+    if (/^[0-9a-f]{64}$/.test(v)) return v;
+    try {
+      const d = nip19.decode(v);
+      if (d.type === 'npub') return d.data;
+    } catch {
+      /* reported below */
+    }
+    ctx.addIssue({ code: 'custom', message: 'must be a hex pubkey or an npub' });
+    return z.NEVER;
+  })
+  .openapi({ type: 'string', description: 'hex pubkey or npub: its Nostr requests may spend the session' });
+
+const SessionView = z
+  .object({ sessionId: z.string(), state: z.enum(SESSION_STATES), balanceSats: z.number().int(), expiresAt: z.number().int(), pubkey: z.string().nullable() })
+  .openapi('Session');
+const RunResult = z.object({ result: z.string(), costLedger: CostLedger, balanceSats: z.number().int() }).openapi('SessionResult');
+const Insufficient = z.object({ error: z.string(), balanceSats: z.number().int(), neededSats: z.number().int() }).openapi('InsufficientBalance');
+const RequestBody = (max: number) =>
+  z
+    .object({
+      request: z.string().trim().min(1, 'must not be empty').max(max, `must be at most ${max} characters`),
+      maxTokens: z.number().int().positive().optional(),
+    })
+    .openapi('SessionRequest', { example: { request: 'Explain Lightning invoices in two sentences.' } });
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
+const errors = {
+  400: json(ErrorBody, 'invalid request'),
+  401: json(ErrorBody, 'missing, forged, expired or caveat-violating credential'),
+  404: json(ErrorBody, 'no such session'),
+};
+const auth = [{ macaroon: [] }];
+
+function newJob(c: Context, trustProxy: boolean, body: { request: string; maxTokens?: number }): NewJob {
+  return {
+    id: randomBytes(16).toString('hex'),
+    kind: 5050,
+    source: 'http',
+    customerPubkey: null,
+    clientAddress: clientAddress(c, trustProxy),
+    requestJson: null,
+    encryption: 'none',
+    input: body.request,
+    params: body.maxTokens ? { maxTokens: body.maxTokens } : {},
+    relays: [],
+    bidMsats: null,
+    requestCreatedAt: Math.floor(Date.now() / 1000),
+    expiresAt: null,
+  };
+}
+
+export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): void {
+  app.openAPIRegistry.registerComponent('securitySchemes', 'macaroon', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'Bearer <macaroon>, or L402 <macaroon>:<preimage>',
+  });
+  const s = deps.sessions;
+
+  /** Verifies the credential for the session named in the path; throws SessionError(401). */
+  const authorize = async (c: Context, sessionId?: string) => {
+    const cred = parseAuthorization(c.req.header('authorization'));
+    if (!cred) throw new SessionError('unauthorized: send Authorization: Bearer <macaroon> or L402 <macaroon>:<preimage>', 401);
+    return s.authorize(cred.macaroon, { sessionId, preimage: cred.scheme === 'l402' ? cred.preimage : undefined });
+  };
+  // Typed as never: these answer with statuses the route declares, chosen at run time.
+  const fail = (c: Context, err: unknown): never => {
+    if (err instanceof SessionError) return c.json({ error: err.message }, err.status) as never;
+    throw err;
+  };
+  const answer = (c: Context, r: SessionRunOutcome): never => {
+    if (r.status === 'done') return c.json({ result: r.job.result!, costLedger: r.job.costLedger!, balanceSats: Math.floor(r.balanceMsats / 1000) }, 200) as never;
+    if (r.status === 'failed') return c.json({ error: `${r.job.errorMessage ?? 'failed'}; nothing was debited` }, 502) as never;
+    if (r.status === 'refused') return c.json({ error: r.reason }, r.reason.startsWith('caveat') ? 401 : 503) as never;
+    return c.json(
+      { error: 'payment required: top up the session', balanceSats: Math.floor(r.balanceMsats / 1000), neededSats: Math.ceil(r.neededMsats / 1000) },
+      402,
+    ) as never;
+  };
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/sessions',
+      summary: 'Open a pre-funded session: a deposit invoice and the macaroon that works once it is paid',
+      request: {
+        body: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: z
+                .object({ amountSats: z.number().int().min(1).max(deps.maxDepositSats), pubkey: Pubkey.optional() })
+                .openapi('CreateSession', { example: { amountSats: 1000 } }),
+            },
+          },
+        },
+      },
+      responses: {
+        201: json(z.object({ sessionId: z.string(), macaroon: z.string(), depositInvoice: Invoice }).openapi('SessionCreated'), 'created'),
+        400: errors[400],
+        429: json(ErrorBody, 'too many unpaid sessions from this address'),
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      try {
+        const r = await s.create({ amountSats: body.amountSats, pubkey: body.pubkey ?? null, clientAddress: clientAddress(c, deps.trustProxy), origin: 'http' });
+        return c.json({ sessionId: r.sessionId, macaroon: r.macaroon, depositInvoice: invoiceBody(r.invoice) }, 201);
+      } catch (err) {
+        return fail(c, err);
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/sessions/{id}',
+      summary: 'A session: state, balance, expiry',
+      security: auth,
+      request: { params: z.object({ id: SessionId }) },
+      responses: { 200: json(SessionView, 'the session'), ...errors },
+    }),
+    async (c) => {
+      try {
+        const { id } = c.req.valid('param');
+        await authorize(c, id);
+        await s.refresh(id);
+        return c.json(s.view(id)!, 200);
+      } catch (err) {
+        return fail(c, err);
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/sessions/{id}/topup',
+      summary: 'A new invoice that adds to the balance when paid',
+      security: auth,
+      request: {
+        params: z.object({ id: SessionId }),
+        body: { required: true, content: { 'application/json': { schema: z.object({ amountSats: z.number().int().min(1).max(deps.maxDepositSats) }).openapi('TopUp') } } },
+      },
+      responses: { 200: json(z.object({ invoice: Invoice }).openapi('TopUpInvoice'), 'the invoice'), ...errors, 409: json(ErrorBody, 'session closed') },
+    }),
+    async (c) => {
+      try {
+        const { id } = c.req.valid('param');
+        await authorize(c, id);
+        const r = await s.topup(id, c.req.valid('json').amountSats);
+        return c.json({ invoice: invoiceBody(r.invoice) }, 200);
+      } catch (err) {
+        return fail(c, err);
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/sessions/{id}/request',
+      summary: 'Run a request on the session: reserve the estimate, debit the actual cost',
+      security: auth,
+      request: { params: z.object({ id: SessionId }), body: { required: true, content: { 'application/json': { schema: RequestBody(deps.maxInputChars) } } } },
+      responses: {
+        200: json(RunResult, 'the answer, its cost and the balance left'),
+        ...errors,
+        402: json(Insufficient, 'the balance cannot cover the estimate'),
+        502: json(ErrorBody, 'the model failed; nothing was debited'),
+      },
+    }),
+    async (c) => {
+      try {
+        const { id } = c.req.valid('param');
+        const a = await authorize(c, id);
+        return answer(c, await s.run(newJob(c, deps.trustProxy, c.req.valid('json')), a.sessionId, a.maxSatsPerRequest));
+      } catch (err) {
+        return fail(c, err);
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/sessions/{id}/ledger',
+      summary: 'Every deposit, top-up, reservation, release and debit; the balance is their sum',
+      security: auth,
+      request: { params: z.object({ id: SessionId }) },
+      responses: {
+        200: json(
+          z
+            .object({
+              sessionId: z.string(),
+              balanceMsats: z.number().int(),
+              entries: z.array(
+                z.object({ kind: z.string(), amountMsats: z.number().int(), jobId: z.string().nullable(), paymentHash: z.string().nullable(), createdAt: z.string() }),
+              ),
+            })
+            .openapi('SessionLedger'),
+          'the ledger',
+        ),
+        ...errors,
+      },
+    }),
+    async (c) => {
+      try {
+        const { id } = c.req.valid('param');
+        await authorize(c, id);
+        const entries = s.ledger(id);
+        return c.json(
+          {
+            sessionId: id,
+            balanceMsats: entries.reduce((sum, e) => sum + e.amountMsats, 0),
+            entries: entries.map((e) => ({ kind: e.kind, amountMsats: e.amountMsats, jobId: e.jobId, paymentHash: e.paymentHash, createdAt: new Date(e.createdAt).toISOString() })),
+          },
+          200,
+        );
+      } catch (err) {
+        return fail(c, err);
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/api/sessions/{id}',
+      summary: 'Close the session (a bound pubkey gets the balance as credit)',
+      security: auth,
+      request: { params: z.object({ id: SessionId }) },
+      responses: { 200: json(SessionView, 'closed'), ...errors, 409: json(ErrorBody, 'cannot be closed in this state') },
+    }),
+    async (c) => {
+      try {
+        const { id } = c.req.valid('param');
+        await authorize(c, id);
+        return c.json(s.close(id), 200);
+      } catch (err) {
+        return fail(c, err);
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/l402/request',
+      summary: 'L402 front door: 402 with a macaroon + invoice, then requests debited from that session',
+      request: { body: { required: true, content: { 'application/json': { schema: RequestBody(deps.maxInputChars) } } } },
+      responses: {
+        200: json(RunResult, 'the answer'),
+        400: errors[400],
+        401: errors[401],
+        402: json(
+          z.object({ error: z.string(), macaroon: z.string(), invoice: Invoice }).openapi('L402Challenge'),
+          'pay the invoice, then retry with Authorization: L402 <macaroon>:<preimage> (also in WWW-Authenticate)',
+        ),
+        429: json(ErrorBody, 'too many unpaid front-door sessions from this address'),
+        502: json(ErrorBody, 'the model failed; nothing was debited'),
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      const challenge = (macaroon: string, inv: Parameters<typeof invoiceBody>[0], error: string) => {
+        for (const v of l402Challenge(macaroon, inv.bolt11)) c.header('WWW-Authenticate', v, { append: true });
+        return c.json({ error, macaroon, invoice: invoiceBody(inv) }, 402) as never;
+      };
+      try {
+        if (!c.req.header('authorization')) {
+          const r = await s.create({ amountSats: deps.l402DepositSats, clientAddress: clientAddress(c, deps.trustProxy), origin: 'l402' });
+          return challenge(r.macaroon, r.invoice, `payment required: pay ${deps.l402DepositSats} sats to open a session`);
+        }
+        const a = await authorize(c);
+        const r = await s.run(newJob(c, deps.trustProxy, body), a.sessionId, a.maxSatsPerRequest);
+        if (r.status === 'insufficient') {
+          const top = await s.topup(a.sessionId, Math.max(deps.l402DepositSats, Math.ceil(r.neededMsats / 1000)));
+          return challenge(top.macaroon, top.invoice, 'payment required: the session balance is spent; pay to top it up');
+        }
+        return answer(c, r);
+      } catch (err) {
+        return fail(c, err);
+      }
+    },
+  );
+}
