@@ -10,7 +10,8 @@ import { isJobState, JOB_STATES } from './core/job-machine.ts';
 import { loadSecretKey } from './nostr/keys.ts';
 import { initCrypto, getPublicKey } from './nostr/crypto.ts';
 import { startDaemon, StartupError } from './daemon.ts';
-import { runRequest, devPay } from './client.ts';
+import { join } from 'node:path';
+import { runRequest, devPay, clientKey, SessionWallet, apiCall, showInvoice } from './client.ts';
 
 function configOrExit() {
   try {
@@ -123,8 +124,12 @@ program
   .option('--bid <msats>', 'the most you will pay, in msats')
   .option('--timeout <s>', 'give up after this many seconds', '120')
   .option('--no-qr', 'do not draw invoices as QR codes')
+  .option('--session <id>', 'spend this pre-funded session (created with `timmy session create --bind`)')
   .action(async (prompt: string, opts) => {
+    const config = opts.session ? configOrExit() : null;
     const code = await runRequest(prompt, {
+      session: opts.session,
+      secretKey: config ? clientKey(config.DATA_DIR) : undefined,
       api: opts.api,
       to: opts.to,
       relays: opts.relay,
@@ -156,6 +161,94 @@ program
       process.stdout.write(`${rows.length} account(s) with credit\n`);
     }
     closeDb(db);
+  });
+
+interface SessionCreated {
+  sessionId: string;
+  macaroon: string;
+  depositInvoice: { paymentRequest: string; paymentHash: string; amountSats: number };
+}
+
+const session = program.command('session').description('pre-funded sessions (through the HTTP API); macaroons are kept in $DATA_DIR/client-sessions');
+const wallet = () => new SessionWallet(join(configOrExit().DATA_DIR, 'client-sessions'));
+const print = (l: string) => process.stdout.write(`${l}\n`);
+const fail = (err: unknown) => {
+  process.stderr.write(`${(err as Error).message}\n`);
+  process.exit(1);
+};
+session
+  .command('create')
+  .description('open a session: prints the deposit invoice and keeps the macaroon')
+  .requiredOption('--amount <sats>', 'deposit in sats')
+  .option('--bind', "bind it to this CLI's Nostr key, so `timmy request --session` can spend it")
+  .option('--pay-stub', 'pay the deposit through the dev route')
+  .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+  .option('--no-qr', 'no QR code')
+  .action(async (opts) => {
+    try {
+      const config = configOrExit();
+      await initCrypto();
+      const pubkey = opts.bind ? getPublicKey(clientKey(config.DATA_DIR)) : undefined;
+      const r = await apiCall<SessionCreated>(opts.api, 'POST', '/api/sessions', { amountSats: Number(opts.amount), ...(pubkey ? { pubkey } : {}) });
+      wallet().save(r.sessionId, r.macaroon);
+      print(`session ${r.sessionId}${pubkey ? ` (bound to ${nip19.npubEncode(pubkey)})` : ''}`);
+      print(`macaroon saved; use it as Authorization: Bearer <macaroon>`);
+      showInvoice(print, r.depositInvoice.paymentRequest, r.depositInvoice.amountSats, opts.qr);
+      if (opts.payStub) {
+        await devPay(opts.api, r.depositInvoice.paymentHash);
+        print('deposit paid through the dev route');
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+for (const [name, description] of [
+  ['show', 'state, balance and expiry'],
+  ['ledger', 'every deposit, top-up, reservation, release and debit'],
+  ['close', 'close it (a bound pubkey keeps the balance as credit)'],
+] as const) {
+  session
+    .command(name)
+    .description(description)
+    .argument('<id>', 'session id')
+    .option('--macaroon <m>', 'macaroon (default: the saved one)')
+    .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+    .action(async (id: string, opts: { macaroon?: string; api: string }) => {
+      try {
+        const mac = opts.macaroon ?? wallet().load(id);
+        const path = name === 'ledger' ? `/api/sessions/${id}/ledger` : `/api/sessions/${id}`;
+        print(JSON.stringify(await apiCall(opts.api, name === 'close' ? 'DELETE' : 'GET', path, undefined, mac), null, 2));
+      } catch (err) {
+        fail(err);
+      }
+    });
+}
+session
+  .command('topup')
+  .description('a new invoice that adds to the balance when paid')
+  .argument('<id>', 'session id')
+  .requiredOption('--amount <sats>', 'top-up in sats')
+  .option('--macaroon <m>', 'macaroon (default: the saved one)')
+  .option('--pay-stub', 'pay it through the dev route')
+  .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+  .option('--no-qr', 'no QR code')
+  .action(async (id: string, opts) => {
+    try {
+      const r = await apiCall<{ invoice: { paymentRequest: string; paymentHash: string; amountSats: number } }>(
+        opts.api,
+        'POST',
+        `/api/sessions/${id}/topup`,
+        { amountSats: Number(opts.amount) },
+        opts.macaroon ?? wallet().load(id),
+      );
+      showInvoice(print, r.invoice.paymentRequest, r.invoice.amountSats, opts.qr);
+      if (opts.payStub) {
+        await devPay(opts.api, r.invoice.paymentHash);
+        print('top-up paid through the dev route');
+      }
+    } catch (err) {
+      fail(err);
+    }
   });
 
 const dev = program.command('dev').description('development helpers');

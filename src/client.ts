@@ -1,5 +1,7 @@
 // The customer side, as `timmy request` and `timmy dev pay` use it: posts a 5050 request with its own
 // key, follows the 7000 feedback and the 6050 result live, and optionally pays stub invoices.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 import qrcode from 'qrcode-terminal';
 import { nip19, type Event } from 'nostr-tools';
@@ -11,6 +13,9 @@ useWebSocketImplementation(WebSocket);
 
 export interface RequestOptions {
   api: string;
+  /** Spend this pre-funded session (bound to `secretKey`) instead of paying invoices. */
+  session?: string;
+  secretKey?: Uint8Array;
   to?: string;
   relays?: string[];
   payStub: boolean;
@@ -66,7 +71,7 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
     out(`cannot reach Timmy: ${(err as Error).message}`);
     return 2;
   }
-  const sk = generateSecretKey();
+  const sk = opts.secretKey ?? generateSecretKey();
   const tags: string[][] = [
     ['i', prompt, 'text'],
     ['p', target.pubkey],
@@ -74,6 +79,7 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
   ];
   if (opts.maxTokens) tags.push(['param', 'max_tokens', String(opts.maxTokens)]);
   if (opts.bidMsats !== undefined) tags.push(['bid', String(opts.bidMsats)]);
+  if (opts.session) tags.push(['param', 'session', opts.session]);
   const request = finalizeEvent({ kind: 5050, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, sk);
   const pool = new SimplePool();
   const paid = new Set<string>();
@@ -102,8 +108,7 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
         if (status?.[1] === 'payment-required' && amount?.[2]) {
           const bolt11 = amount[2];
           if (ev.content) out(`  quote: ${ev.content}`);
-          out(`  invoice (${Number(amount[1]) / 1000} sats): ${bolt11}`);
-          if (opts.qr) qrcode.generate(bolt11.toUpperCase(), { small: true }, (q) => out(q));
+          showInvoice((l) => out(`  ${l}`), bolt11, Number(amount[1]) / 1000, opts.qr);
           if (opts.payStub && !paid.has(bolt11)) {
             paid.add(bolt11);
             devPay(opts.api, bolt11).then(
@@ -122,6 +127,8 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
         out(ev.content);
         const ledger = ev.tags.find((t) => t[0] === 'cost_ledger')?.[1];
         if (ledger) out(`--- cost ledger ---\n${JSON.stringify(JSON.parse(ledger), null, 2)}`);
+        const balance = ev.tags.find((t) => t[0] === 'balance')?.[1];
+        if (balance) out(`session balance: ${Number(balance) / 1000} sats`);
         finish(0);
       }
     };
@@ -132,4 +139,45 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
       finish(2);
     });
   });
+}
+
+/** A persistent client key for `timmy request --session` (sessions are bound to a pubkey). */
+export function clientKey(dataDir: string): Uint8Array {
+  const file = join(dataDir, 'client.key');
+  if (!existsSync(file)) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, `${Buffer.from(generateSecretKey()).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  return new Uint8Array(Buffer.from(readFileSync(file, 'utf8').trim(), 'hex'));
+}
+
+/** Where the CLI keeps the macaroons of the sessions it opened (0600 files). */
+export class SessionWallet {
+  constructor(private readonly dir: string) {}
+  save(sessionId: string, macaroon: string): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(this.dir, `${sessionId}.macaroon`), `${macaroon}\n`, { mode: 0o600 });
+  }
+  load(sessionId: string): string {
+    const file = join(this.dir, `${sessionId}.macaroon`);
+    if (!existsSync(file)) throw new Error(`no macaroon for session ${sessionId} in ${this.dir}; pass --macaroon`);
+    return readFileSync(file, 'utf8').trim();
+  }
+}
+
+/** JSON over HTTP to Timmy's API; throws with the server's error text on a non-2xx answer. */
+export async function apiCall<T>(api: string, method: string, path: string, body?: unknown, macaroon?: string): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (macaroon) headers.authorization = `Bearer ${macaroon}`;
+  const res = await fetch(`${api.replace(/\/$/, '')}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const parsed = (await res.json().catch(() => ({}))) as T & { error?: string };
+  if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status}: ${parsed.error ?? 'no detail'}`);
+  return parsed;
+}
+
+/** Prints an invoice as text and (optionally) a terminal QR code. */
+export function showInvoice(out: (l: string) => void, bolt11: string, amountSats: number, qr: boolean): void {
+  out(`invoice (${amountSats} sats): ${bolt11}`);
+  if (qr) qrcode.generate(bolt11.toUpperCase(), { small: true }, (q) => out(q));
 }
