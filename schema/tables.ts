@@ -159,6 +159,46 @@ export const sessionLedger = sqliteTable(
   (t) => [index('session_ledger_session').on(t.sessionId), index('session_ledger_job').on(t.jobId)],
 );
 
+/**
+ * Node bootstrap jobs (SPEC 4), with their one invoice. Node credentials are kept only encrypted
+ * (`secrets_enc`, AES-256-GCM with the data-directory key) and erased once delivered or after the TTL.
+ */
+export const bootstrapJobs = sqliteTable(
+  'bootstrap_jobs',
+  {
+    id: text('id').primaryKey(), // request event id (Nostr) or random 128-bit hex (HTTP)
+    source: text('source', { enum: ['nostr', 'http'] }).notNull(),
+    state: text('state').notNull(),
+    customerPubkey: text('customer_pubkey'),
+    clientAddress: text('client_address'),
+    requestJson: text('request_json'),
+    relaysJson: text('relays_json').notNull().default('[]'),
+    size: text('size').notNull(),
+    region: text('region').notNull(),
+    customerSshKey: text('customer_ssh_key'),
+    amountMsats: integer('amount_msats').notNull(),
+    paymentHash: text('payment_hash').notNull().unique(),
+    bolt11: text('bolt11').notNull(),
+    invoiceExpiresAt: integer('invoice_expires_at').notNull(), // unix s
+    paidAt: integer('paid_at'), // unix ms
+    claimTokenHash: text('claim_token_hash'), // sha256 of the HTTP claim token
+    secretsEnc: text('secrets_enc'), // encrypted NodeSecrets JSON; null before generation and after erasure
+    nodeNpub: text('node_npub'),
+    sshPublicKey: text('ssh_public_key'),
+    ip: text('ip'),
+    tailscaleHostname: text('tailscale_hostname'),
+    sshUser: text('ssh_user'),
+    dropletId: text('droplet_id'),
+    progress: text('progress'),
+    errorMessage: text('error_message'),
+    readyAt: integer('ready_at'), // unix ms
+    erasedAt: integer('erased_at'), // unix ms
+    createdAt: integer('created_at').notNull(), // unix ms
+    updatedAt: integer('updated_at').notNull(), // unix ms
+  },
+  (t) => [index('bootstrap_state').on(t.state)],
+);
+
 /** Small named values: the subscription cursor, the stub node key. */
 export const kv = sqliteTable('kv', {
   key: text('key').primaryKey(),

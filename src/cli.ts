@@ -11,7 +11,7 @@ import { loadSecretKey } from './nostr/keys.ts';
 import { initCrypto, getPublicKey } from './nostr/crypto.ts';
 import { startDaemon, StartupError } from './daemon.ts';
 import { join } from 'node:path';
-import { runRequest, devPay, clientKey, SessionWallet, apiCall, showInvoice } from './client.ts';
+import { runRequest, runBootstrap, devPay, clientKey, SessionWallet, apiCall, showInvoice } from './client.ts';
 
 function configOrExit() {
   try {
@@ -161,6 +161,37 @@ program
       process.stdout.write(`${rows.length} account(s) with credit\n`);
     }
     closeDb(db);
+  });
+
+program
+  .command('bootstrap')
+  .description('order a Bitcoin full node over Nostr; the credentials arrive by encrypted DM')
+  .option('--ssh-key <file>', 'your OpenSSH public key (then no private key is generated)')
+  .option('--size <slug>', 'node size (see GET /api/info and the README)')
+  .option('--region <slug>', 'region, e.g. nyc3')
+  .option('--pay-stub', 'pay the invoice through the dev route')
+  .option('--key-out <file>', 'where to write a generated private key', './timmy-node.key')
+  .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+  .option('--to <npub>', "Timmy's npub or hex pubkey (default: from the API)")
+  .option('--relay <url...>', 'relays to use (default: those the API lists)')
+  .option('--timeout <s>', 'give up after this many seconds', '300')
+  .option('--no-qr', 'do not draw the invoice as a QR code')
+  .action(async (opts) => {
+    const config = configOrExit();
+    const code = await runBootstrap({
+      api: opts.api,
+      to: opts.to,
+      relays: opts.relay,
+      size: opts.size,
+      region: opts.region,
+      sshKeyFile: opts.sshKey,
+      payStub: Boolean(opts.payStub),
+      keyOut: opts.keyOut,
+      secretKey: clientKey(config.DATA_DIR),
+      timeoutSecs: Number(opts.timeout),
+      qr: opts.qr !== false,
+    });
+    process.exit(code);
   });
 
 interface SessionCreated {

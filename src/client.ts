@@ -1,13 +1,15 @@
 // The customer side, as `timmy request` and `timmy dev pay` use it: posts a 5050 request with its own
 // key, follows the 7000 feedback and the 6050 result live, and optionally pays stub invoices.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as nip17 from 'nostr-tools/nip17';
+import { generateSecretKey as pureSecretKey } from 'nostr-tools/pure';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import qrcode from 'qrcode-terminal';
 import { nip19, type Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import { decode as decodeBolt11 } from 'light-bolt11-decoder';
-import { initCrypto, finalizeEvent, generateSecretKey } from './nostr/crypto.ts';
+import { initCrypto, finalizeEvent, generateSecretKey, getPublicKey } from './nostr/crypto.ts';
 
 useWebSocketImplementation(WebSocket);
 
@@ -146,7 +148,7 @@ export function clientKey(dataDir: string): Uint8Array {
   const file = join(dataDir, 'client.key');
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true });
-    writeFileSync(file, `${Buffer.from(generateSecretKey()).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+    writeFileSync(file, `${Buffer.from(pureSecretKey()).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
   }
   return new Uint8Array(Buffer.from(readFileSync(file, 'utf8').trim(), 'hex'));
 }
@@ -180,4 +182,109 @@ export async function apiCall<T>(api: string, method: string, path: string, body
 export function showInvoice(out: (l: string) => void, bolt11: string, amountSats: number, qr: boolean): void {
   out(`invoice (${amountSats} sats): ${bolt11}`);
   if (qr) qrcode.generate(bolt11.toUpperCase(), { small: true }, (q) => out(q));
+}
+
+export interface BootstrapOptions {
+  api: string;
+  to?: string;
+  relays?: string[];
+  size?: string;
+  region?: string;
+  sshKeyFile?: string;
+  payStub: boolean;
+  keyOut: string; // where to write a generated private key (0600)
+  secretKey: Uint8Array;
+  timeoutSecs: number;
+  qr: boolean;
+  out?: (line: string) => void;
+}
+
+/** Orders a node over Nostr, follows it, and reads the credentials DM (gift wraps are backdated up to 2 days). */
+export async function runBootstrap(opts: BootstrapOptions): Promise<number> {
+  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  await initCrypto();
+  let target: { pubkey: string; relays: string[] };
+  try {
+    target = await discover({ ...opts, payStub: opts.payStub, timeoutSecs: opts.timeoutSecs, qr: opts.qr });
+  } catch (err) {
+    out(`cannot reach Timmy: ${(err as Error).message}`);
+    return 2;
+  }
+  const me = getPublicKey(opts.secretKey);
+  const tags: string[][] = [['p', target.pubkey]];
+  if (opts.size) tags.push(['param', 'size', opts.size]);
+  if (opts.region) tags.push(['param', 'region', opts.region]);
+  if (opts.sshKeyFile) tags.push(['param', 'ssh_key', readFileSync(opts.sshKeyFile, 'utf8').trim()]);
+  const info = (await fetch(`${opts.api.replace(/\/$/, '')}/api/info`).then((r) => r.json()).catch(() => ({}))) as { kinds?: number[] };
+  const kind = info.kinds?.find((k) => k !== 5050) ?? 5960;
+  const request = finalizeEvent({ kind, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, opts.secretKey);
+  const pool = new SimplePool();
+  const paid = new Set<string>();
+  return new Promise<number>((resolve) => {
+    let done = false;
+    const finish = (code: number) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      subs.forEach((s) => s.close());
+      pool.destroy();
+      resolve(code);
+    };
+    const timer = setTimeout(() => {
+      out(`timed out after ${opts.timeoutSecs} s`);
+      finish(3);
+    }, opts.timeoutSecs * 1000);
+    const subs = [
+      pool.subscribeMany(target.relays, { kinds: [7000, kind + 1000], '#e': [request.id] }, {
+        onevent: (ev) => {
+          if (ev.pubkey !== target.pubkey) return;
+          if (ev.kind !== 7000) {
+            out(`node ready: ${ev.content}`);
+            return;
+          }
+          const st = ev.tags.find((t) => t[0] === 'status');
+          const amount = ev.tags.find((t) => t[0] === 'amount');
+          out(`[${st?.[1]}] ${st?.[2] ?? ''}`);
+          if (st?.[1] === 'payment-required' && amount?.[2] && !paid.has(amount[2])) {
+            showInvoice((l) => out(`  ${l}`), amount[2], Number(amount[1]) / 1000, opts.qr);
+            if (opts.payStub) {
+              paid.add(amount[2]);
+              devPay(opts.api, amount[2]).then(() => out('  paid through the dev route'), (err) => (out(`  ${(err as Error).message}`), finish(1)));
+            }
+          } else if (st?.[1] === 'error') finish(1);
+        },
+      }),
+      // NIP-59 wraps carry a random created_at up to two days back: look that far.
+      pool.subscribeMany(target.relays, { kinds: [1059], '#p': [me], since: Math.floor(Date.now() / 1000) - 3 * 86_400 }, {
+        onevent: (wrap) => {
+          let rumor;
+          try {
+            rumor = nip17.unwrapEvent(wrap, opts.secretKey);
+          } catch {
+            return;
+          }
+          if (rumor.pubkey !== target.pubkey || !rumor.tags.some((t) => t[0] === 'e' && t[1] === request.id)) return;
+          const key = /-----BEGIN OPENSSH PRIVATE KEY-----[\s\S]+?-----END OPENSSH PRIVATE KEY-----/.exec(rumor.content)?.[0];
+          const json = /```json\n([\s\S]+?)\n```/.exec(rumor.content)?.[1];
+          const creds = json ? (JSON.parse(json) as { ip: string; sshUser: string; tailscaleHostname: string | null; nodeNpub: string }) : null;
+          out('--- credentials received by encrypted DM ---');
+          if (key) {
+            writeFileSync(opts.keyOut, `${key}\n`, { mode: 0o600 });
+            chmodSync(opts.keyOut, 0o600);
+            out(`private key written to ${opts.keyOut} (0600)`);
+          }
+          if (creds) {
+            out(`connect: ssh ${key ? `-i ${opts.keyOut} ` : ''}${creds.sshUser}@${creds.ip}${creds.tailscaleHostname ? `  (Tailscale: ${creds.tailscaleHostname})` : ''}`);
+            out(`node npub: ${creds.nodeNpub} (its nsec is in the DM and on the node, root only)`);
+          }
+          finish(0);
+        },
+      }),
+    ];
+    out(`node order ${request.id} (kind ${kind}) -> ${target.relays.join(', ')}`);
+    Promise.any(pool.publish(target.relays, request)).catch((err) => {
+      out(`no relay accepted the order: ${String(err)}`);
+      finish(2);
+    });
+  });
 }

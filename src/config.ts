@@ -64,6 +64,20 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   L402_DEPOSIT_SATS: { default: '1000', doc: 'deposit (and top-up) of a session opened by the L402 front door' },
   SESSION_TTL_S: { default: '2592000', doc: 'a session unused this long expires (a bound pubkey keeps its balance as credit)' },
   MAX_SESSION_DEPOSIT_SATS: { default: '1000000', doc: 'largest single deposit or top-up' },
+  BOOTSTRAP_KIND: { default: '5960', doc: 'job kind of node orders (the result is kind + 1000)' },
+  BOOTSTRAP_FEE_SATS: { default: '10000', doc: 'price of a node of the default size (DO_SIZE)' },
+  BOOTSTRAP_SIZES: { default: 's-4vcpu-8gb=20000,s-8vcpu-16gb=40000', doc: 'further sizes and their prices: slug=sats,...' },
+  CREDENTIAL_TTL_S: { default: '86400', doc: 'undelivered node credentials are erased after this long' },
+  DO_API_TOKEN: { default: 'unset (stub provisioner)', doc: 'DigitalOcean API token; set it to create real droplets' },
+  DO_API_URL: { default: 'https://api.digitalocean.com', doc: 'DigitalOcean API base URL' },
+  DO_REGION: { default: 'nyc3', doc: 'default droplet region' },
+  DO_SIZE: { default: 's-2vcpu-4gb', doc: 'default droplet size (priced BOOTSTRAP_FEE_SATS)' },
+  DO_IMAGE: { default: 'ubuntu-24-04-x64', doc: 'droplet image' },
+  DO_POLL_START_MS: { default: '2000', doc: 'first pause while waiting for the droplet IP (doubles, up to 15 s; 2 min in all)' },
+  TAILSCALE_API_KEY: { default: 'unset (no Tailscale)', doc: 'Tailscale API key: nodes join your tailnet with a one-off auth key' },
+  TAILSCALE_TAILNET: { default: 'unset', doc: 'the tailnet name (required with TAILSCALE_API_KEY)' },
+  TAILSCALE_API_URL: { default: 'https://api.tailscale.com', doc: 'Tailscale API base URL' },
+  STUB_PROVISION_DELAY_MS: { default: '1500', doc: 'how long the stub provisioner pretends to work' },
   TRUST_PROXY: { default: 'unset', doc: 'take the client address from X-Forwarded-For (behind a reverse proxy only)' },
 };
 
@@ -111,6 +125,23 @@ const EnvSchema = z.object({
   L402_DEPOSIT_SATS: int(1).default(1000),
   SESSION_TTL_S: int(1).default(2_592_000),
   MAX_SESSION_DEPOSIT_SATS: int(1).default(1_000_000),
+  BOOTSTRAP_KIND: int(5000).max(5999).default(5960),
+  BOOTSTRAP_FEE_SATS: int(1).default(10_000),
+  BOOTSTRAP_SIZES: z
+    .string()
+    .regex(/^([a-z0-9-]+=\d+)(,[a-z0-9-]+=\d+)*$/, 'must be slug=sats,slug=sats')
+    .default('s-4vcpu-8gb=20000,s-8vcpu-16gb=40000'),
+  CREDENTIAL_TTL_S: int(1).default(86_400),
+  DO_API_TOKEN: z.string().min(1).optional(),
+  DO_API_URL: z.url({ protocol: /^https?$/ }).default('https://api.digitalocean.com'),
+  DO_REGION: z.string().regex(/^[a-z]{3}[0-9]$/, 'must look like nyc3').default('nyc3'),
+  DO_SIZE: z.string().regex(/^[a-z0-9-]+$/).default('s-2vcpu-4gb'),
+  DO_IMAGE: z.string().min(1).default('ubuntu-24-04-x64'),
+  DO_POLL_START_MS: int(1).default(2000),
+  TAILSCALE_API_KEY: z.string().min(1).optional(),
+  TAILSCALE_TAILNET: z.string().min(1).optional(),
+  TAILSCALE_API_URL: z.url({ protocol: /^https?$/ }).default('https://api.tailscale.com'),
+  STUB_PROVISION_DELAY_MS: int(0).default(1500),
   TRUST_PROXY: bool.default(false),
   TIMMY_FAULT: z.string().optional(),
 });
@@ -122,6 +153,8 @@ export const ENV_KEYS = Object.keys(EnvSchema.shape);
 
 export interface Config extends Env {
   databasePath: string;
+  /** Node sizes and their prices in sats: DO_SIZE at BOOTSTRAP_FEE_SATS, plus BOOTSTRAP_SIZES. */
+  bootstrapSizes: Record<string, number>;
   relays: RelayConfig[];
   production: boolean;
 }
@@ -168,6 +201,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const env = parsed.data;
+  if (env.TAILSCALE_API_KEY && !env.TAILSCALE_TAILNET) throw new ConfigError('invalid configuration:\n  TAILSCALE_TAILNET: required with TAILSCALE_API_KEY');
   if (env.LNBITS_URL && !env.LNBITS_API_KEY) throw new ConfigError('invalid configuration:\n  LNBITS_API_KEY: required when LNBITS_URL is set (the invoice/read key)');
   const dataDir = resolve(env.DATA_DIR);
   return {
@@ -175,6 +209,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     DATA_DIR: dataDir,
     databasePath: resolve(env.DATABASE_PATH ?? resolve(dataDir, 'timmy.db')),
     relays: relayList(env),
+    bootstrapSizes: {
+      [env.DO_SIZE]: env.BOOTSTRAP_FEE_SATS,
+      ...Object.fromEntries(env.BOOTSTRAP_SIZES.split(',').map((p) => [p.split('=')[0]!, Number(p.split('=')[1])])),
+    },
     production: env.NODE_ENV === 'production',
   };
 }

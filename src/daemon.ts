@@ -18,9 +18,18 @@ import { LnbitsPayments } from './payments/lnbits.ts';
 import type { PaymentBackend } from './payments/payments.ts';
 import type { PricingParams } from './pricing/pricing.ts';
 import { JobService } from './core/jobs.ts';
-import { initCrypto, finalizeEvent, getPublicKey } from './nostr/crypto.ts';
-import { loadRootKey, loadSecretKey } from './nostr/keys.ts';
+import { initCrypto, finalizeEvent, getPublicKey, verifyEvent } from './nostr/crypto.ts';
+import { loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
 import { SessionService } from './core/sessions.ts';
+import { BootstrapService } from './core/bootstrap.ts';
+import { SecretBox } from './core/sealed.ts';
+import type { Provisioner } from './provision/provisioner.ts';
+import { StubProvisioner } from './provision/stub.ts';
+import { DigitalOceanProvisioner } from './provision/digitalocean.ts';
+import { TailscaleClient } from './provision/tailscale.ts';
+import { createEventFactory } from './nostr/events.ts';
+import { asEvent } from './nostr/intake.ts';
+import { filterRelayUrls } from './nostr/relay-policy.ts';
 import { RelayPool } from './nostr/pool.ts';
 import { Intake, DELETIONS_SUB } from './nostr/intake.ts';
 import { OutboxWorker } from './nostr/outbox.ts';
@@ -160,9 +169,44 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     },
     log: log.child({ module: 'sessions' }),
   });
+  const provisioner: Provisioner = config.DO_API_TOKEN
+    ? new DigitalOceanProvisioner({
+        token: config.DO_API_TOKEN,
+        apiUrl: config.DO_API_URL,
+        region: config.DO_REGION,
+        size: config.DO_SIZE,
+        image: config.DO_IMAGE,
+        pollStartMs: config.DO_POLL_START_MS,
+        tailscale:
+          config.TAILSCALE_API_KEY && config.TAILSCALE_TAILNET
+            ? new TailscaleClient({ apiKey: config.TAILSCALE_API_KEY, tailnet: config.TAILSCALE_TAILNET, apiUrl: config.TAILSCALE_API_URL })
+            : undefined,
+      })
+    : new StubProvisioner({ delayMs: config.STUB_PROVISION_DELAY_MS });
+  if (provisioner.name === 'stub') log.warn('provisioner: stub (no droplets; test IPs); set DO_API_TOKEN for real nodes');
+  // Bound late: the 10050 lookup needs the pool, built below.
+  let inboxLookup: (pubkey: string) => Promise<string[]> = async () => [];
+  const bootstrap = new BootstrapService({
+    db,
+    payments,
+    provisioner,
+    box: new SecretBox(loadStorageKey(config.DATA_DIR)),
+    settings: {
+      sizes: config.bootstrapSizes,
+      defaultSize: config.DO_SIZE,
+      defaultRegion: config.DO_REGION,
+      invoiceExpirySecs: config.INVOICE_EXPIRY_S,
+      credentialTtlSecs: config.CREDENTIAL_TTL_S,
+      maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
+    },
+    log: log.child({ module: 'bootstrap' }),
+    onIntents: () => outboxWorker?.kick(),
+    inboxRelays: (pubkey) => inboxLookup(pubkey),
+    fault,
+  });
   payments.onSettled((hash) => {
     try {
-      if (sessions.onInvoicePaid(hash)) return;
+      if (sessions.onInvoicePaid(hash) || bootstrap.onInvoicePaid(hash)) return;
     } catch (err) {
       log.error({ err, paymentHash: hash }, 'session settlement handling failed');
       return;
@@ -179,6 +223,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const intake = new Intake(
     {
       relayPolicy,
+      bootstrapKind: config.BOOTSTRAP_KIND,
       pubkey,
       secretKey,
       acceptUntargeted: config.ACCEPT_UNTARGETED,
@@ -197,10 +242,11 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       set: (v) => setKv(db, CURSOR_KEY, String(v)),
     },
     () => unpaidNostrJobIds(db, 500),
+    bootstrap,
   );
 
   const handlerInfo: HandlerInfo = {
-    kinds: [TEXT_JOB_KIND],
+    kinds: [TEXT_JOB_KIND, config.BOOTSTRAP_KIND],
     evalFeeSats: config.EVAL_FEE_SATS,
     minWorkFeeSats: config.MIN_WORK_FEE_SATS,
     workModel: config.WORK_MODEL,
@@ -235,7 +281,22 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     log: log.child({ module: 'outbox' }),
     fault,
     publishOnce: (url, event) => publishOnce(url, event, { allowPrivate: config.ALLOW_PRIVATE_RELAYS }),
+    events: createEventFactory({
+      db,
+      secretKey,
+      credentialsMessage: (job) => bootstrap.credentialsMessage(job),
+      onDmDelivered: (jobId) => bootstrap.onDmDelivered(jobId),
+    }),
   });
+  inboxLookup = async (pubkey) => {
+    // NIP-17: the newest valid kind 10050 by the customer, on our read relays; its relays pass the policy.
+    const events = (await pool.query({ kinds: [10050], authors: [pubkey], limit: 5 }))
+      .map(asEvent)
+      .filter((e): e is NonNullable<typeof e> => e !== null && e.pubkey === pubkey && e.kind === 10050 && verifyEvent(e))
+      .sort((a, b) => b.created_at - a.created_at);
+    const urls = (events[0]?.tags ?? []).filter((t) => t[0] === 'relay' && t[1]).map((t) => t[1]!);
+    return filterRelayUrls(urls, relayPolicy).accepted;
+  };
 
   const relayStatus = () => pool.status();
   const app = createApp({
@@ -243,6 +304,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     maxBodyBytes: 64 * 1024,
     dev: config.production || !(payments instanceof StubPayments) ? null : { pay: (hash) => payments.pay(hash) },
     jobs: { jobs, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: config.TRUST_PROXY },
+    bootstrap: { bootstrap, payments, trustProxy: config.TRUST_PROXY },
     sessions: {
       sessions,
       maxInputChars: config.MAX_INPUT_CHARS,
@@ -295,9 +357,11 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   pool.start();
   await jobs.resume();
   await sessions.resume();
+  await bootstrap.resume();
   const expiryTimer = setInterval(() => {
     jobs.expireDue().catch((err) => log.error({ err }, 'expiry pass failed'));
     sessions.expireDue().catch((err) => log.error({ err }, 'session expiry pass failed'));
+    bootstrap.expireDue().catch((err) => log.error({ err }, 'bootstrap expiry pass failed'));
     refreshDeletions?.();
   }, 2000);
   log.info({ relays: config.relays.map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
@@ -314,7 +378,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       log.info('stopping: intake closed, letting running steps commit');
       clearInterval(expiryTimer);
       if (deletionTimer) clearTimeout(deletionTimer);
-      await jobs.stop(5000);
+      await Promise.all([jobs.stop(5000), bootstrap.stop(5000)]);
       await outboxWorker!.flush(2000);
       outboxWorker!.stop();
       pool.close();

@@ -172,6 +172,9 @@ describe('OpenAPI', () => {
     const served = (await call('GET', '/api/openapi.json')).body;
     expect(Object.keys(served.paths).sort()).toEqual(
       [
+        '/api/bootstrap',
+        '/api/bootstrap/{id}',
+        '/api/bootstrap/{id}/claim',
         '/api/demo',
         '/api/dev/stub/pay/{paymentHash}',
         '/api/healthz',

@@ -71,4 +71,6 @@ export type PublishIntent =
       bolt11?: string;
       content?: string;
     }
-  | { type: 'result'; balanceMsats?: number }; // balance: the paying session's, after the debit
+  | { type: 'result'; balanceMsats?: number } // balance: the paying session's, after the debit
+  | { type: 'bootstrap_result' }
+  | { type: 'dm'; inboxRelays: string[] }; // NIP-17 credentials DM; empty inboxRelays: no 10050 list

@@ -10,6 +10,7 @@ import { mountJobRoutes, type JobRoutesDeps } from './jobs.ts';
 import { mountDemoRoutes, type DemoDeps } from './demo.ts';
 import { mountMetrics, type MetricsSources } from './metrics.ts';
 import { mountSessionRoutes, type SessionRoutesDeps } from './sessions.ts';
+import { mountBootstrapRoutes, type BootstrapRoutesDeps } from './bootstrap.ts';
 
 export interface HttpDeps extends SystemDeps {
   log: Logger;
@@ -18,6 +19,7 @@ export interface HttpDeps extends SystemDeps {
   jobs: JobRoutesDeps;
   demo: DemoDeps;
   sessions: SessionRoutesDeps;
+  bootstrap: BootstrapRoutesDeps;
   metrics: MetricsSources;
 }
 
@@ -56,6 +58,7 @@ export function createApp(deps: HttpDeps): App {
   mountJobRoutes(app, deps.jobs);
   mountDemoRoutes(app, deps.demo);
   mountSessionRoutes(app, deps.sessions);
+  mountBootstrapRoutes(app, deps.bootstrap);
   if (deps.dev) mountDevRoutes(app, deps.dev);
 
   app.doc('/api/openapi.json', {

@@ -15,6 +15,7 @@ export async function openApiDocument(): Promise<unknown> {
     dev: { pay: never },
     jobs: { jobs: never as never, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: false },
     demo: { demo: never as never, trustProxy: false, maxInputChars: config.MAX_INPUT_CHARS },
+    bootstrap: { bootstrap: never as never, payments: { isPaid: never }, trustProxy: false },
     sessions: {
       sessions: never as never,
       maxInputChars: config.MAX_INPUT_CHARS,

@@ -4,6 +4,8 @@
 import type { Event } from 'nostr-tools';
 import type { Logger } from '../log.ts';
 import type { JobService } from '../core/jobs.ts';
+import { BootstrapRefusal, type BootstrapService } from '../core/bootstrap.ts';
+import { ProvisionError } from '../provision/provisioner.ts';
 import { verifyEvent } from './crypto.ts';
 import { parseJobTags, toNewJob, TEXT_JOB_KIND } from './nip90.ts';
 import { decryptRequestTags } from './encryption.ts';
@@ -16,6 +18,7 @@ const DELETION_KIND = 5;
 
 export interface IntakeSettings {
   relayPolicy: RelayPolicy;
+  bootstrapKind: number;
   pubkey: string; // Timmy's, hex
   secretKey: Uint8Array;
   acceptUntargeted: boolean;
@@ -82,6 +85,7 @@ export class Intake {
     private readonly cursorStore: { get(): number | null; set(v: number): void },
     /** Ids of unpaid Nostr jobs, newest first, capped: the requests a NIP-09 deletion may cancel. */
     private readonly unpaidIds: () => string[],
+    private readonly bootstrap: BootstrapService,
   ) {
     this.cursor = cursorStore.get() ?? 0;
   }
@@ -94,8 +98,9 @@ export class Intake {
     const now = Math.floor(Date.now() / 1000);
     const overlapSecs = 300; // relays may store events late; dedupe makes the overlap harmless
     const since = Math.max(now - this.s.maxRequestAgeSecs, (this.cursor || now) - overlapSecs);
-    const requests: Filter[] = [{ kinds: [TEXT_JOB_KIND], '#p': [this.s.pubkey], since }];
-    if (this.s.acceptUntargeted) requests.push({ kinds: [TEXT_JOB_KIND], since });
+    const kinds = [TEXT_JOB_KIND, this.s.bootstrapKind];
+    const requests: Filter[] = [{ kinds, '#p': [this.s.pubkey], since }];
+    if (this.s.acceptUntargeted) requests.push({ kinds, since });
     this.deletionIds = this.unpaidIds();
     const deletions: Filter[] = this.deletionIds.length
       ? [{ kinds: [DELETION_KIND], '#e': this.deletionIds, since: now - this.s.maxRequestAgeSecs }]
@@ -148,7 +153,7 @@ export class Intake {
       this.onDeletion(event);
       return;
     }
-    if (event.kind !== TEXT_JOB_KIND) return;
+    if (event.kind !== TEXT_JOB_KIND && event.kind !== this.s.bootstrapKind) return;
 
     const now = Math.floor(Date.now() / 1000);
     const expiration = Number(event.tags.find((t) => t[0] === 'expiration')?.[1]);
@@ -167,7 +172,7 @@ export class Intake {
       return;
     }
     this.advanceCursor(Math.min(event.created_at, now));
-    this.submit(event).catch((err) => this.log.error({ err, id: event.id }, 'request submission failed'));
+    (event.kind === this.s.bootstrapKind ? this.submitBootstrap(event) : this.submit(event)).catch((err) => this.log.error({ err, id: event.id }, 'request submission failed'));
   }
 
   /** NIP-09: a deletion by the request's own author cancels it while unpaid. */
@@ -182,6 +187,33 @@ export class Intake {
     if (createdAt <= this.cursor) return;
     this.cursor = createdAt;
     this.cursorStore.set(createdAt);
+  }
+
+  /** A node order (kind BOOTSTRAP_KIND): params size, region, ssh_key. Refusals are answered once. */
+  private async submitBootstrap(event: Event): Promise<void> {
+    const param = (name: string) => event.tags.find((t) => t[0] === 'param' && t[1] === name)?.[2];
+    const job = toNewJob(event, { input: '', params: {}, bidMsats: null }, 'none');
+    job.relays = filterRelayUrls(job.relays, this.s.relayPolicy).accepted;
+    if (this.jobs.get(event.id)) return; // refused before
+    try {
+      const r = await this.bootstrap.submit({
+        id: event.id,
+        source: 'nostr',
+        customerPubkey: event.pubkey,
+        clientAddress: null,
+        requestJson: JSON.stringify(event),
+        relays: job.relays,
+        size: param('size'),
+        region: param('region'),
+        sshKey: param('ssh_key'),
+      });
+      if (r.status === 'created') this.counters.accepted++;
+      else this.counters.duplicate++;
+    } catch (err) {
+      if (!(err instanceof BootstrapRefusal || err instanceof ProvisionError)) throw err;
+      this.counters.refused++;
+      this.jobs.refuse(job, (err as Error).message);
+    }
   }
 
   private async submit(event: Event): Promise<void> {

@@ -39,7 +39,16 @@ export function loadSecretKey(dataDir: string, fromEnv?: string): Uint8Array {
 
 /** The macaroon root key: 32 random bytes generated once into DATA_DIR (0600). */
 export function loadRootKey(dataDir: string): Uint8Array {
-  const file = join(dataDir, 'macaroon.key');
+  return loadOrCreateKey(dataDir, 'macaroon.key');
+}
+
+/** The key that seals node credentials at rest (see core/sealed.ts). */
+export function loadStorageKey(dataDir: string): Uint8Array {
+  return loadOrCreateKey(dataDir, 'storage.key');
+}
+
+function loadOrCreateKey(dataDir: string, name: string): Uint8Array {
+  const file = join(dataDir, name);
   if (existsSync(file)) {
     const hex = readFileSync(file, 'utf8').trim();
     if (!/^[0-9a-f]{64}$/.test(hex)) throw new KeyError(`${file}: not a 64-character hex key`);

@@ -1,16 +1,27 @@
 // The Nostr side of the outbox: signs each recorded intent once, stores the signed event, and sends it
 // until a relay acks it. A restart re-sends the stored event (same id), never a new one.
-import type { Event } from 'nostr-tools';
+import type { Event, EventTemplate } from 'nostr-tools';
 import type { Logger } from '../log.ts';
 import type { Db } from '../store/db.ts';
-import { getJob } from '../store/jobs.ts';
 import * as outbox from '../store/outbox.ts';
 import { finalizeEvent } from './crypto.ts';
-import { buildFeedback, buildResult } from './nip90.ts';
-import { encryptFor } from './encryption.ts';
-import { customerHasPaid } from '../core/jobs.ts';
 import type { PublishOutcome } from './ephemeral.ts';
 import type { RelayPool } from './pool.ts';
+
+/** Where a signed event goes: our write relays (`pool`), and relays the customer named (`extra`). */
+export interface Route {
+  pool: boolean;
+  extra: string[];
+}
+
+/** Turns intents into events and says where they go (see nostr/events.ts). */
+export interface EventFactory {
+  /** An unsigned template (signed here with Timmy's key), a finished event (gift wraps), or null to drop the intent. */
+  build(row: outbox.OutboxRow): EventTemplate | Event | null;
+  route(row: outbox.OutboxRow): Route;
+  /** A customer-named relay accepted the event (NIP-17 delivery confirmation). */
+  onExtraAck?(row: outbox.OutboxRow, relay: string): void;
+}
 
 export interface OutboxDeps {
   db: Db;
@@ -18,12 +29,13 @@ export interface OutboxDeps {
   secretKey: Uint8Array;
   log: Logger;
   fault: (point: string) => void;
+  events: EventFactory;
   resendWindowMs?: number; // ms: how far back a reconnecting relay is caught up
   /** Sends one event to a relay the customer named (already policy-checked); see ephemeral.ts. */
   publishOnce: (url: string, event: Event) => Promise<PublishOutcome>;
 }
 
-const CUSTOMER_RELAY_ATTEMPTS = 3;
+const MAX_BACKOFF_MS = 30_000;
 
 export class OutboxWorker {
   private scheduled = false;
@@ -76,49 +88,75 @@ export class OutboxWorker {
   }
 
   private sign(row: outbox.OutboxRow): void {
-    const job = row.jobId ? getJob(this.d.db, row.jobId) : undefined;
-    if (!job) {
-      this.d.log.error({ outboxId: row.id }, 'outbox intent without its job; skipped');
+    let built: EventTemplate | Event | null;
+    try {
+      built = this.d.events.build(row);
+    } catch (err) {
+      this.d.log.error({ err, outboxId: row.id }, 'cannot build the event of an intent; left for the next pass');
       return;
     }
-    const encrypt = (plain: string) => encryptFor(job, plain, this.d.secretKey);
-    const template = row.intent.type === 'result' ? buildResult(job, encrypt, row.intent.balanceMsats) : buildFeedback(job, row.intent, encrypt);
-    const event = finalizeEvent(template, this.d.secretKey);
+    if (!built) {
+      outbox.dropIntent(this.d.db, row.id);
+      return;
+    }
+    const event = 'sig' in built ? (built as Event) : finalizeEvent(built, this.d.secretKey);
     if (outbox.storeSigned(this.d.db, row.id, event.id, JSON.stringify(event))) {
-      this.d.fault(`after-sign:${row.intent.type === 'result' ? 'result' : row.intent.status}`);
-      if (job.relays.length > 0 && customerHasPaid(job)) void this.toCustomerRelays(job.relays, event);
+      const label = row.intent.type === 'feedback' ? row.intent.status : row.intent.type;
+      this.d.fault(`after-sign:${label}`);
+      this.sendNow({ ...row, eventId: event.id, signedJson: JSON.stringify(event) });
     }
   }
 
-  /** Also delivers to the relays the request named (NIP-90 `relays`), a few attempts each. */
-  private async toCustomerRelays(urls: string[], event: Event): Promise<void> {
-    await Promise.all(
-      urls.map(async (url) => {
-        for (let attempt = 1; attempt <= CUSTOMER_RELAY_ATTEMPTS; attempt++) {
-          const r = await this.d.publishOnce(url, event);
-          if (r.ok || attempt === CUSTOMER_RELAY_ATTEMPTS) {
-            try {
+  /** First send: our relays now (when routed there), the customer's relays with a few attempts. */
+  private sendNow(row: outbox.OutboxRow): void {
+    const route = this.d.events.route(row);
+    if (route.pool && this.d.pool.publish(JSON.parse(row.signedJson!) as Event).length > 0) {
+      this.sent.set(row.id, { at: Date.now(), attempts: 1 });
+    }
+    if (route.extra.length > 0) void this.toExtraRelays(row, route.extra);
+  }
+
+  private readonly extraInFlight = new Set<number>();
+
+  /** Delivers to relays the customer named, a few attempts each, recording their acks. */
+  private async toExtraRelays(row: outbox.OutboxRow, urls: string[], attempts = 3): Promise<void> {
+    if (this.extraInFlight.has(row.id)) return;
+    this.extraInFlight.add(row.id);
+    const event = JSON.parse(row.signedJson!) as Event;
+    try {
+      await Promise.all(
+        urls.map(async (url) => {
+          for (let attempt = 1; attempt <= attempts; attempt++) {
+            const r = await this.d.publishOnce(url, event);
+            if (r.ok || attempt === attempts) {
               outbox.recordAck(this.d.db, event.id, url, r.ok, r.message);
-            } catch (err) {
-              this.d.log.debug({ err: (err as Error).message }, 'could not record a customer relay ack');
+              if (r.ok) this.d.events.onExtraAck?.(row, url);
+              else this.d.log.info({ relay: url, eventId: event.id, message: r.message }, 'customer relay did not take our event');
+              return;
             }
-            if (!r.ok) this.d.log.info({ relay: url, eventId: event.id, message: r.message }, 'customer relay did not take our event');
-            return;
+            await new Promise((res) => setTimeout(res, 1000 * 4 ** (attempt - 1)).unref());
           }
-          await new Promise((res) => setTimeout(res, 1000 * 4 ** (attempt - 1)).unref());
-        }
-      }),
-    );
+        }),
+      );
+    } catch (err) {
+      this.d.log.warn({ err, outboxId: row.id }, 'customer relay delivery failed');
+    } finally {
+      this.extraInFlight.delete(row.id);
+    }
   }
 
   private sendUnacked(): void {
     const now = Date.now();
     for (const row of outbox.unackedEvents(this.d.db)) {
-      if (!row.signedJson) continue;
+      if (!row.signedJson || row.createdAt < now - this.resendWindowMs * 24) continue;
       const last = this.sent.get(row.id);
-      if (last && now - last.at < Math.min(30_000, 1000 * 2 ** last.attempts)) continue;
-      const relays = this.d.pool.publish(JSON.parse(row.signedJson) as Event);
-      if (relays.length === 0) continue; // nothing connected: onConnected will catch up
+      if (last && now - last.at < Math.min(MAX_BACKOFF_MS, 1000 * 2 ** last.attempts)) continue;
+      const route = this.d.events.route(row);
+      if (route.pool) {
+        if (this.d.pool.publish(JSON.parse(row.signedJson) as Event).length === 0) continue; // onConnected catches up
+      } else if (route.extra.length > 0) {
+        void this.toExtraRelays(row, route.extra, 1);
+      } else continue;
       this.sent.set(row.id, { at: now, attempts: (last?.attempts ?? 0) + 1 });
       outbox.noteAttempt(this.d.db, row.id);
     }
@@ -129,7 +167,7 @@ export class OutboxWorker {
     try {
       this.signPending();
       for (const row of outbox.notAckedBy(this.d.db, relay, Date.now() - this.resendWindowMs)) {
-        if (row.signedJson) this.d.pool.publish(JSON.parse(row.signedJson) as Event, relay);
+        if (row.signedJson && this.d.events.route(row).pool) this.d.pool.publish(JSON.parse(row.signedJson) as Event, relay);
       }
     } catch (err) {
       this.d.log.error({ err, relay }, 'outbox catch-up failed');

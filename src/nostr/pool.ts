@@ -105,6 +105,8 @@ class RelayConnection {
   }
 
   private readonly open = new Set<string>(); // subscription ids currently held on this relay
+  /** One-shot queries in flight: sub id -> collector. */
+  readonly queries = new Map<string, { onEvent: (e: unknown) => void; onEose: () => void }>();
 
   private subscribe(only?: string): void {
     if (!this.cfg.read) return;
@@ -137,6 +139,7 @@ class RelayConnection {
     switch (msg[0]) {
       case 'EVENT':
         if (typeof msg[1] === 'string' && this.open.has(msg[1])) this.h.onEvent(this.cfg.url, msg[1], msg[2]);
+        else if (typeof msg[1] === 'string') this.queries.get(msg[1])?.onEvent(msg[2]);
         return;
       case 'OK':
         if (typeof msg[1] === 'string') {
@@ -158,7 +161,8 @@ class RelayConnection {
         if (typeof msg[1] === 'string') this.authenticate(msg[1]);
         return;
       case 'EOSE':
-        this.log.debug({ relay: this.cfg.url }, 'end of stored events');
+        if (typeof msg[1] === 'string' && this.queries.has(msg[1])) this.queries.get(msg[1])!.onEose();
+        else this.log.debug({ relay: this.cfg.url }, 'end of stored events');
         return;
       case 'CLOSED':
         this.log.warn({ relay: this.cfg.url, reason: msg[2] }, 'relay closed our subscription');
@@ -220,6 +224,34 @@ export class RelayPool {
       if (c.send(['EVENT', event])) sent.push(c.cfg.url);
     }
     return sent;
+  }
+
+  /**
+   * Asks every connected read relay for stored events (REQ until EOSE, or `timeoutMs`) and returns the raw
+   * payloads, unverified: the caller checks them.
+   */
+  async query(filter: Filter, timeoutMs = 3000): Promise<unknown[]> {
+    const id = `q-${Math.random().toString(36).slice(2, 10)}`;
+    const got: unknown[] = [];
+    await Promise.all(
+      this.conns
+        .filter((c) => c.cfg.read && c.connected)
+        .map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              const done = () => {
+                clearTimeout(timer);
+                c.queries.delete(id);
+                c.send(['CLOSE', id]);
+                resolve();
+              };
+              const timer = setTimeout(done, timeoutMs);
+              c.queries.set(id, { onEvent: (e) => got.push(e), onEose: done });
+              if (!c.send(['REQ', id, filter])) done();
+            }),
+        ),
+    );
+    return got;
   }
 
   /** Re-sends one subscription (or all) with freshly computed filters. */

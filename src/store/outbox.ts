@@ -110,3 +110,8 @@ export function outboxDepth(db: Db): number {
 export function outboxForJob(db: Db, jobId: string): OutboxRow[] {
   return db.select().from(outbox).where(eq(outbox.jobId, jobId)).orderBy(asc(outbox.id)).all().map(toRow);
 }
+
+/** Removes an intent that can no longer be built (e.g. a DM whose credentials were already claimed). */
+export function dropIntent(db: Db, id: number): void {
+  db.delete(outbox).where(and(eq(outbox.id, id), isNull(outbox.signedJson))).run();
+}

@@ -83,12 +83,14 @@ export interface DaemonOptions {
   env?: Record<string, string>;
   /** Wait for at least one relay connection before resolving (default true). */
   waitForRelay?: boolean;
+  /** Fixed HTTP port (a restarted daemon keeps its address); default a free one. */
+  httpPort?: number;
 }
 
 /** Starts `timmy start` as a child process with its own data dir and HTTP port. */
 export async function startDaemon(o: DaemonOptions): Promise<DaemonProc> {
   const dataDir = o.dataDir ?? tempDir();
-  const httpPort = await freePort();
+  const httpPort = o.httpPort ?? (await freePort());
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '',

@@ -1,0 +1,325 @@
+// The node bootstrap job (SPEC 4): pay one invoice, get a Bitcoin node. Credentials are generated and
+// stored sealed BEFORE provisioning (a restart reuses them and finds the same droplet), delivered by a
+// NIP-17 DM or one HTTP claim, then erased.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Logger } from '../log.ts';
+import type { Db } from '../store/db.ts';
+import * as store from '../store/bootstrap.ts';
+import type { BootstrapJob } from '../store/bootstrap.ts';
+import type { Invoice, PaymentBackend } from '../payments/payments.ts';
+import type { NodeSecrets, Provisioner } from '../provision/provisioner.ts';
+import { nextBootstrapState, type BootstrapEvent } from './bootstrap-machine.ts';
+import type { SecretBox } from './sealed.ts';
+import type { PublishIntent } from './types.ts';
+
+export interface BootstrapSettings {
+  sizes: Record<string, number>; // size slug -> price, sats
+  defaultSize: string;
+  defaultRegion: string;
+  invoiceExpirySecs: number;
+  credentialTtlSecs: number;
+  maxOpenUnpaidPerClient: number;
+}
+
+export interface BootstrapDeps {
+  db: Db;
+  payments: PaymentBackend;
+  provisioner: Provisioner;
+  box: SecretBox;
+  settings: BootstrapSettings;
+  log: Logger;
+  onIntents: () => void;
+  /** The customer's NIP-17 inbox relays (kind 10050), already policy-filtered; [] when none. */
+  inboxRelays(pubkey: string): Promise<string[]>;
+  fault: (point: string) => void;
+}
+
+export interface BootstrapRequest {
+  id: string;
+  source: 'nostr' | 'http';
+  customerPubkey: string | null;
+  clientAddress: string | null;
+  requestJson: string | null;
+  relays: string[];
+  size?: string;
+  region?: string;
+  sshKey?: string;
+}
+
+/** What the customer receives: the JSON block of the DM and of the HTTP claim (field names are a contract). */
+export interface Credentials {
+  ip: string;
+  tailscaleHostname: string | null;
+  sshUser: string;
+  nodeNpub: string;
+  nodeNsec: string;
+  nextSteps: string[];
+}
+
+export class BootstrapRefusal extends Error {
+  override name = 'BootstrapRefusal';
+}
+
+const REGION = /^[a-z]{3}[0-9]$/;
+
+export function nextSteps(c: { ip: string; tailscaleHostname: string | null; sshUser: string }, keyFile = '~/.ssh/timmy-node'): string[] {
+  return [
+    `ssh -i ${keyFile} ${c.sshUser}@${c.ip}${c.tailscaleHostname ? `   (or over Tailscale: ssh ${c.sshUser}@${c.tailscaleHostname})` : ''}`,
+    'cloud-init takes a few minutes: `cloud-init status --wait`, then `docker compose -f /opt/bitcoin/docker-compose.yml logs -f`',
+    'Bitcoin Knots runs pruned (550 MiB); initial block download takes hours to days',
+    "the node's own Nostr key is in /root/.timmy-node/nostr.key (root only)",
+  ];
+}
+
+export class BootstrapService {
+  private readonly running = new Map<string, Promise<void>>();
+  private stopping = false;
+
+  constructor(private readonly d: BootstrapDeps) {}
+
+  get(id: string): BootstrapJob | undefined {
+    return store.getBootstrap(this.d.db, id);
+  }
+
+  priceSats(size: string): number | undefined {
+    return this.d.settings.sizes[size];
+  }
+
+  /** Validates the request, issues the invoice and records the job. Returns the claim token for HTTP callers. */
+  async submit(req: BootstrapRequest): Promise<{ status: 'created'; job: BootstrapJob; invoice: Invoice; claimToken: string | null } | { status: 'duplicate' }> {
+    if (store.bootstrapExists(this.d.db, req.id)) return { status: 'duplicate' };
+    const size = req.size ?? this.d.settings.defaultSize;
+    const priceSats = this.d.settings.sizes[size];
+    if (priceSats === undefined) {
+      throw new BootstrapRefusal(`unknown size "${size}": choose one of ${Object.entries(this.d.settings.sizes).map(([s, p]) => `${s} (${p} sats)`).join(', ')}`);
+    }
+    const region = req.region ?? this.d.settings.defaultRegion;
+    if (!REGION.test(region)) throw new BootstrapRefusal(`region must look like nyc3 or fra1, got "${region.slice(0, 20)}"`);
+    if (req.sshKey !== undefined) this.d.provisioner.validatePublicKey(req.sshKey);
+    const by = req.customerPubkey ? { customerPubkey: req.customerPubkey } : { clientAddress: req.clientAddress ?? undefined };
+    if ((by.customerPubkey || by.clientAddress) && store.countOpenBootstraps(this.d.db, by) >= this.d.settings.maxOpenUnpaidPerClient) {
+      throw new BootstrapRefusal('rate-limited: too many unpaid node orders are open; pay them or let them expire first');
+    }
+    let invoice: Invoice;
+    try {
+      invoice = await this.d.payments.createInvoice({ amountMsats: priceSats * 1000, memo: `Timmy: Bitcoin node ${size} in ${region}`, expirySecs: this.d.settings.invoiceExpirySecs });
+    } catch (err) {
+      this.d.log.error({ err }, 'bootstrap invoice creation failed');
+      throw new BootstrapRefusal('unavailable: the payment backend cannot issue an invoice right now');
+    }
+    const claimToken = req.source === 'http' ? randomBytes(32).toString('base64url') : null;
+    const now = Date.now();
+    const created = store.createBootstrap(
+      this.d.db,
+      {
+        id: req.id,
+        source: req.source,
+        state: 'awaiting_payment',
+        customerPubkey: req.customerPubkey,
+        clientAddress: req.clientAddress,
+        requestJson: req.requestJson,
+        relaysJson: JSON.stringify(req.relays),
+        size,
+        region,
+        customerSshKey: req.sshKey ?? null,
+        amountMsats: invoice.amountMsats,
+        paymentHash: invoice.paymentHash,
+        bolt11: invoice.bolt11,
+        invoiceExpiresAt: invoice.expiresAt,
+        claimTokenHash: claimToken ? sha256(claimToken) : null,
+        progress: 'waiting for payment',
+        createdAt: now,
+        updatedAt: now,
+      },
+      this.intents(req.source, [
+        {
+          type: 'feedback',
+          status: 'payment-required',
+          message: `Pay ${priceSats} sats for a ${size} Bitcoin node in ${region}.`,
+          amountMsats: invoice.amountMsats,
+          bolt11: invoice.bolt11,
+        },
+      ]),
+    );
+    if (!created) return { status: 'duplicate' };
+    this.d.onIntents();
+    this.d.log.info({ bootstrapId: req.id, size, region }, 'node order created');
+    return { status: 'created', job: store.getBootstrap(this.d.db, req.id)!, invoice, claimToken };
+  }
+
+  private intents(source: 'nostr' | 'http', intents: PublishIntent[]): PublishIntent[] {
+    return source === 'nostr' ? intents : [];
+  }
+
+  private move(job: BootstrapJob, event: BootstrapEvent, patch: store.BootstrapPatch, intents: PublishIntent[], credits?: Parameters<typeof store.moveBootstrap>[1]['credits']): boolean {
+    const to = nextBootstrapState(job.state, event);
+    if (!to) return false;
+    const moved = store.moveBootstrap(this.d.db, { id: job.id, from: job.state, to, patch, intents: this.intents(job.source, intents), credits });
+    if (moved) {
+      this.d.log.info({ bootstrapId: job.id, from: job.state, to }, 'node order transition');
+      if (intents.length) this.d.onIntents();
+      this.d.fault(`after-commit:bootstrap:${to}`);
+      if (to === 'provisioning') this.runInBackground(job.id);
+    }
+    return moved;
+  }
+
+  /** A settlement report; false when the invoice is not a node order's. */
+  onInvoicePaid(paymentHash: string): boolean {
+    const job = store.getBootstrapByPaymentHash(this.d.db, paymentHash);
+    if (!job) return false;
+    if (job.state === 'awaiting_payment') {
+      this.move(job, 'paid', { paidAt: Date.now(), progress: 'paid; provisioning' }, [{ type: 'feedback', status: 'processing', message: 'Payment received; provisioning your node.' }]);
+    } else if (job.state === 'expired' && job.paidAt === null) {
+      // Paid after expiry: never lost, credited to the payer (or the order's account).
+      const account = job.customerPubkey ?? `bootstrap:${job.id}`;
+      store.moveBootstrap(this.d.db, {
+        id: job.id,
+        from: 'expired',
+        to: null,
+        patch: { paidAt: Date.now() },
+        intents: this.intents(job.source, [{ type: 'feedback', status: 'error', message: `payment received after the order expired: ${job.amountMsats / 1000} sats credited` }]),
+        credits: [{ account, deltaMsats: job.amountMsats, reason: 'payment after the node order expired', jobId: job.id, ref: `late:${paymentHash}` }],
+      });
+      this.d.onIntents();
+    }
+    return true;
+  }
+
+  private runInBackground(id: string): void {
+    if (this.running.has(id) || this.stopping) return;
+    const p = this.provision(id)
+      .catch((err) => this.d.log.error({ err, bootstrapId: id }, 'provisioning step crashed'))
+      .finally(() => this.running.delete(id));
+    this.running.set(id, p);
+  }
+
+  /** Secrets first (sealed, committed), then the provisioner, which finds an existing droplet by tag. */
+  private async provision(id: string): Promise<void> {
+    let job = store.getBootstrap(this.d.db, id);
+    if (!job || job.state !== 'provisioning') return;
+    const spec = { jobId: job.id, size: job.size, region: job.region, customerSshKey: job.customerSshKey ?? undefined };
+    let secrets: NodeSecrets;
+    if (job.secretsEnc) {
+      secrets = JSON.parse(this.d.box.open(job.secretsEnc)) as NodeSecrets;
+    } else {
+      secrets = this.d.provisioner.prepareSecrets(spec);
+      const stored = store.moveBootstrap(this.d.db, {
+        id,
+        from: 'provisioning',
+        to: null,
+        patch: { secretsEnc: this.d.box.seal(JSON.stringify(secrets)), nodeNpub: secrets.nodeNpub, sshPublicKey: secrets.sshPublicKey, progress: 'creating the server' },
+      });
+      if (!stored) return;
+      job = store.getBootstrap(this.d.db, id)!;
+    }
+    let node;
+    try {
+      node = await this.d.provisioner.provision(spec, secrets, {
+        onProgress: (message) => store.moveBootstrap(this.d.db, { id, from: 'provisioning', to: null, patch: { progress: message } }),
+      });
+    } catch (err) {
+      this.fail(job, `provisioning failed: ${(err as Error).message}`);
+      return;
+    }
+    const inbox = job.customerPubkey ? await this.d.inboxRelays(job.customerPubkey).catch(() => []) : [];
+    const fresh = store.getBootstrap(this.d.db, id)!;
+    this.move(
+      fresh,
+      'provisioned',
+      { ip: node.ip, tailscaleHostname: node.tailscaleHostname, sshUser: node.sshUser, dropletId: node.dropletId, readyAt: Date.now(), progress: 'ready' },
+      [
+        { type: 'bootstrap_result' },
+        { type: 'dm', inboxRelays: inbox },
+        { type: 'feedback', status: 'success', message: 'Your node is up. The credentials were sent to you by encrypted direct message.' },
+      ],
+    );
+  }
+
+  private fail(job: BootstrapJob, message: string): void {
+    const account = job.customerPubkey ?? `bootstrap:${job.id}`;
+    const note = `; ${job.amountMsats / 1000} sats credited to ${job.customerPubkey ? 'your pubkey' : account}`;
+    this.d.log.warn({ bootstrapId: job.id, message }, 'node order failed');
+    const moved = this.move(job, 'failed', { errorMessage: message, progress: 'failed' }, [{ type: 'feedback', status: 'error', message: `${message}${note}` }], [
+      { account, deltaMsats: job.amountMsats, reason: `refund: ${message}`, jobId: job.id, ref: `fail:${job.id}` },
+    ]);
+    if (moved) store.eraseCredentials(this.d.db, job.id, null);
+  }
+
+  /** The DM text: a human line, the OpenSSH private key block verbatim (when generated), a JSON block. */
+  credentialsMessage(job: BootstrapJob): string | null {
+    const c = this.credentials(job);
+    if (!c) return null;
+    const parts = [
+      `Your Bitcoin node (${job.size}, ${job.region}) is ready at ${c.credentials.ip}. Keep this message private.`,
+    ];
+    if (c.sshPrivateKey) parts.push(`SSH private key (save as ~/.ssh/timmy-node, chmod 600):\n\n${c.sshPrivateKey.trim()}`);
+    else parts.push('Log in with the SSH key you gave us.');
+    parts.push(`\`\`\`json\n${JSON.stringify(c.credentials, null, 2)}\n\`\`\``);
+    return parts.join('\n\n');
+  }
+
+  private credentials(job: BootstrapJob): { credentials: Credentials; sshPrivateKey: string | null } | null {
+    if (!job.secretsEnc || !job.ip) return null;
+    const s = JSON.parse(this.d.box.open(job.secretsEnc)) as NodeSecrets;
+    const base = { ip: job.ip, tailscaleHostname: job.tailscaleHostname, sshUser: job.sshUser ?? 'root' };
+    return { credentials: { ...base, nodeNpub: s.nodeNpub, nodeNsec: s.nodeNsec, nextSteps: nextSteps(base) }, sshPrivateKey: s.sshPrivateKey };
+  }
+
+  /** A 10050 relay acked the DM: the customer has it; erase our copy. */
+  onDmDelivered(id: string): void {
+    if (store.eraseCredentials(this.d.db, id, 'delivered')) this.d.log.info({ bootstrapId: id }, 'credentials delivered by DM and erased');
+  }
+
+  /** HTTP claim with the token: the credentials once, then erased. */
+  claim(id: string, token: string): { status: 'ok'; credentials: Credentials; sshPrivateKey: string | null } | { status: 'unauthorized' | 'gone' | 'not_ready' | 'not_found' } {
+    const job = store.getBootstrap(this.d.db, id);
+    if (!job) return { status: 'not_found' };
+    if (job.erasedAt !== null && (job.state === 'delivered' || job.claimTokenHash === null)) return { status: 'gone' };
+    if (!job.claimTokenHash || !timingSafeEqualHex(job.claimTokenHash, sha256(token))) return { status: 'unauthorized' };
+    if (job.state !== 'ready') return { status: 'not_ready' };
+    const c = this.credentials(job);
+    if (!c) return { status: 'gone' };
+    if (!store.eraseCredentials(this.d.db, id, 'delivered')) return { status: 'gone' };
+    return { status: 'ok', credentials: c.credentials, sshPrivateKey: c.sshPrivateKey };
+  }
+
+  async expireDue(nowMs = Date.now()): Promise<void> {
+    for (const job of store.dueBootstrapInvoices(this.d.db, Math.floor(nowMs / 1000))) {
+      let paid = false;
+      try {
+        paid = await this.d.payments.isPaid(job.paymentHash);
+      } catch {
+        continue;
+      }
+      if (paid) this.onInvoicePaid(job.paymentHash);
+      else this.move(job, 'invoice_expired', { progress: 'expired unpaid' }, [{ type: 'feedback', status: 'error', message: 'expired: the invoice was not paid in time' }]);
+    }
+    for (const job of store.staleCredentials(this.d.db, nowMs - this.d.settings.credentialTtlSecs * 1000)) {
+      if (store.eraseCredentials(this.d.db, job.id, job.state === 'ready' ? 'delivered' : null)) {
+        this.d.log.info({ bootstrapId: job.id }, 'undelivered credentials erased after CREDENTIAL_TTL_S');
+      }
+    }
+  }
+
+  async resume(): Promise<void> {
+    for (const job of store.listBootstraps(this.d.db, ['provisioning'])) this.runInBackground(job.id);
+    for (const job of store.listBootstraps(this.d.db, ['awaiting_payment'])) {
+      if (this.d.payments.watch) this.d.payments.watch(job.paymentHash, job.invoiceExpiresAt);
+      else if (await this.d.payments.isPaid(job.paymentHash).catch(() => false)) this.onInvoicePaid(job.paymentHash);
+    }
+  }
+
+  async stop(graceMs = 5000): Promise<void> {
+    this.stopping = true;
+    await Promise.race([Promise.allSettled([...this.running.values()]), new Promise((r) => setTimeout(r, graceMs).unref())]);
+  }
+}
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+function timingSafeEqualHex(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a, 'hex'), Buffer.from(b, 'hex'));
+}

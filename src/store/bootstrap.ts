@@ -1,0 +1,107 @@
+// Bootstrap job queries: compare-and-set moves with their publish intents and credits, and erasure.
+import { and, eq, inArray, isNotNull, lte, count } from 'drizzle-orm';
+import { bootstrapJobs } from '../../schema/tables.ts';
+import type { Db } from './db.ts';
+import { insertIntents } from './outbox.ts';
+import { addCredit, type CreditEntry } from './credits.ts';
+import type { PublishIntent } from '../core/types.ts';
+import { isBootstrapState, type BootstrapState } from '../core/bootstrap-machine.ts';
+
+export type BootstrapRow = typeof bootstrapJobs.$inferSelect;
+export type BootstrapJob = Omit<BootstrapRow, 'state' | 'relaysJson'> & { state: BootstrapState; relays: string[] };
+export type BootstrapPatch = Partial<Omit<typeof bootstrapJobs.$inferInsert, 'id' | 'state' | 'createdAt'>>;
+
+function toJob(r: BootstrapRow): BootstrapJob {
+  if (!isBootstrapState(r.state)) throw new Error(`bootstrap job ${r.id} has unknown state ${r.state}`);
+  const { relaysJson, ...rest } = r;
+  return { ...rest, state: r.state, relays: JSON.parse(relaysJson) as string[] };
+}
+
+export function getBootstrap(db: Db, id: string): BootstrapJob | undefined {
+  const r = db.select().from(bootstrapJobs).where(eq(bootstrapJobs.id, id)).get();
+  return r && toJob(r);
+}
+
+export function getBootstrapByPaymentHash(db: Db, hash: string): BootstrapJob | undefined {
+  const r = db.select().from(bootstrapJobs).where(eq(bootstrapJobs.paymentHash, hash)).get();
+  return r && toJob(r);
+}
+
+export function bootstrapExists(db: Db, id: string): boolean {
+  return db.select({ id: bootstrapJobs.id }).from(bootstrapJobs).where(eq(bootstrapJobs.id, id)).get() !== undefined;
+}
+
+export function createBootstrap(db: Db, row: typeof bootstrapJobs.$inferInsert, intents: PublishIntent[]): boolean {
+  const now = Date.now();
+  return db.transaction((tx) => {
+    const r = tx.insert(bootstrapJobs).values(row).onConflictDoNothing().run();
+    if (r.changes !== 1) return false;
+    insertIntents(tx as unknown as Db, row.id, intents, now);
+    return true;
+  });
+}
+
+/** Moves a job from `from` to `to` with its patch, events and credits, atomically; false if not in `from`. */
+export function moveBootstrap(
+  db: Db,
+  a: { id: string; from: BootstrapState; to: BootstrapState | null; patch?: BootstrapPatch; intents?: PublishIntent[]; credits?: CreditEntry[] },
+): boolean {
+  const now = Date.now();
+  return db.transaction((tx) => {
+    const set: BootstrapPatch & { state?: string } = { ...a.patch, updatedAt: now };
+    if (a.to) set.state = a.to;
+    const r = tx.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, a.id), eq(bootstrapJobs.state, a.from))).run();
+    if (r.changes !== 1) return false;
+    insertIntents(tx as unknown as Db, a.id, a.intents ?? [], now);
+    for (const c of a.credits ?? []) addCredit(tx as unknown as Db, c);
+    return true;
+  });
+}
+
+export function listBootstraps(db: Db, states: BootstrapState[]): BootstrapJob[] {
+  return db.select().from(bootstrapJobs).where(inArray(bootstrapJobs.state, states)).all().map(toJob);
+}
+
+export function dueBootstrapInvoices(db: Db, nowS: number): BootstrapJob[] {
+  return db
+    .select()
+    .from(bootstrapJobs)
+    .where(and(eq(bootstrapJobs.state, 'awaiting_payment'), lte(bootstrapJobs.invoiceExpiresAt, nowS)))
+    .limit(500)
+    .all()
+    .map(toJob);
+}
+
+/** Ready jobs still holding credentials since before `beforeMs` (the TTL pass). */
+export function staleCredentials(db: Db, beforeMs: number): BootstrapJob[] {
+  return db
+    .select()
+    .from(bootstrapJobs)
+    .where(and(isNotNull(bootstrapJobs.secretsEnc), lte(bootstrapJobs.readyAt, beforeMs)))
+    .limit(500)
+    .all()
+    .map(toJob);
+}
+
+export function countOpenBootstraps(db: Db, by: { customerPubkey?: string; clientAddress?: string }): number {
+  const conds = [eq(bootstrapJobs.state, 'awaiting_payment')];
+  if (by.customerPubkey) conds.push(eq(bootstrapJobs.customerPubkey, by.customerPubkey));
+  if (by.clientAddress) conds.push(eq(bootstrapJobs.clientAddress, by.clientAddress));
+  return db.select({ n: count() }).from(bootstrapJobs).where(and(...conds)).get()?.n ?? 0;
+}
+
+/**
+ * Erases the credentials (secure_delete zeroes the freed pages) and checkpoints the WAL so no copy is left
+ * in either file. Returns whether this call erased them.
+ */
+export function eraseCredentials(db: Db, id: string, toState: BootstrapState | null): boolean {
+  const now = Date.now();
+  const erased = db.transaction((tx) => {
+    const set: BootstrapPatch & { state?: string } = { secretsEnc: null, claimTokenHash: null, erasedAt: now, updatedAt: now };
+    if (toState) set.state = toState;
+    const r = tx.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, id), isNotNull(bootstrapJobs.secretsEnc))).run();
+    return r.changes === 1;
+  });
+  if (erased) db.$client.pragma('wal_checkpoint(TRUNCATE)');
+  return erased;
+}

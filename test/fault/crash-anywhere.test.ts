@@ -1,0 +1,140 @@
+// Fault injection: paid jobs and session jobs in flight while the daemon is SIGKILLed at random moments
+// and restarted on the same data. Afterwards every paid job is complete, nothing was delivered, charged
+// or announced twice, and no invoice or sat went missing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from '../helpers/procs.ts';
+import { Customer, invoiceOf, paymentHash, queryRelay, status } from '../helpers/customer.ts';
+import { readDb } from '../helpers/store.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const ROUNDS = Number(process.env.FAULT_ROUNDS ?? 6);
+const JOBS_PER_CUSTOMER = Number(process.env.FAULT_JOBS ?? 4);
+
+let relay: RelayProc;
+let daemon: DaemonProc | null = null;
+const customers: Customer[] = [];
+let httpPort: number;
+const dataDir = tempDir('timmy-crash-');
+
+beforeAll(async () => {
+  relay = await startRelay();
+  httpPort = await freePort();
+});
+afterAll(async () => {
+  for (const c of customers) c.close();
+  await daemon?.kill();
+  await relay?.stop();
+});
+
+const api = () => `http://127.0.0.1:${httpPort}`;
+const env = { STUB_AI_DELAY_MS: '150', MAX_OPEN_UNPAID_PER_CLIENT: '50' };
+
+async function start(): Promise<DaemonProc> {
+  daemon = await startDaemon({ relays: [relay.url], dataDir, httpPort, env });
+  return daemon;
+}
+
+/** Pays every invoice the customers have seen, whenever a daemon is up; retries what failed. */
+function payer(): { stop: () => void; paid: Set<string> } {
+  const paid = new Set<string>();
+  let running = true;
+  const loop = async () => {
+    while (running) {
+      for (const c of customers) {
+        for (const s of c.seen) {
+          if (status(s.event) !== 'payment-required') continue;
+          const { bolt11 } = invoiceOf(s.event);
+          if (paid.has(bolt11)) continue;
+          try {
+            const res = await fetch(`${api()}/api/dev/stub/pay/${paymentHash(bolt11)}`, { method: 'POST' });
+            if (res.status === 200) paid.add(bolt11);
+          } catch {
+            /* daemon down right now: next pass */
+          }
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  void loop();
+  return { stop: () => (running = false), paid };
+}
+
+describe('crash anywhere', () => {
+  it(`${ROUNDS} random SIGKILLs during paid and session jobs: every job completes once, nobody pays twice`, async () => {
+    await start();
+    for (let i = 0; i < 3; i++) customers.push(await new Customer([relay.url], daemon!.pubkey).connect());
+    const sessionOwner = await new Customer([relay.url], daemon!.pubkey).connect();
+    customers.push(sessionOwner);
+    // A funded session bound to one customer, spent over Nostr during the crashes.
+    const created = await (await fetch(`${api()}/api/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ amountSats: 500, pubkey: sessionOwner.pubkey }) })).json() as { sessionId: string; depositInvoice: { paymentHash: string } };
+    await fetch(`${api()}/api/dev/stub/pay/${created.depositInvoice.paymentHash}`, { method: 'POST' });
+
+    const pay = payer();
+    const requests: string[] = [];
+    const sessionRequests: string[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of customers.slice(0, 3)) {
+        const req = await c.request(`round ${round} question from ${c.pubkey.slice(0, 6)}`);
+        requests.push(req.id);
+      }
+      const sreq = await sessionOwner.request(`session round ${round}`, [['param', 'session', created.sessionId]]);
+      sessionRequests.push(sreq.id);
+      // Let some work happen, then kill at a random moment.
+      await new Promise((r) => setTimeout(r, 100 + Math.floor(Math.random() * 700)));
+      await daemon!.kill('SIGKILL');
+      await start();
+    }
+    for (let j = 0; j < JOBS_PER_CUSTOMER - 1; j++) {
+      for (const c of customers.slice(0, 3)) requests.push((await c.request(`tail question ${j}`)).id);
+    }
+
+    // Everything settles on the last daemon.
+    await waitFor(
+      () =>
+        readDb(dataDir, (db) => {
+          const open = db
+            .prepare(`select count(*) n from jobs where id in (${[...requests, ...sessionRequests].map(() => '?').join(',')}) and state not in ('complete','failed')`)
+            .get(...requests, ...sessionRequests) as { n: number };
+          return open.n === 0;
+        }),
+      'all jobs finished',
+      90_000,
+      200,
+    );
+    pay.stop();
+    await waitFor(() => readDb(dataDir, (db) => (db.prepare('select count(*) n from outbox where acked_at is null').get() as { n: number }).n === 0), 'outbox drained', 30_000);
+
+    const states = readDb(dataDir, (db) => db.prepare(`select id, state, error_message from jobs where id in (${requests.map(() => '?').join(',')})`).all(...requests)) as { id: string; state: string }[];
+    expect(states.filter((s) => s.state !== 'complete')).toEqual([]);
+
+    // On the relay: one result and exactly one event per transition, for every job.
+    const stored = await queryRelay(relay.url, { authors: [daemon!.pubkey], '#e': [...requests, ...sessionRequests], limit: 10_000 });
+    const byJob = new Map<string, string[]>();
+    for (const e of stored) {
+      const id = e.tags.find((t) => t[0] === 'e')![1]!;
+      byJob.set(id, [...(byJob.get(id) ?? []), e.kind === 6050 ? 'result' : status(e)!]);
+    }
+    for (const id of requests) {
+      expect(byJob.get(id)?.sort(), id).toEqual(['payment-required', 'payment-required', 'processing', 'processing', 'result', 'success']);
+    }
+    for (const id of sessionRequests) {
+      const labels = byJob.get(id)?.sort();
+      expect(labels, id).toEqual(['processing', 'result', 'success']);
+    }
+
+    // Money: two invoices per paid job, each paid at most once; nothing credited (nothing failed).
+    readDb(dataDir, (db) => {
+      const perJob = db.prepare(`select job_id, count(*) n, sum(status = 'paid') paid from invoices where job_id in (${requests.map(() => '?').join(',')}) group by job_id`).all(...requests) as { n: number; paid: number }[];
+      expect(perJob.every((r) => r.n === 2 && r.paid === 2)).toBe(true);
+      expect((db.prepare('select count(*) n from credits').get() as { n: number }).n).toBe(0);
+      const ledger = db.prepare('select kind, count(*) n, sum(amount_msats) s from session_ledger where session_id = ? group by kind').all(created.sessionId) as { kind: string; n: number; s: number }[];
+      const k = (kind: string) => ledger.find((l) => l.kind === kind) ?? { n: 0, s: 0 };
+      expect(k('deposit').s).toBe(500_000);
+      expect(k('reserve').n).toBe(k('release').n); // no reservation left open
+      const balance = ledger.reduce((sum, l) => sum + l.s, 0);
+      expect(balance).toBe(500_000 + k('debit').s);
+      expect(balance).toBeGreaterThanOrEqual(0);
+    });
+  }, 240_000);
+});
