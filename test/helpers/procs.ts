@@ -64,6 +64,28 @@ export async function startRelay(opts: { port?: number; dbPath?: string; auth?: 
   };
 }
 
+/** Environment variables whose values are secrets (SPEC 1): they must never appear in a log line. */
+const SECRET_ENV = ['NOSTR_SECRET_KEY', 'LNBITS_API_KEY', 'ANTHROPIC_API_KEY', 'DO_API_TOKEN', 'TAILSCALE_API_KEY'];
+
+/**
+ * Fails when the daemon's output holds a secret: a configured key, the keys in its data directory,
+ * an nsec, or an SSH private key block. Every integration test runs it when its daemon stops.
+ */
+export function assertNoSecrets(output: string, env: Record<string, string>, dataDir: string): void {
+  const values = SECRET_ENV.map((k) => env[k]).filter((v): v is string => !!v && v.length >= 8);
+  for (const f of ['nostr.key', 'macaroon.key', 'storage.key', 'client.key']) {
+    try {
+      values.push(readFileSync(join(dataDir, f), 'utf8').trim());
+    } catch {
+      /* not created by this daemon */
+    }
+  }
+  const leaks = values.filter((v) => output.includes(v)).map((v) => `${v.slice(0, 6)}…`);
+  if (/nsec1[02-9ac-hj-np-z]{20,}/.test(output)) leaks.push('an nsec');
+  if (output.includes('PRIVATE KEY-----')) leaks.push('an SSH private key');
+  if (leaks.length) throw new Error(`daemon output leaked secrets: ${leaks.join(', ')}`);
+}
+
 export interface DaemonProc {
   api: string;
   httpPort: number;
@@ -144,7 +166,9 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonProc> {
     exit,
     async kill(signal: NodeJS.Signals = 'SIGKILL') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exit;
+      const code = await exit;
+      assertNoSecrets(raw, env, dataDir);
+      return code;
     },
     rssKb() {
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');

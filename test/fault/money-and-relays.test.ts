@@ -1,0 +1,176 @@
+// Fault injection: session money under 1,000 racing debits and top-ups; two relays going down one after
+// the other; outside services failing together; and the log scanner that guards SPEC 1's secrets.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertNoSecrets, startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from '../helpers/procs.ts';
+import { Customer, invoiceOf, paymentHash, queryRelay, status, tag } from '../helpers/customer.ts';
+import { readDb } from '../helpers/store.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { startFakeLnbits } from '../fakes/lnbits.ts';
+import { startFakeAnthropic, FAKE_API_KEY } from '../fakes/anthropic.ts';
+import { createServer } from 'node:http';
+
+const OPS = Number(process.env.FAULT_MONEY_OPS ?? 1000);
+
+async function post(d: DaemonProc, path: string, body: unknown, auth?: string) {
+  const res = await fetch(`${d.api}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+describe('session money', () => {
+  let relay: RelayProc;
+  let daemon: DaemonProc;
+  beforeAll(async () => {
+    relay = await startRelay();
+    daemon = await startDaemon({ relays: [relay.url], env: { MAX_OPEN_UNPAID_PER_CLIENT: '100000' } });
+  });
+  afterAll(async () => {
+    await daemon?.kill();
+    await relay?.stop();
+  });
+
+  it(`${OPS} concurrent debits and top-ups racing: never negative, ledger exact`, async () => {
+    const created = await post(daemon, '/api/sessions', { amountSats: 50 });
+    await post(daemon, `/api/dev/stub/pay/${created.body.depositInvoice.paymentHash}`, undefined);
+    const auth = `Bearer ${created.body.macaroon}`;
+    const id = created.body.sessionId as string;
+    await waitFor(async () => ((await (await fetch(`${daemon.api}/api/sessions/${id}`, { headers: { authorization: auth } })).json()) as { state: string }).state === 'active', 'active');
+
+    const ops = Array.from({ length: OPS }, (_, i) =>
+      i % 4 === 0
+        ? post(daemon, `/api/sessions/${id}/topup`, { amountSats: 3 }, auth).then((t) => post(daemon, `/api/dev/stub/pay/${t.body.invoice.paymentHash}`, undefined)).then(() => ({ kind: 'topup' as const, debit: 0, ok: true }))
+        : post(daemon, `/api/sessions/${id}/request`, { request: `q${i}` }, auth).then((r) => ({ kind: 'request' as const, debit: r.status === 200 ? r.body.costLedger.chargedSats : 0, ok: r.status === 200 || r.status === 402 })),
+    );
+    const results = await Promise.all(ops);
+    expect(results.every((r) => r.ok)).toBe(true);
+    const topups = results.filter((r) => r.kind === 'topup').length;
+    await waitFor(
+      () => readDb(daemon.dataDir, (db) => (db.prepare("select count(*) n from session_ledger where session_id = ? and kind = 'topup'").get(id) as { n: number }).n) === topups,
+      'every top-up credited',
+      60_000,
+    );
+    const debited = results.reduce((s, r) => s + r.debit, 0);
+    readDb(daemon.dataDir, (db) => {
+      const rows = db.prepare('select kind, amount_msats from session_ledger where session_id = ? order by id').all(id) as { kind: string; amount_msats: number }[];
+      let running = 0;
+      let min = 0;
+      for (const r of rows) {
+        running += r.amount_msats;
+        min = Math.min(min, running);
+      }
+      expect(min).toBeGreaterThanOrEqual(0); // at no point in the ledger's order did the balance dip below zero
+      expect(running).toBe((50 + topups * 3 - debited) * 1000);
+      const count = (k: string) => rows.filter((r) => r.kind === k).length;
+      expect(count('reserve')).toBe(count('release'));
+    });
+  }, 180_000);
+});
+
+describe('relays going down one after the other', () => {
+  it('requests posted while one relay is down are served through the other; both down then back: served, no duplicates', async () => {
+    let [a, b] = await Promise.all([startRelay(), startRelay()]);
+    const daemon = await startDaemon({ relays: [a.url, b.url] });
+    const health = async () => ((await (await fetch(`${daemon.api}/api/healthz`)).json()) as { relaysConnected: number }).relaysConnected;
+    try {
+      await waitFor(async () => (await health()) === 2, 'both connected');
+      await a.stop();
+      await waitFor(async () => (await health()) === 1, 'a is gone');
+      const viaB = await new Customer([b.url], daemon.pubkey).connect();
+      const r1 = await viaB.request('posted while a is down');
+      await viaB.waitForFeedback(r1.id, 'payment-required');
+      viaB.close();
+
+      a = await startRelay({ port: a.port, dbPath: a.dbPath });
+      await waitFor(async () => (await health()) === 2, 'a is back');
+      // a catches up with what it missed.
+      await waitFor(async () => (await queryRelay(a.url, { authors: [daemon.pubkey], '#e': [r1.id] })).length === 1, 'a caught up', 15_000);
+
+      await Promise.all([a.stop(), b.stop()]);
+      await waitFor(async () => (await health()) === 0, 'both gone');
+      [a, b] = await Promise.all([startRelay({ port: a.port, dbPath: a.dbPath }), startRelay({ port: b.port, dbPath: b.dbPath })]);
+      await waitFor(async () => (await health()) === 2, 'both back', 15_000);
+      const c = await new Customer([a.url, b.url], daemon.pubkey).connect();
+      const r2 = await c.request('posted after both came back');
+      await c.waitForFeedback(r2.id, 'payment-required');
+      c.close();
+      for (const relay of [a, b]) {
+        for (const id of [r1.id, r2.id]) {
+          const evs = await queryRelay(relay.url, { authors: [daemon.pubkey], '#e': [id] });
+          expect(evs.map((e) => status(e))).toEqual(['payment-required']);
+        }
+      }
+    } finally {
+      await daemon.kill();
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  }, 120_000);
+});
+
+describe('outside services failing together', () => {
+  it('CoinGecko 429 -> fallback price; LNbits websocket dropped -> polling; Anthropic 529 then timeouts -> failed, money credited, nothing charged', async () => {
+    const relay = await startRelay();
+    const lnbits = await startFakeLnbits();
+    const anthropic = await startFakeAnthropic();
+    let priceCalls = 0;
+    const coingecko = createServer((_req, res) => {
+      priceCalls++;
+      res.writeHead(429, { 'content-type': 'application/json' }).end('{"status":{"error_code":429}}');
+    });
+    await new Promise<void>((r) => coingecko.listen(0, '127.0.0.1', r));
+    const cgPort = (coingecko.address() as { port: number }).port;
+    const daemon = await startDaemon({
+      relays: [relay.url],
+      env: {
+        LNBITS_URL: lnbits.url,
+        LNBITS_API_KEY: lnbits.invoiceKey,
+        LNBITS_POLL_INTERVAL_S: '0.2',
+        ANTHROPIC_API_KEY: FAKE_API_KEY,
+        ANTHROPIC_BASE_URL: anthropic.url,
+        ANTHROPIC_MAX_RETRIES: '1',
+        ANTHROPIC_TIMEOUT_S: '0.5',
+        BTC_PRICE_URL: `http://127.0.0.1:${cgPort}/api/v3/simple/price?ids=bitcoin&vs_currencies=usd`,
+        BTC_PRICE_USD_FALLBACK: '80000',
+      },
+    });
+    const c = await new Customer([relay.url], daemon.pubkey).connect();
+    try {
+      const req = await c.request('Everything is on fire, answer anyway.');
+      const [fb] = await c.waitForFeedback(req.id, 'payment-required');
+      lnbits.refuseWebsockets(true);
+      lnbits.dropWebsockets();
+      lnbits.pay(paymentHash(invoiceOf(fb!).bolt11));
+      await c.waitForFeedback(req.id, 'processing');
+      const quotes = await c.waitForFeedback(req.id, 'payment-required', 2);
+      const work = quotes.find((e) => e.id !== fb!.id)!;
+      expect(JSON.parse(work.content).btcPriceUsd).toBe(80_000);
+      expect(priceCalls).toBeGreaterThan(0);
+
+      anthropic.failNext(529, 'overloaded_error', 'Overloaded', 1, { headers: { 'retry-after-ms': '10' } });
+      anthropic.hang(true);
+      lnbits.pay(paymentHash(invoiceOf(work).bolt11));
+      const [err] = await c.waitForFeedback(req.id, 'error', 1, 30_000);
+      expect(tag(err!, 'status')?.[2]).toMatch(/work failed: .*credited to your pubkey/);
+      expect(c.results(req.id)).toHaveLength(0);
+      const credited = readDb(daemon.dataDir, (db) => (db.prepare('select coalesce(sum(delta_msats),0) s from credits where account = ?').get(c.pubkey) as { s: number }).s);
+      expect(credited).toBe(invoiceOf(work).msats);
+    } finally {
+      c.close();
+      anthropic.hang(false);
+      await daemon.kill();
+      await Promise.all([relay.stop(), lnbits.close(), anthropic.close(), new Promise((r) => coingecko.close(r))]);
+    }
+  }, 120_000);
+});
+
+describe('secret scanner', () => {
+  it('is not vacuous: it catches a planted key, an nsec and a private key block', () => {
+    const env = { ANTHROPIC_API_KEY: 'sk-ant-planted-secret-value' };
+    expect(() => assertNoSecrets('all quiet', env, tempDir())).not.toThrow();
+    expect(() => assertNoSecrets('{"msg":"x","key":"sk-ant-planted-secret-value"}', env, tempDir())).toThrow(/leaked/);
+    expect(() => assertNoSecrets('nsec1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq', {}, tempDir())).toThrow(/nsec/);
+    expect(() => assertNoSecrets('-----BEGIN OPENSSH PRIVATE KEY-----', {}, tempDir())).toThrow(/private key/);
+  });
+});
