@@ -6,6 +6,7 @@ import { freePort, startDaemon, startRelay, tempDir, type DaemonProc, type Relay
 import { Customer, invoiceOf, paymentHash, queryRelay, status } from '../helpers/customer.ts';
 import { readDb } from '../helpers/store.ts';
 import { waitFor } from '../helpers/wait.ts';
+import * as nip17 from 'nostr-tools/nip17';
 
 const ROUNDS = Number(process.env.FAULT_ROUNDS ?? 6);
 const JOBS_PER_CUSTOMER = Number(process.env.FAULT_JOBS ?? 4);
@@ -27,7 +28,7 @@ afterAll(async () => {
 });
 
 const api = () => `http://127.0.0.1:${httpPort}`;
-const env = { STUB_AI_DELAY_MS: '150', MAX_OPEN_UNPAID_PER_CLIENT: '50' };
+const env = { STUB_AI_DELAY_MS: '150', STUB_PROVISION_DELAY_MS: '400', MAX_OPEN_UNPAID_PER_CLIENT: '50' };
 
 async function start(): Promise<DaemonProc> {
   daemon = await startDaemon({ relays: [relay.url], dataDir, httpPort, env });
@@ -61,7 +62,7 @@ function payer(): { stop: () => void; paid: Set<string> } {
 }
 
 describe('crash anywhere', () => {
-  it(`${ROUNDS} random SIGKILLs during paid and session jobs: every job completes once, nobody pays twice`, async () => {
+  it(`${ROUNDS} random SIGKILLs during paid, session and node jobs: every job completes once, nobody pays twice`, async () => {
     await start();
     for (let i = 0; i < 3; i++) customers.push(await new Customer([relay.url], daemon!.pubkey).connect());
     const sessionOwner = await new Customer([relay.url], daemon!.pubkey).connect();
@@ -73,6 +74,7 @@ describe('crash anywhere', () => {
     const pay = payer();
     const requests: string[] = [];
     const sessionRequests: string[] = [];
+    const orders: string[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of customers.slice(0, 3)) {
         const req = await c.request(`round ${round} question from ${c.pubkey.slice(0, 6)}`);
@@ -80,6 +82,11 @@ describe('crash anywhere', () => {
       }
       const sreq = await sessionOwner.request(`session round ${round}`, [['param', 'session', created.sessionId]]);
       sessionRequests.push(sreq.id);
+      if (round % 2 === 0) {
+        const order = customers[0]!.sign([['p', daemon!.pubkey]], { kind: 5960 });
+        await customers[0]!.publish(order);
+        orders.push(order.id);
+      }
       // Let some work happen, then kill at a random moment.
       await new Promise((r) => setTimeout(r, 100 + Math.floor(Math.random() * 700)));
       await daemon!.kill('SIGKILL');
@@ -102,8 +109,27 @@ describe('crash anywhere', () => {
       90_000,
       200,
     );
+    await waitFor(
+      () =>
+        readDb(dataDir, (db) =>
+          (db.prepare(`select state from bootstrap_jobs where id in (${orders.map(() => '?').join(',')})`).all(...orders) as { state: string }[]).every((o) => o.state === 'ready'),
+        ),
+      'all nodes ready',
+      60_000,
+      200,
+    );
     pay.stop();
     await waitFor(() => readDb(dataDir, (db) => (db.prepare('select count(*) n from outbox where acked_at is null').get() as { n: number }).n === 0), 'outbox drained', 30_000);
+
+    // Node orders: one public result, one credentials DM each, and the same node after every restart.
+    const nodeEvents = await queryRelay(relay.url, { authors: [daemon!.pubkey], '#e': orders });
+    for (const id of orders) {
+      const labels = nodeEvents.filter((e) => e.tags.some((t) => t[0] === 'e' && t[1] === id)).map((e) => (e.kind === 6960 ? 'result' : status(e))).sort();
+      expect(labels, id).toEqual(['payment-required', 'processing', 'result', 'success']);
+    }
+    const wraps = await queryRelay(relay.url, { kinds: [1059], '#p': [customers[0]!.pubkey] });
+    const dmFor = wraps.map((w) => nip17.unwrapEvent(w, customers[0]!.sk).tags.find((t) => t[0] === 'e')?.[1]);
+    for (const id of orders) expect(dmFor.filter((x) => x === id), `DMs for ${id}`).toHaveLength(1);
 
     const states = readDb(dataDir, (db) => db.prepare(`select id, state, error_message from jobs where id in (${requests.map(() => '?').join(',')})`).all(...requests)) as { id: string; state: string }[];
     expect(states.filter((s) => s.state !== 'complete')).toEqual([]);
