@@ -169,6 +169,27 @@ describe('HTTP claim (no 10050 list: kept until claimed)', () => {
   });
 });
 
+describe('CREDENTIAL_TTL_S', () => {
+  it('without a 10050 list the sealed credentials are kept for the TTL, then erased', async () => {
+    const d = await startDaemon({ relays: [relay.url], env: { STUB_PROVISION_DELAY_MS: '50', CREDENTIAL_TTL_S: '3' } });
+    const c = await new Customer([relay.url], d.pubkey).connect();
+    try {
+      const req = await order(c, d.pubkey);
+      const [fb] = await c.waitForFeedback(req.id, 'payment-required');
+      await payStub(d.api, invoiceOf(fb!).bolt11);
+      await c.waitForFeedback(req.id, 'success', 1, 20_000);
+      const row = () => readDb(d.dataDir, (db) => db.prepare('select state, secrets_enc from bootstrap_jobs where id = ?').get(req.id)) as { state: string; secrets_enc: string | null };
+      expect(row()).toMatchObject({ state: 'ready' });
+      expect(row().secrets_enc).not.toBeNull(); // kept (sealed) so delivery can be retried or claimed
+      await waitFor(() => row().secrets_enc === null, 'erased after the TTL', 15_000);
+      expect(row().state).toBe('delivered');
+    } finally {
+      c.close();
+      await d.kill();
+    }
+  });
+});
+
 describe('DigitalOcean (local fake)', () => {
   it('uploads the key, creates the droplet with user_data and a job tag, polls for the IP; a restart polls the same droplet', async () => {
     const { startFakeDigitalOcean } = await import('./fakes/digitalocean.ts');
