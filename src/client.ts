@@ -104,26 +104,7 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
     const onEvent = (ev: Event) => {
       if (ev.pubkey !== target.pubkey) return;
       if (ev.kind === 7000) {
-        const status = ev.tags.find((t) => t[0] === 'status');
-        const amount = ev.tags.find((t) => t[0] === 'amount');
-        out(`[${status?.[1]}] ${status?.[2] ?? ''}`);
-        if (status?.[1] === 'payment-required' && amount?.[2]) {
-          const bolt11 = amount[2];
-          if (ev.content) out(`  quote: ${ev.content}`);
-          showInvoice((l) => out(`  ${l}`), bolt11, Number(amount[1]) / 1000, opts.qr);
-          if (opts.payStub && !paid.has(bolt11)) {
-            paid.add(bolt11);
-            devPay(opts.api, bolt11).then(
-              () => out('  paid through the dev route'),
-              (err) => {
-                out(`  ${(err as Error).message}`);
-                finish(1);
-              },
-            );
-          }
-        } else if (status?.[1] === 'error') {
-          finish(1);
-        }
+        followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
       } else if (ev.kind === 6050) {
         out('--- result ---');
         out(ev.content);
@@ -141,6 +122,33 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
       finish(2);
     });
   });
+}
+
+/** Prints a kind 7000 feedback event, shows (and with payStub pays) its invoice; `fail` on `error`. */
+function followFeedback(
+  ev: Event,
+  o: { api: string; payStub: boolean; qr: boolean; out: (l: string) => void; paid: Set<string>; fail: () => void },
+): void {
+  const status = ev.tags.find((t) => t[0] === 'status');
+  const amount = ev.tags.find((t) => t[0] === 'amount');
+  o.out(`[${status?.[1]}] ${status?.[2] ?? ''}`);
+  if (status?.[1] === 'error') {
+    o.fail();
+    return;
+  }
+  if (status?.[1] !== 'payment-required' || !amount?.[2] || o.paid.has(amount[2])) return;
+  const bolt11 = amount[2];
+  if (ev.content) o.out(`  quote: ${ev.content}`);
+  showInvoice((l) => o.out(`  ${l}`), bolt11, Number(amount[1]) / 1000, o.qr);
+  if (!o.payStub) return;
+  o.paid.add(bolt11);
+  devPay(o.api, bolt11).then(
+    () => o.out('  paid through the dev route'),
+    (err) => {
+      o.out(`  ${(err as Error).message}`);
+      o.fail();
+    },
+  );
 }
 
 /** A persistent client key for `timmy request --session` (sessions are bound to a pubkey). */
@@ -242,16 +250,7 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<number> {
             out(`node ready: ${ev.content}`);
             return;
           }
-          const st = ev.tags.find((t) => t[0] === 'status');
-          const amount = ev.tags.find((t) => t[0] === 'amount');
-          out(`[${st?.[1]}] ${st?.[2] ?? ''}`);
-          if (st?.[1] === 'payment-required' && amount?.[2] && !paid.has(amount[2])) {
-            showInvoice((l) => out(`  ${l}`), amount[2], Number(amount[1]) / 1000, opts.qr);
-            if (opts.payStub) {
-              paid.add(amount[2]);
-              devPay(opts.api, amount[2]).then(() => out('  paid through the dev route'), (err) => (out(`  ${(err as Error).message}`), finish(1)));
-            }
-          } else if (st?.[1] === 'error') finish(1);
+          followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
         },
       }),
       // NIP-59 wraps carry a random created_at up to two days back: look that far.

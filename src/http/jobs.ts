@@ -1,11 +1,10 @@
 // HTTP jobs: the same core jobs as Nostr ones (they publish nothing to relays).
-import { randomBytes } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { JobService } from '../core/jobs.ts';
-import type { Job, NewJob } from '../core/types.ts';
+import type { Job } from '../core/types.ts';
 import { JOB_STATES } from '../core/job-machine.ts';
 import { clientAddress } from './client-address.ts';
-import { CostLedger, ErrorBody, Invoice, invoiceBody, JobId, PricingBreakdown } from './schemas.ts';
+import { CostLedger, ErrorBody, httpJob, Invoice, invoiceBody, JobId, PricingBreakdown, textRequest } from './schemas.ts';
 
 export interface JobRoutesDeps {
   jobs: JobService;
@@ -62,14 +61,7 @@ export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
         body: {
           required: true,
           content: {
-            'application/json': {
-              schema: z
-                .object({
-                  request: z.string().trim().min(1, 'must not be empty').max(deps.maxInputChars, `must be at most ${deps.maxInputChars} characters`),
-                  maxTokens: z.number().int().positive().optional().openapi({ description: 'advisory: lowers the output estimate' }),
-                })
-                .openapi('CreateJob', { example: { request: 'Explain Lightning invoices in two sentences.' } }),
-            },
+            'application/json': { schema: textRequest(deps.maxInputChars, 'CreateJob', 'Explain Lightning invoices in two sentences.') },
           },
         },
       },
@@ -85,21 +77,7 @@ export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
     }),
     async (c) => {
       const body = c.req.valid('json');
-      const req: NewJob = {
-        id: randomBytes(16).toString('hex'),
-        kind: 5050,
-        source: 'http',
-        customerPubkey: null,
-        clientAddress: clientAddress(c, deps.trustProxy),
-        requestJson: null,
-        encryption: 'none',
-        input: body.request,
-        params: body.maxTokens ? { maxTokens: body.maxTokens } : {},
-        relays: [],
-        bidMsats: null,
-        requestCreatedAt: Math.floor(Date.now() / 1000),
-        expiresAt: null,
-      };
+      const req = httpJob(body, clientAddress(c, deps.trustProxy));
       const outcome = await deps.jobs.submit(req);
       if (outcome.status === 'refused') return c.json({ error: outcome.reason }, refusalStatus(outcome.reason));
       if (outcome.status !== 'created') return c.json({ error: 'unavailable: shutting down, try again shortly' }, 503);

@@ -1,6 +1,7 @@
 // Shared zod schemas of the HTTP API: one source for validation and the OpenAPI document.
+import { randomBytes } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
-import type { InvoiceRecord } from '../core/types.ts';
+import type { InvoiceRecord, NewJob } from '../core/types.ts';
 
 export const ErrorBody = z.object({ error: z.string() }).openapi('Error');
 
@@ -49,3 +50,32 @@ export const CostLedger = z
   .openapi('CostLedger');
 
 export const JobId = z.string().regex(/^[0-9a-f]{32}$|^[0-9a-f]{64}$/, 'must be a 32- or 64-character lowercase hex job id');
+
+/** The text-job body shared by POST /api/jobs, the session request and the L402 front door. */
+export function textRequest(maxInputChars: number, name: string, example: string) {
+  return z
+    .object({
+      request: z.string().trim().min(1, 'must not be empty').max(maxInputChars, `must be at most ${maxInputChars} characters`),
+      maxTokens: z.number().int().positive().optional().openapi({ description: 'advisory: lowers the output estimate' }),
+    })
+    .openapi(name, { example: { request: example } });
+}
+
+/** An HTTP text job: a random 128-bit id, no pubkey, the caller's address for the per-client caps. */
+export function httpJob(body: { request: string; maxTokens?: number }, clientAddress: string): NewJob {
+  return {
+    id: randomBytes(16).toString('hex'),
+    kind: 5050,
+    source: 'http',
+    customerPubkey: null,
+    clientAddress,
+    requestJson: null,
+    encryption: 'none',
+    input: body.request,
+    params: body.maxTokens ? { maxTokens: body.maxTokens } : {},
+    relays: [],
+    bidMsats: null,
+    requestCreatedAt: Math.floor(Date.now() / 1000),
+    expiresAt: null,
+  };
+}

@@ -1,15 +1,13 @@
 // Pre-funded sessions over HTTP (SPEC 6/7), and the L402 front door. Credentials: `Authorization: Bearer
 // <macaroon>` or `L402 <macaroon>:<preimage>`; every bad one gets 401 and nothing is debited.
-import { randomBytes } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { nip19 } from 'nostr-tools';
 import { SessionError, type SessionService, type SessionRunOutcome } from '../core/sessions.ts';
 import { SESSION_STATES } from '../core/session-machine.ts';
 import { l402Challenge, parseAuthorization } from '../core/macaroons.ts';
-import type { NewJob } from '../core/types.ts';
 import { clientAddress } from './client-address.ts';
-import { CostLedger, ErrorBody, Invoice, invoiceBody } from './schemas.ts';
+import { CostLedger, ErrorBody, httpJob, Invoice, invoiceBody, textRequest } from './schemas.ts';
 
 export interface SessionRoutesDeps {
   sessions: SessionService;
@@ -40,14 +38,7 @@ const SessionView = z
   .openapi('Session');
 const RunResult = z.object({ result: z.string(), costLedger: CostLedger, balanceSats: z.number().int() }).openapi('SessionResult');
 const Insufficient = z.object({ error: z.string(), balanceSats: z.number().int(), neededSats: z.number().int() }).openapi('InsufficientBalance');
-const RequestBody = (max: number) =>
-  z
-    .object({
-      request: z.string().trim().min(1, 'must not be empty').max(max, `must be at most ${max} characters`),
-      maxTokens: z.number().int().positive().optional(),
-    })
-    .openapi('SessionRequest', { example: { request: 'Explain Lightning invoices in two sentences.' } });
-
+const RequestBody = (max: number) => textRequest(max, 'SessionRequest', 'Explain Lightning invoices in two sentences.');
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
 const errors = {
   400: json(ErrorBody, 'invalid request'),
@@ -55,24 +46,6 @@ const errors = {
   404: json(ErrorBody, 'no such session'),
 };
 const auth = [{ macaroon: [] }];
-
-function newJob(c: Context, trustProxy: boolean, body: { request: string; maxTokens?: number }): NewJob {
-  return {
-    id: randomBytes(16).toString('hex'),
-    kind: 5050,
-    source: 'http',
-    customerPubkey: null,
-    clientAddress: clientAddress(c, trustProxy),
-    requestJson: null,
-    encryption: 'none',
-    input: body.request,
-    params: body.maxTokens ? { maxTokens: body.maxTokens } : {},
-    relays: [],
-    bidMsats: null,
-    requestCreatedAt: Math.floor(Date.now() / 1000),
-    expiresAt: null,
-  };
-}
 
 export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): void {
   app.openAPIRegistry.registerComponent('securitySchemes', 'macaroon', {
@@ -200,7 +173,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       try {
         const { id } = c.req.valid('param');
         const a = await authorize(c, id);
-        return answer(c, await s.run(newJob(c, deps.trustProxy, c.req.valid('json')), a.sessionId, a.maxSatsPerRequest));
+        return answer(c, await s.run(httpJob(c.req.valid('json'), clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest));
       } catch (err) {
         return fail(c, err);
       }
@@ -299,7 +272,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
           return challenge(r.macaroon, r.invoice, `payment required: pay ${deps.l402DepositSats} sats to open a session`);
         }
         const a = await authorize(c);
-        const r = await s.run(newJob(c, deps.trustProxy, body), a.sessionId, a.maxSatsPerRequest);
+        const r = await s.run(httpJob(body, clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest);
         if (r.status === 'insufficient') {
           const top = await s.topup(a.sessionId, Math.max(deps.l402DepositSats, Math.ceil(r.neededMsats / 1000)));
           return challenge(top.macaroon, top.invoice, 'payment required: the session balance is spent; pay to top it up');
