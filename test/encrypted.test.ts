@@ -55,6 +55,11 @@ describe.each(Object.entries(schemes))('encrypted request (%s)', (name, scheme) 
     expect(tag(result, 'i')).toBeUndefined();
     expect(scheme.decrypt(customer.sk, daemon.pubkey, result.content)).toContain(secret);
 
+    // The HTTP view of the job (its id is public) does not reveal it either.
+    const view = await (await fetch(`${daemon.api}/api/jobs/${req.id}`)).json();
+    expect(JSON.stringify(view)).not.toContain('sealed-bid');
+    expect((view as { state: string }).state).toBe('complete');
+
     const everything = await queryRelay(relay.url, { since: req.created_at - 5 });
     expect(everything.length).toBeGreaterThan(3);
     for (const ev of everything) expect(JSON.stringify(ev)).not.toContain('sealed-bid');

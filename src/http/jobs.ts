@@ -27,6 +27,8 @@ const JobView = z
   })
   .openapi('Job');
 
+const PRIVATE = 'encrypted request: delivered to its author over Nostr only';
+
 /** HTTP status for a core refusal, by its prefix. */
 export function refusalStatus(reason: string): 400 | 429 | 503 {
   if (reason.startsWith('rate-limited:')) return 429;
@@ -44,11 +46,12 @@ export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
       createdAt: new Date(job.createdAt).toISOString(),
       ...(evalInv ? { evalInvoice: invoiceBody(evalInv) } : {}),
       ...(workInv ? { workInvoice: invoiceBody(workInv) } : {}),
-      ...(job.reason ? { reason: job.reason } : {}),
+      // An encrypted Nostr job's id is public (the event id) but its words are not: never shown here.
+      ...(job.reason ? { reason: job.encryption === 'none' ? job.reason : PRIVATE } : {}),
       ...(job.pricing ? { pricingBreakdown: job.pricing } : {}),
-      ...(job.state === 'complete' && job.result !== null ? { result: job.result } : {}),
+      ...(job.state === 'complete' && job.result !== null ? { result: job.encryption === 'none' ? job.result : PRIVATE } : {}),
       ...(job.state === 'complete' && job.costLedger ? { costLedger: job.costLedger } : {}),
-      ...(job.errorMessage ? { errorMessage: job.errorMessage } : {}),
+      ...(job.errorMessage ? { errorMessage: job.encryption === 'none' ? job.errorMessage : PRIVATE } : {}),
     };
   };
 
