@@ -15,7 +15,7 @@ export interface SystemDeps {
     npub: string;
     relays: RelayStatus[];
     kinds: number[];
-    prices: { evalFeeSats: number; minWorkFeeSats: number; workModel: string; evalModel: string };
+    prices: { evalFeeSats: number; minWorkFeeSats: number; workModel: string; evalModel: string; bootstrapSizes: Record<string, number> };
     payments: string;
     agent: string;
   };
@@ -40,7 +40,13 @@ const Info = z
     npub: z.string(),
     relays: z.array(Relay),
     kinds: z.array(z.number().int()),
-    prices: z.object({ evalFeeSats: z.number().int(), minWorkFeeSats: z.number().int(), workModel: z.string(), evalModel: z.string() }),
+    prices: z.object({
+      evalFeeSats: z.number().int(),
+      minWorkFeeSats: z.number().int(),
+      workModel: z.string(),
+      evalModel: z.string(),
+      bootstrapSizes: z.record(z.string(), z.number().int()).openapi({ description: 'node size slug -> price in sats' }),
+    }),
     payments: z.string(),
     agent: z.string(),
   })
