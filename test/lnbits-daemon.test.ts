@@ -102,3 +102,31 @@ describe('LNbits backend', () => {
     }
   });
 });
+
+describe('LNbits unreachable at expiry time', () => {
+  it('does not expire an invoice it cannot check; the payment made meanwhile is honoured', async () => {
+    const fake = await startFakeLnbits();
+    const d = await startDaemon({
+      relays: [relay.url],
+      env: { LNBITS_URL: fake.url, LNBITS_API_KEY: fake.invoiceKey, LNBITS_POLL_INTERVAL_S: '0.2', INVOICE_EXPIRY_S: '2' },
+    });
+    const c = await new Customer([relay.url], d.pubkey).connect();
+    try {
+      const req = await c.request('Pay me while LNbits is down.');
+      const [fb] = await c.waitForFeedback(req.id, 'payment-required');
+      fake.refuseWebsockets(true);
+      fake.dropWebsockets();
+      fake.setFailing(true);
+      fake.pay(paymentHash(invoiceOf(fb!).bolt11)); // the payment lands, but nobody can ask LNbits about it
+      await waitFor(() => d.logs.filter((l) => l.msg === 'invoice status check failed').length >= 2, 'expiry passes that could not check', 20_000);
+      expect(c.feedback(req.id, 'error')).toHaveLength(0);
+      fake.setFailing(false);
+      await c.waitForFeedback(req.id, 'processing', 1, 20_000);
+      expect(c.feedback(req.id, 'error')).toHaveLength(0);
+    } finally {
+      c.close();
+      await d.kill();
+      await fake.close();
+    }
+  });
+});

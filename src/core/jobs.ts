@@ -552,19 +552,22 @@ export class JobService {
     }
   }
 
-  private async safeIsPaid(paymentHash: string): Promise<boolean> {
+  /** The backend's word on an invoice; null when it cannot be asked right now. */
+  private async safeIsPaid(paymentHash: string): Promise<boolean | null> {
     try {
       return await this.d.payments.isPaid(paymentHash);
     } catch (err) {
       this.log.warn({ err, paymentHash }, 'invoice status check failed');
-      return false;
+      return null;
     }
   }
 
   /** Expires jobs whose invoice ran out unpaid (checking once more that it really is unpaid). */
   async expireDue(nowS = Math.floor(Date.now() / 1000)): Promise<void> {
     for (const inv of store.dueInvoices(this.d.db, nowS)) {
-      if (await this.safeIsPaid(inv.paymentHash)) {
+      const paid = await this.safeIsPaid(inv.paymentHash);
+      if (paid === null) continue; // the backend is unreachable: never expire what may have been paid
+      if (paid) {
         await this.onInvoicePaid(inv.paymentHash);
         continue;
       }
