@@ -84,6 +84,10 @@ describe('L402 with @getalby/lightning-tools', () => {
     const challenge = last!.headers.get('www-authenticate')!;
     expect(challenge).toMatch(/^L402 version="0", token="[^"]+", invoice="lnbcrt/);
     const topup = (await last!.json()) as Json;
+    // Asking again while that top-up is open hands out the same invoice, not a new one.
+    const again402 = await fetchWithL402(url, init(), { wallet: { payInvoice: async () => ({ preimage: '00'.repeat(32) }) }, credentials });
+    expect(again402.status).toBe(402);
+    expect(((await again402.json()) as Json).invoice.paymentHash).toBe(topup.invoice.paymentHash);
     const sessionId = readDb(daemon.dataDir, (db) => (db.prepare('select session_id from session_invoices where payment_hash = ?').get(topup.invoice.paymentHash) as { session_id: string }).session_id);
     const firstSession = readDb(daemon.dataDir, (db) => (db.prepare("select session_id from session_invoices where purpose = 'deposit' and payment_hash = ?").get(paymentHash(paid[0]!)) as { session_id: string }).session_id);
     expect(sessionId).toBe(firstSession);

@@ -106,11 +106,22 @@ export class SessionService {
     return { sessionId: id, macaroon: this.mint(id, inv.paymentHash), invoice: inv };
   }
 
-  /** A new invoice that adds to the balance when paid; with `withMacaroon`, a macaroon bound to it (L402). */
-  async topup(sessionId: string, amountSats: number): Promise<{ invoice: Invoice; macaroon: string }> {
+  /**
+   * An invoice that adds to the balance when paid, and a macaroon bound to it (L402). With `reuseOpen`,
+   * an open top-up invoice of at least that amount is handed out again instead of a new one, so repeated
+   * 402s cannot pile up invoices.
+   */
+  async topup(sessionId: string, amountSats: number, opts: { reuseOpen?: boolean } = {}): Promise<{ invoice: Invoice; macaroon: string }> {
     const s = store.getSession(this.d.db, sessionId);
     if (!s) throw new SessionError('no such session', 404);
     if (s.state === 'closed') throw new SessionError('the session is closed', 409);
+    if (opts.reuseOpen) {
+      const soon = Math.floor(Date.now() / 1000) + 60; // s: leave the payer time to pay
+      const open = store
+        .sessionInvoicesOf(this.d.db, sessionId)
+        .find((i) => i.purpose === 'topup' && i.status === 'open' && i.expiresAt > soon && i.amountMsats >= amountSats * 1000);
+      if (open) return { invoice: open, macaroon: this.mint(sessionId, open.paymentHash) };
+    }
     const inv = await this.invoice(amountSats, `Timmy: session top-up ${sessionId.slice(0, 12)}`);
     store.addSessionInvoice(this.d.db, { paymentHash: inv.paymentHash, sessionId, purpose: 'topup', amountMsats: inv.amountMsats, bolt11: inv.bolt11, expiresAt: inv.expiresAt });
     this.d.onInvoice?.(inv);

@@ -274,7 +274,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
         const a = await authorize(c);
         const r = await s.run(httpJob(body, clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest);
         if (r.status === 'insufficient') {
-          const top = await s.topup(a.sessionId, Math.max(deps.l402DepositSats, Math.ceil(r.neededMsats / 1000)));
+          const top = await s.topup(a.sessionId, Math.max(deps.l402DepositSats, Math.ceil(r.neededMsats / 1000)), { reuseOpen: true });
           return challenge(top.macaroon, top.invoice, 'payment required: the session balance is spent; pay to top it up');
         }
         return answer(c, r);
