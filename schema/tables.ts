@@ -35,7 +35,11 @@ export const jobs = sqliteTable(
     createdAt: integer('created_at').notNull(), // unix ms
     updatedAt: integer('updated_at').notNull(), // unix ms
   },
-  (t) => [index('jobs_state').on(t.state), index('jobs_customer_state').on(t.customerPubkey, t.state)],
+  (t) => [
+    index('jobs_state').on(t.state, t.createdAt),
+    index('jobs_customer_state').on(t.customerPubkey, t.state),
+    index('jobs_client_state').on(t.clientAddress, t.state),
+  ],
 );
 
 /** Every invoice we issued, and whether it was paid. `amount_msats` is what the payer owes. */
@@ -52,7 +56,11 @@ export const invoices = sqliteTable(
     paidAt: integer('paid_at'), // unix ms
     createdAt: integer('created_at').notNull(), // unix ms
   },
-  (t) => [index('invoices_status_expiry').on(t.status, t.expiresAt), index('invoices_job').on(t.jobId)],
+  (t) => [
+    index('invoices_status_expiry').on(t.status, t.expiresAt),
+    index('invoices_status_hash').on(t.status, t.paymentHash),
+    index('invoices_job').on(t.jobId),
+  ],
 );
 
 /**

@@ -10,7 +10,6 @@ import { countInvoicesByStatus, countJobsByState, unpaidNostrJobIds } from './st
 import { outboxDepth } from './store/outbox.ts';
 import { StubPayments } from './payments/stub.ts';
 import { StubAgent } from './ai/stub.ts';
-import { AnthropicAgent } from './ai/anthropic.ts';
 import type { Agent } from './ai/agent.ts';
 import { DemoService } from './core/demo.ts';
 import { CoinGeckoOracle, COINGECKO_SIMPLE_PRICE_URL } from './pricing/oracle.ts';
@@ -25,8 +24,6 @@ import { BootstrapService } from './core/bootstrap.ts';
 import { SecretBox } from './core/sealed.ts';
 import type { Provisioner } from './provision/provisioner.ts';
 import { StubProvisioner } from './provision/stub.ts';
-import { DigitalOceanProvisioner } from './provision/digitalocean.ts';
-import { TailscaleClient } from './provision/tailscale.ts';
 import { createEventFactory } from './nostr/events.ts';
 import { asEvent } from './nostr/intake.ts';
 import { filterRelayUrls } from './nostr/relay-policy.ts';
@@ -99,8 +96,9 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     : new StubPayments(db);
   if (payments.name === 'stub') log.warn('payments: stub backend (test invoices, paid through the dev route)');
   else log.info({ url: config.LNBITS_URL }, 'payments: LNbits');
+  // Optional backends are loaded only when configured (the Anthropic SDK alone is ~20 MiB of heap).
   const agent: Agent = config.ANTHROPIC_API_KEY
-    ? new AnthropicAgent({
+    ? new (await import('./ai/anthropic.ts')).AnthropicAgent({
         apiKey: config.ANTHROPIC_API_KEY,
         baseURL: config.ANTHROPIC_BASE_URL,
         evalModel: config.EVAL_MODEL,
@@ -170,7 +168,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     log: log.child({ module: 'sessions' }),
   });
   const provisioner: Provisioner = config.DO_API_TOKEN
-    ? new DigitalOceanProvisioner({
+    ? new (await import('./provision/digitalocean.ts')).DigitalOceanProvisioner({
         token: config.DO_API_TOKEN,
         apiUrl: config.DO_API_URL,
         region: config.DO_REGION,
@@ -179,7 +177,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
         pollStartMs: config.DO_POLL_START_MS,
         tailscale:
           config.TAILSCALE_API_KEY && config.TAILSCALE_TAILNET
-            ? new TailscaleClient({ apiKey: config.TAILSCALE_API_KEY, tailnet: config.TAILSCALE_TAILNET, apiUrl: config.TAILSCALE_API_URL })
+            ? new (await import('./provision/tailscale.ts')).TailscaleClient({ apiKey: config.TAILSCALE_API_KEY, tailnet: config.TAILSCALE_TAILNET, apiUrl: config.TAILSCALE_API_URL })
             : undefined,
       })
     : new StubProvisioner({ delayMs: config.STUB_PROVISION_DELAY_MS });
@@ -361,9 +359,13 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   outboxWorker.start();
   payments.start?.();
   pool.start();
-  await jobs.resume();
-  await sessions.resume();
-  await bootstrap.resume();
+  // Resume in the background: with a large backlog the daemon already serves new work meanwhile.
+  const resumed = (async () => {
+    await jobs.resume();
+    await sessions.resume();
+    await bootstrap.resume();
+    log.info('resume pass done');
+  })().catch((err) => log.error({ err }, 'resume pass failed'));
   const expiryTimer = setInterval(() => {
     jobs.expireDue().catch((err) => log.error({ err }, 'expiry pass failed'));
     sessions.expireDue().catch((err) => log.error({ err }, 'session expiry pass failed'));
@@ -384,7 +386,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       log.info('stopping: intake closed, letting running steps commit');
       clearInterval(expiryTimer);
       if (deletionTimer) clearTimeout(deletionTimer);
-      await Promise.all([jobs.stop(5000), bootstrap.stop(5000)]);
+      await Promise.all([jobs.stop(5000), bootstrap.stop(5000), resumed]);
       await outboxWorker!.flush(2000);
       outboxWorker!.stop();
       pool.close();

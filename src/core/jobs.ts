@@ -549,6 +549,7 @@ export class JobService {
         else if (await this.safeIsPaid(inv.paymentHash)) await this.onInvoicePaid(inv.paymentHash);
       }
       after = page[page.length - 1]!.paymentHash;
+      await new Promise((r) => setImmediate(r)); // let I/O (HTTP, relays) in between pages
     }
   }
 

@@ -1,0 +1,240 @@
+// `npm run bench`: Timmy's benchmarks, side by side in one run. Figures only, never assertions:
+// progress on stderr, a markdown table on stdout (machine facts first). Sizes scale with BENCH_SCALE
+// (default 1, a run of about 2½ minutes on 2 cores) and each can be set alone (BENCH_INGEST_N, ...).
+// BENCH_ONLY=ingest,latency,backlog,http runs a subset. Only 127.0.0.1 is ever a network target.
+//
+//   1. ingest    signed kind-5050 requests/s from intake.handle to a signed, stored payment-required
+//                (in process, stub payments, no relay), against the crypto ceiling (1 verify + 1 sign),
+//                with nostr-wasm and with the pure-JS verifier swapped in by a module hook
+//   2. latency   LNbits-fake settlement -> `processing` at a subscriber of a real relay: websocket push,
+//                and polling with the websocket refused
+//   3. backlog   100,000 open jobs seeded into a fresh store: restart-to-serving, RSS, intake rate,
+//                beside the same daemon on an empty store
+//   4. http      GET /api/jobs/:id at concurrency 64 with autocannon, against the backlog daemon
+import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { initCrypto } from '../src/nostr/crypto.ts';
+import { count, fmt, markdownTable, progress, runChild, seconds, SCALE, summary, type Row } from './bench/common.ts';
+import type { IngestResult } from './bench/ingest.ts';
+import { runLatency } from './bench/latency.ts';
+import { runBacklog, type BacklogResult } from './bench/backlog.ts';
+import { runHttp } from './bench/http.ts';
+
+const SECTIONS = ['ingest', 'latency', 'backlog', 'http'] as const;
+const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const enabled = (s: (typeof SECTIONS)[number]) => only.length === 0 || only.includes(s);
+
+const sizes = {
+  ingestN: count('INGEST_N', 3000, 200),
+  ingestWarmup: count('INGEST_WARMUP', 300, 50),
+  latencyJobs: count('LATENCY_JOBS', 1000, 20),
+  pollJobs: count('POLL_JOBS', 50, 10),
+  customers: Number(process.env.BENCH_CUSTOMERS ?? 10),
+  pollIntervalS: seconds('POLL_INTERVAL_S', 2),
+  backlogJobs: count('BACKLOG_JOBS', 100_000, 1000),
+  backlogIntake: count('BACKLOG_INTAKE', 500, 50),
+  idleS: seconds('IDLE_S', 30),
+  httpS: seconds('HTTP_S', 10),
+  httpConnections: Number(process.env.BENCH_HTTP_CONNECTIONS ?? 64),
+};
+
+const rows: Row[] = [];
+const failed = (bench: string, err: unknown) => {
+  progress(`${bench}: FAILED: ${(err as Error).stack ?? String(err)}`);
+  rows.push({ bench, metric: 'benchmark failed', value: 'n/a', note: String((err as Error).message ?? err).slice(0, 200) });
+};
+
+async function ingest(): Promise<void> {
+  const entry = join(import.meta.dirname, 'bench', 'ingest-child.ts');
+  const env = { BENCH_INGEST_N: String(sizes.ingestN), BENCH_INGEST_WARMUP: String(sizes.ingestWarmup) };
+  progress(`ingest: ${sizes.ingestN} requests (+${sizes.ingestWarmup} warm-up) per run, each run in its own process`);
+  const wasm = await runChild<IngestResult>(entry, { ...env, BENCH_VERIFY: 'wasm' }, 600_000);
+  const pure = await runChild<IngestResult>(entry, { ...env, BENCH_VERIFY: 'purejs' }, 600_000);
+  if (pure.pureVerifyCalls < pure.signedRows) throw new Error(`the pure-JS verifier was not swapped in (${pure.pureVerifyCalls} calls)`);
+  const where = 'in process, stub payments, no relay (stub pool acks at once)';
+  const ratio = wasm.rate / wasm.ceiling.rate;
+  rows.push(
+    { bench: '1', metric: 'ingest: intake.handle -> signed + stored payment-required, nostr-wasm', value: fmt.rate(wasm.rate), note: `${wasm.n} requests in ${fmt.s(wasm.elapsedMs)}, ${where}` },
+    {
+      bench: '1',
+      metric: 'crypto ceiling: 1 schnorr verify + 1 sign, nostr-wasm',
+      value: fmt.rate(wasm.ceiling.rate),
+      note: `verify ${fmt.us(wasm.ceiling.verifyUs)} + sign ${fmt.us(wasm.ceiling.signUs)} (pair ${fmt.us(wasm.ceiling.pairUs)})`,
+    },
+    { bench: '1', metric: 'ingest / ceiling, nostr-wasm', value: fmt.pct(ratio), target: '≥ 70 %', met: ratio >= 0.7, note: `pipeline cost per request ${fmt.us(1e6 / wasm.rate)} vs ${fmt.us(wasm.ceiling.pairUs)} of crypto` },
+    {
+      bench: '1',
+      metric: 'ingest, pure-JS verify (nostr-tools/pure swapped in by a module hook)',
+      value: fmt.rate(pure.rate),
+      note: `${pure.n} requests in ${fmt.s(pure.elapsedMs)}; signing stays nostr-wasm; ${pure.pureVerifyCalls} pure-JS verify calls counted`,
+    },
+    {
+      bench: '1',
+      metric: 'crypto ceiling: 1 pure-JS verify + 1 nostr-wasm sign',
+      value: fmt.rate(pure.ceiling.rate),
+      note: `verify ${fmt.us(pure.ceiling.verifyUs)} + sign ${fmt.us(pure.ceiling.signUs)}`,
+    },
+    { bench: '1', metric: 'ingest / ceiling, pure-JS verify', value: fmt.pct(pure.rate / pure.ceiling.rate) },
+    {
+      bench: '1',
+      metric: 'ingest speed-up of nostr-wasm over pure-JS verify',
+      value: `× ${(wasm.rate / pure.rate).toFixed(2)}`,
+      note: `verify alone: × ${(pure.ceiling.verifyUs / wasm.ceiling.verifyUs).toFixed(1)}`,
+    },
+    { bench: '1', metric: 'stub invoice (bolt11 encode + ECDSA sign + insert), per request', value: fmt.us(wasm.bolt11InvoiceUs), note: `${fmt.pct(wasm.bolt11InvoiceUs / (1e6 / wasm.rate))} of the per-request pipeline cost` },
+  );
+}
+
+async function latency(): Promise<void> {
+  progress(`latency: ${sizes.latencyJobs} jobs over the websocket, ${sizes.pollJobs} while polling every ${sizes.pollIntervalS} s, ${sizes.customers} customers`);
+  const r = await runLatency({ jobs: sizes.latencyJobs, pollJobs: sizes.pollJobs, customers: sizes.customers, pollIntervalS: sizes.pollIntervalS });
+  const ws = summary([...r.wsEval, ...r.wsWork]);
+  const ev = summary(r.wsEval);
+  const wk = summary(r.wsWork);
+  const poll = summary(r.poll);
+  const path = 'LNbits fake -> daemon -> real relay process -> raw subscriber';
+  rows.push(
+    {
+      bench: '2',
+      metric: `pay -> processing, LNbits websocket, p50 (${ws.n} payments)`,
+      value: fmt.ms(ws.p50),
+      target: '≤ 50 ms',
+      met: ws.p50 <= 50,
+      note: `eval ${fmt.ms(ev.p50)}, work ${fmt.ms(wk.p50)}; ${path}`,
+    },
+    {
+      bench: '2',
+      metric: 'pay -> processing, LNbits websocket, p99',
+      value: fmt.ms(ws.p99),
+      target: '≤ 250 ms',
+      met: ws.p99 <= 250,
+      note: `eval ${fmt.ms(ev.p99)}, work ${fmt.ms(wk.p99)}, max ${fmt.ms(ws.max)}`,
+    },
+    {
+      bench: '2',
+      metric: `pay -> processing, websocket refused, polling every ${r.pollIntervalS} s, p50 (${poll.n} payments)`,
+      value: fmt.ms(poll.p50),
+      target: '≤ 50 ms',
+      met: poll.p50 <= 50,
+      note: `bound by the poll interval (expected ≈ ${r.pollIntervalS * 500} ms); × ${(poll.p50 / ws.p50).toFixed(0)} the websocket p50`,
+    },
+    {
+      bench: '2',
+      metric: 'pay -> processing, polling, p99',
+      value: fmt.ms(poll.p99),
+      target: '≤ 250 ms',
+      met: poll.p99 <= 250,
+      note: `max ${fmt.ms(poll.max)}; websocket clients during the polling run: ${r.wsClientsDuringPoll}`,
+    },
+    {
+      bench: '2',
+      metric: `intake via relay, LNbits fake invoices (burst of ${r.intake.n} from ${r.customers} customers)`,
+      value: fmt.rate(r.intake.rate),
+      note: `${fmt.s(r.intake.elapsedMs)}; CPU daemon ${fmt.s(r.intake.daemonCpuMs)}, relay ${fmt.s(r.intake.relayCpuMs)}`,
+    },
+  );
+}
+
+async function backlogAndHttp(): Promise<void> {
+  let b: BacklogResult | null = null;
+  try {
+    if (enabled('backlog') || enabled('http')) {
+      progress(`backlog: ${sizes.backlogJobs.toLocaleString('en-US')} open jobs, ${sizes.backlogIntake} new requests, ${sizes.idleS} s idle`);
+      b = await runBacklog({
+        jobs: enabled('backlog') ? sizes.backlogJobs : Math.min(sizes.backlogJobs, 10_000),
+        intakeN: sizes.backlogIntake,
+        idleS: enabled('backlog') ? sizes.idleS : 0,
+        customers: sizes.customers,
+      });
+    }
+    if (b && enabled('backlog')) {
+      const { empty: e, backlog: k } = b;
+      const n = b.seeded.toLocaleString('en-US');
+      rows.push(
+        { bench: '3', metric: `seed ${n} open jobs (job + invoice + stub invoice + acked feedback), one transaction`, value: fmt.s(b.seedMs) },
+        {
+          bench: '3',
+          metric: `spawn -> /api/healthz 200, ${n} open jobs`,
+          value: fmt.s(k.healthyMs),
+          target: '≤ 5 s',
+          met: k.healthyMs <= 5000,
+          note: `empty store ${fmt.s(e.healthyMs)} (× ${(k.healthyMs / e.healthyMs).toFixed(1)})`,
+        },
+        {
+          bench: '3',
+          metric: `spawn -> payment-required of a waiting request, ${n} open jobs`,
+          value: fmt.s(k.firstFeedbackMs),
+          target: '≤ 5 s',
+          met: k.firstFeedbackMs <= 5000,
+          note: `empty store ${fmt.s(e.firstFeedbackMs)} (× ${(k.firstFeedbackMs / e.firstFeedbackMs).toFixed(1)})`,
+        },
+        {
+          bench: '3',
+          metric: 'daemon RSS (VmRSS) after startup',
+          value: fmt.mib(k.rssStartKb),
+          target: '≤ 150 MiB',
+          met: k.rssStartKb <= 150 * 1024,
+          note: `empty store ${fmt.mib(e.rssStartKb)}`,
+        },
+        {
+          bench: '3',
+          metric: `daemon RSS (VmRSS) after ${b.idleS} s idle`,
+          value: k.rssIdleKb === null ? 'n/a' : fmt.mib(k.rssIdleKb),
+          target: '≤ 150 MiB',
+          met: k.rssIdleKb === null ? undefined : k.rssIdleKb <= 150 * 1024,
+        },
+        {
+          bench: '3',
+          metric: `intake via relay with ${n} open jobs (burst of ${k.intake.n})`,
+          value: fmt.rate(k.intake.rate),
+          note: `empty store ${fmt.rate(e.intake.rate)} (ratio ${fmt.pct(k.intake.rate / e.intake.rate)}); CPU daemon ${fmt.s(k.intake.daemonCpuMs)} / relay ${fmt.s(k.intake.relayCpuMs)} (empty: ${fmt.s(e.intake.daemonCpuMs)} / ${fmt.s(e.intake.relayCpuMs)})`,
+        },
+        {
+          bench: '3',
+          metric: `store probes on ${n} open jobs (queries the daemon runs)`,
+          value: fmt.ms(b.probes.countUnpaidMs),
+          note: `countJobs(unpaid) per request ${fmt.ms(b.probes.countUnpaidMs)}; unpaidNostrJobIds(500) per deletion refresh ${fmt.ms(b.probes.unpaidIdsMs)}; getJob ${fmt.ms(b.probes.getJobMs)}; openInvoices page of 500 ${fmt.ms(b.probes.openInvoicePageMs)}`,
+        },
+      );
+    }
+    if (b && enabled('http')) {
+      try {
+        const h = await runHttp({ api: b.api, ids: b.sampleJobIds, connections: sizes.httpConnections, durationS: sizes.httpS, daemonPid: b.daemonPid });
+        rows.push(
+          {
+            bench: '4',
+            metric: `GET /api/jobs/:id, ${h.connections} connections, ${h.durationS} s (autocannon)`,
+            value: fmt.rate(h.rate),
+            note: `${fmt.int(h.requests)} 2xx over ${h.ids} job ids awaiting payment, store of ${b.seeded.toLocaleString('en-US')} open jobs; non-2xx ${h.non2xx}, errors ${h.errors}; daemon CPU ${fmt.pct(h.daemonCpuMs / (h.durationS * 1000))} of one core`,
+          },
+          { bench: '4', metric: 'GET /api/jobs/:id latency p50 / p99', value: `${fmt.ms(h.p50)} / ${fmt.ms(h.p99)}`, note: `max ${fmt.ms(h.max)}; autocannon shares the 2 cores with the daemon and the relay` },
+        );
+      } catch (err) {
+        failed('4', err);
+      }
+    }
+  } finally {
+    await b?.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  await initCrypto();
+  const t0 = performance.now();
+  progress(`BENCH_SCALE=${SCALE}; sizes ${JSON.stringify(sizes)}`);
+  if (enabled('ingest')) await ingest().catch((err) => failed('1', err));
+  if (enabled('latency')) await latency().catch((err) => failed('2', err));
+  if (enabled('backlog') || enabled('http')) await backlogAndHttp().catch((err) => failed('3', err));
+  const totalS = (performance.now() - t0) / 1000;
+  progress(`done in ${totalS.toFixed(0)} s`);
+
+  const facts = [
+    `- date: ${new Date().toISOString()}`,
+    `- machine: ${availableParallelism()} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${release()}`,
+    `- node ${process.version}; BENCH_SCALE=${SCALE}; whole run ${totalS.toFixed(0)} s`,
+  ];
+  process.stdout.write(`${facts.join('\n')}\n\n${markdownTable(rows)}\n`);
+}
+
+await main();
+process.exit(0);

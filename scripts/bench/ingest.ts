@@ -1,0 +1,284 @@
+// Benchmark 1: ingest vs the crypto ceiling, in process. The parts daemon.ts builds (store on a temp
+// file, stub payments, stub agent, JobService, Intake with the daemon's settings, the OutboxWorker with
+// the real event factory) are wired the same way; the relay pool is a stub that takes every event and
+// acks it at once (no relay, no socket in the path). N pre-signed kind-5050 requests go through
+// `intake.handle(relay, 'timmy-requests', event)`; the clock stops when N payment-required feedback
+// events are signed, stored in the outbox and handed to the pool.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import type { Event, EventTemplate } from 'nostr-tools';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { openDb, closeDb } from '../../src/store/db.ts';
+import { getKv, setKv } from '../../src/store/kv.ts';
+import { unpaidNostrJobIds } from '../../src/store/jobs.ts';
+import { StubPayments } from '../../src/payments/stub.ts';
+import { StubAgent } from '../../src/ai/stub.ts';
+import { CoinGeckoOracle } from '../../src/pricing/oracle.ts';
+import type { PricingParams } from '../../src/pricing/pricing.ts';
+import { JobService } from '../../src/core/jobs.ts';
+import { Intake, REQUESTS_SUB } from '../../src/nostr/intake.ts';
+import { OutboxWorker } from '../../src/nostr/outbox.ts';
+import { createEventFactory } from '../../src/nostr/events.ts';
+import type { RelayPool } from '../../src/nostr/pool.ts';
+import { initCrypto, finalizeEvent, verifyEvent, generateSecretKey, getPublicKey } from '../../src/nostr/crypto.ts';
+import { progress, sleep, until } from './common.ts';
+
+export interface IngestResult {
+  mode: 'wasm' | 'purejs';
+  relayInPath: false;
+  n: number;
+  elapsedMs: number;
+  rate: number; // requests/s, intake -> signed + stored payment-required
+  ceiling: { verifyUs: number; signUs: number; pairUs: number; rate: number };
+  bolt11InvoiceUs: number; // StubPayments.createInvoice (encode + sign + insert), µs
+  pureVerifyCalls: number; // calls that went through the pure-JS stand-in (0 in wasm mode)
+  signedRows: number;
+  accepted: number;
+}
+
+const CUSTOMERS = 100;
+
+/** Fresh objects as a relay would hand them over (no cached verification flags). */
+function wire(events: Event[]): Event[] {
+  return events.map((e) => JSON.parse(JSON.stringify(e)) as Event);
+}
+
+function signRequests(count: number, timmy: string, keys: Uint8Array[], tag: string): Event[] {
+  const now = Math.floor(Date.now() / 1000);
+  const out: Event[] = [];
+  for (let i = 0; i < count; i++) {
+    const t: EventTemplate = {
+      kind: 5050,
+      created_at: now,
+      tags: [
+        ['i', `benchmark request ${tag} #${i}: summarise the history of the Lightning Network in three sentences`, 'text'],
+        ['p', timmy],
+        ['relays', 'wss://relay.example.com'],
+      ],
+      content: '',
+    };
+    out.push(finalizeEvent(t, keys[i % keys.length]!) as Event);
+  }
+  return wire(out);
+}
+
+/** One schnorr verify of a request + one sign of a payment-required feedback, per request. */
+function measureCeiling(requests: Event[], sk: Uint8Array, bolt11: string): IngestResult['ceiling'] {
+  const template = (req: Event): EventTemplate => ({
+    kind: 7000,
+    created_at: Math.floor(Date.now() / 1000),
+    tags: [
+      ['status', 'payment-required', 'Pay the evaluation fee of 10 sats to have your request reviewed.'],
+      ['amount', '10000', bolt11],
+      ['e', req.id],
+      ['p', req.pubkey],
+    ],
+    content: '',
+  });
+  const run = (fn: (e: Event) => void): number => {
+    const evs = wire(requests);
+    const t0 = performance.now();
+    for (const e of evs) fn(e);
+    return ((performance.now() - t0) * 1000) / evs.length;
+  };
+  // Warm both paths, then measure each alone and the pair.
+  run((e) => {
+    if (!verifyEvent(e)) throw new Error('ceiling: a request did not verify');
+    finalizeEvent(template(e), sk);
+  });
+  const verifyUs = run((e) => {
+    if (!verifyEvent(e)) throw new Error('ceiling: a request did not verify');
+  });
+  const signUs = run((e) => void finalizeEvent(template(e), sk));
+  const pairUs = run((e) => {
+    if (!verifyEvent(e)) throw new Error('ceiling: a request did not verify');
+    finalizeEvent(template(e), sk);
+  });
+  return { verifyUs, signUs, pairUs, rate: 1e6 / pairUs };
+}
+
+async function measureBolt11(dir: string, count: number): Promise<{ us: number; bolt11: string }> {
+  const db = openDb(join(dir, 'bolt11.db'));
+  const payments = new StubPayments(db);
+  let bolt11 = '';
+  for (let i = 0; i < 20; i++) bolt11 = (await payments.createInvoice({ amountMsats: 10_000, memo: 'warm-up', expirySecs: 600 })).bolt11;
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) await payments.createInvoice({ amountMsats: 10_000, memo: `Timmy: evaluation fee for job ${i}`, expirySecs: 600 });
+  const us = ((performance.now() - t0) * 1000) / count;
+  closeDb(db);
+  return { us, bolt11 };
+}
+
+export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warmup: number }): Promise<IngestResult> {
+  await initCrypto();
+  const dir = mkdtempSync(join(tmpdir(), 'timmy-bench-ingest-'));
+  try {
+    const config = loadConfig({
+      DATA_DIR: dir,
+      EMBEDDED_RELAY_PORT: 'off',
+      RELAYS: 'ws://127.0.0.1:9',
+      LOG_LEVEL: 'info',
+      MAX_OPEN_UNPAID_PER_CLIENT: '1000000000',
+      MAX_OPEN_UNPAID_TOTAL: '1000000000',
+    });
+    // The daemon logs JSON lines to stdout at `info`; here the same lines go to /dev/null.
+    const log = createLogger(config.LOG_LEVEL, pino.destination({ dest: '/dev/null', sync: true }));
+    const secretKey = generateSecretKey();
+    const pubkey = getPublicKey(secretKey);
+    const customerKeys = Array.from({ length: CUSTOMERS }, () => generateSecretKey());
+
+    const db = openDb(config.databasePath);
+    const payments = new StubPayments(db);
+    const agent = new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
+    const oracle = new CoinGeckoOracle({ url: undefined, fallbackUsd: config.BTC_PRICE_USD_FALLBACK, log: log.child({ module: 'oracle' }) });
+    const pricing: PricingParams = {
+      work: { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK },
+      infraMonthlyUsd: config.INFRA_MONTHLY_USD,
+      infraMonthlyRequests: config.INFRA_MONTHLY_REQUESTS,
+      marginPct: config.MARGIN_PCT,
+      minWorkFeeSats: config.MIN_WORK_FEE_SATS,
+    };
+
+    let worker: OutboxWorker | null = null;
+    let intake: Intake | null = null;
+    let deletionTimer: NodeJS.Timeout | null = null;
+    const refreshDeletions = () => void intake?.deletionsChanged(); // daemon: if changed, pool.resubscribe(...)
+    const refreshDeletionsSoon = () => {
+      deletionTimer ??= setTimeout(() => {
+        deletionTimer = null;
+        refreshDeletions();
+      }, 200);
+    };
+    const jobs = new JobService({
+      db,
+      payments,
+      agent,
+      oracle,
+      pricing,
+      settings: {
+        evalFeeSats: config.EVAL_FEE_SATS,
+        invoiceExpirySecs: config.INVOICE_EXPIRY_S,
+        maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
+        maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
+      },
+      log: log.child({ module: 'jobs' }),
+      onIntents: () => {
+        worker?.kick();
+        refreshDeletionsSoon();
+      },
+      fault: () => {},
+    });
+
+    // Node orders (kind BOOTSTRAP_KIND) are not part of this benchmark: none is sent.
+    const noBootstrap = {
+      submit: () => Promise.reject(new Error('node bootstrap is not part of the ingest benchmark')),
+    } as unknown as ConstructorParameters<typeof Intake>[5];
+    intake = new Intake(
+      {
+        relayPolicy: { allowPrivate: false, ownPorts: [], maxRelays: 3 },
+        bootstrapKind: config.BOOTSTRAP_KIND,
+        pubkey,
+        secretKey,
+        acceptUntargeted: config.ACCEPT_UNTARGETED,
+        maxRequestAgeSecs: config.MAX_REQUEST_AGE_S,
+        maxFutureSecs: 600,
+        maxEventBytes: 64 * 1024,
+        maxInputChars: config.MAX_INPUT_CHARS,
+      },
+      jobs,
+      log.child({ module: 'intake' }),
+      {
+        get: () => {
+          const v = getKv(db, 'intake_cursor');
+          return v ? Number(v) : null;
+        },
+        set: (v) => setKv(db, 'intake_cursor', String(v)),
+      },
+      () => unpaidNostrJobIds(db, 500),
+      noBootstrap,
+    );
+
+    // A pool that takes every event and acks it at once, as a fast relay would.
+    let published = 0;
+    const pool = {
+      publish(event: Event): string[] {
+        published++;
+        const id = event.id;
+        setImmediate(() => worker?.onOk('stub://relay', id, true, ''));
+        return ['stub://relay'];
+      },
+      get connectedCount() {
+        return 1;
+      },
+      resubscribe() {},
+    } as unknown as RelayPool;
+    worker = new OutboxWorker({
+      db,
+      pool,
+      secretKey,
+      log: log.child({ module: 'outbox' }),
+      fault: () => {},
+      events: createEventFactory({ db, secretKey, credentialsMessage: () => null, onDmDelivered: () => {} }),
+      publishOnce: async () => ({ ok: false, message: 'not in this benchmark' }),
+    });
+    worker.start();
+    const expiryTimer = setInterval(() => {
+      jobs.expireDue().catch(() => {});
+      refreshDeletions();
+    }, 2000);
+
+    const feed = async (events: Event[]) => {
+      const CHUNK = 64; // events handed over per event-loop turn, as a socket would deliver them
+      for (let i = 0; i < events.length; i += CHUNK) {
+        for (const ev of events.slice(i, i + CHUNK)) intake.handle('wss://bench.invalid', REQUESTS_SUB, ev);
+        await new Promise<void>((r) => setImmediate(r));
+      }
+    };
+
+    // Warm-up (JIT, SQLite page cache), then the measured run.
+    const warm = signRequests(opts.warmup, pubkey, customerKeys, 'warm-up');
+    const requests = signRequests(opts.n, pubkey, customerKeys, 'measured');
+    await feed(warm);
+    await until(() => published >= opts.warmup, 'warm-up feedback', 120_000);
+    await sleep(50);
+    const before = published;
+    progress(`ingest (${opts.mode}): ${opts.n} requests through intake.handle`);
+    const t0 = performance.now();
+    await feed(requests);
+    await until(() => published >= before + opts.n, `${opts.n} payment-required feedback events`, 600_000, 2);
+    const elapsedMs = performance.now() - t0;
+    clearInterval(expiryTimer);
+
+    const signedRows = (
+      db.$client.prepare(`select count(*) as n from outbox where signed_json is not null and intent_json like '%payment-required%'`).get() as { n: number }
+    ).n;
+    const accepted = intake.counters.accepted;
+    if (signedRows < opts.warmup + opts.n) throw new Error(`only ${signedRows} payment-required events were signed and stored`);
+
+    progress(`ingest (${opts.mode}): measuring the crypto ceiling and the stub invoice cost`);
+    const bolt = await measureBolt11(dir, 300);
+    const ceiling = measureCeiling(signRequests(Math.min(opts.n, 2000), pubkey, customerKeys, 'ceiling'), secretKey, bolt.bolt11);
+
+    worker.stop();
+    if (deletionTimer) clearTimeout(deletionTimer);
+    await jobs.stop(1000);
+    closeDb(db);
+    return {
+      mode: opts.mode,
+      relayInPath: false,
+      n: opts.n,
+      elapsedMs,
+      rate: (opts.n / elapsedMs) * 1000,
+      ceiling,
+      bolt11InvoiceUs: bolt.us,
+      pureVerifyCalls: (globalThis as { __benchPureVerifyCalls?: number }).__benchPureVerifyCalls ?? 0,
+      signedRows,
+      accepted,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
