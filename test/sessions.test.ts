@@ -121,6 +121,7 @@ describe('debits', () => {
     expect(ledgerSum(daemon, s.id)).toBe(l.body.balanceMsats);
     const view = await api(daemon, 'GET', `/api/sessions/${s.id}`, undefined, s.bearer);
     expect(view.body).toMatchObject({ sessionId: s.id, state: 'active', balanceSats: 1000 - expected });
+    expect(Date.parse(view.body.expiresAt)).toBeGreaterThan(Date.now() + 29 * 86_400_000); // SESSION_TTL_S: 30 days
   });
 
   it('200 concurrent requests against a balance that covers some: never negative, each served or refused with 402, ledger exact', async () => {

@@ -3,7 +3,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { nip19 } from 'nostr-tools';
-import { SessionError, type SessionService, type SessionRunOutcome } from '../core/sessions.ts';
+import { SessionError, type SessionService, type SessionRunOutcome, type SessionView } from '../core/sessions.ts';
 import { SESSION_STATES } from '../core/session-machine.ts';
 import { l402Challenge, parseAuthorization } from '../core/macaroons.ts';
 import { clientAddress } from './client-address.ts';
@@ -34,8 +34,15 @@ const Pubkey = z
   .openapi({ type: 'string', description: 'hex pubkey or npub: its Nostr requests may spend the session' });
 
 const SessionView = z
-  .object({ sessionId: z.string(), state: z.enum(SESSION_STATES), balanceSats: z.number().int(), expiresAt: z.number().int(), pubkey: z.string().nullable() })
+  .object({
+    sessionId: z.string(),
+    state: z.enum(SESSION_STATES),
+    balanceSats: z.number().int(),
+    expiresAt: z.string().openapi({ description: 'ISO 8601: when the session expires if unused (like every expiresAt here)' }),
+    pubkey: z.string().nullable(),
+  })
   .openapi('Session');
+const viewBody = (v: SessionView) => ({ ...v, expiresAt: new Date(v.expiresAt * 1000).toISOString() });
 const RunResult = z.object({ result: z.string(), costLedger: CostLedger, balanceSats: z.number().int() }).openapi('SessionResult');
 const Insufficient = z.object({ error: z.string(), balanceSats: z.number().int(), neededSats: z.number().int() }).openapi('InsufficientBalance');
 const RequestBody = (max: number) => textRequest(max, 'SessionRequest', 'Explain Lightning invoices in two sentences.');
@@ -124,7 +131,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
         const { id } = c.req.valid('param');
         await authorize(c, id);
         await s.refresh(id);
-        return c.json(s.view(id)!, 200);
+        return c.json(viewBody(s.view(id)!), 200);
       } catch (err) {
         return fail(c, err);
       }
@@ -235,7 +242,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       try {
         const { id } = c.req.valid('param');
         await authorize(c, id);
-        return c.json(s.close(id), 200);
+        return c.json(viewBody(s.close(id)), 200);
       } catch (err) {
         return fail(c, err);
       }
