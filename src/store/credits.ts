@@ -2,6 +2,7 @@
 import { desc, eq, sql, sum } from 'drizzle-orm';
 import { credits } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
+import { prepared } from './prepared.ts';
 
 export interface CreditEntry {
   account: string;
@@ -18,8 +19,10 @@ export function addCredit(db: Db, e: CreditEntry): boolean {
 }
 
 export function creditBalanceMsats(db: Db, account: string): number {
-  const row = db.select({ total: sum(credits.deltaMsats) }).from(credits).where(eq(credits.account, account)).get();
-  return Number(row?.total ?? 0);
+  const q = prepared(db, 'creditBalance', () =>
+    db.select({ total: sum(credits.deltaMsats) }).from(credits).where(eq(credits.account, sql.placeholder('account'))).prepare(),
+  );
+  return Number(q.get({ account })?.total ?? 0);
 }
 
 export function creditEntries(db: Db, account?: string, limit = 200): (CreditEntry & { createdAt: number })[] {

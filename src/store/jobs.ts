@@ -3,6 +3,7 @@
 import { and, desc, eq, inArray, lte, sql, count } from 'drizzle-orm';
 import { invoices, jobs } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
+import { prepared } from './prepared.ts';
 import type { InvoiceRecord, Job, NewJob, PublishIntent } from '../core/types.ts';
 import { isJobState, type JobState } from '../core/job-machine.ts';
 import { insertIntents } from './outbox.ts';
@@ -57,7 +58,8 @@ export function toJob(r: JobRow): Job {
 }
 
 export function getJob(db: Db, id: string): Job | undefined {
-  const r = db.select().from(jobs).where(eq(jobs.id, id)).get();
+  const q = prepared(db, 'getJob', () => db.select().from(jobs).where(eq(jobs.id, sql.placeholder('id'))).prepare());
+  const r = q.get({ id });
   return r && toJob(r);
 }
 
@@ -74,7 +76,8 @@ export function unpaidNostrJobIds(db: Db, limit: number): string[] {
 }
 
 export function jobExists(db: Db, id: string): boolean {
-  return db.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, id)).get() !== undefined;
+  const q = prepared(db, 'jobExists', () => db.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, sql.placeholder('id'))).prepare());
+  return q.get({ id }) !== undefined;
 }
 
 export function listJobs(db: Db, opts: { states?: JobState[]; limit?: number } = {}): Job[] {
@@ -88,10 +91,14 @@ export function listJobs(db: Db, opts: { states?: JobState[]; limit?: number } =
 }
 
 export function countJobs(db: Db, states: readonly JobState[], by: { customerPubkey?: string; clientAddress?: string } = {}): number {
-  const conds = [inArray(jobs.state, [...states])];
-  if (by.customerPubkey) conds.push(eq(jobs.customerPubkey, by.customerPubkey));
-  if (by.clientAddress) conds.push(eq(jobs.clientAddress, by.clientAddress));
-  return db.select({ n: count() }).from(jobs).where(and(...conds)).get()?.n ?? 0;
+  const key = `countJobs:${states.join(',')}:${by.customerPubkey ? 'pubkey' : by.clientAddress ? 'address' : 'all'}`;
+  const q = prepared(db, key, () => {
+    const conds = [inArray(jobs.state, [...states])];
+    if (by.customerPubkey) conds.push(eq(jobs.customerPubkey, sql.placeholder('who')));
+    else if (by.clientAddress) conds.push(eq(jobs.clientAddress, sql.placeholder('who')));
+    return db.select({ n: count() }).from(jobs).where(and(...conds)).prepare();
+  });
+  return q.get({ who: by.customerPubkey ?? by.clientAddress ?? '' })?.n ?? 0;
 }
 
 function insertInvoiceRow(db: Db, inv: Omit<InvoiceRecord, 'status' | 'paidAt'>, nowMs: number): void {

@@ -1,5 +1,6 @@
 // Small named values (subscription cursor, stub node key, demo spend) in the `kv` table.
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import { prepared } from './prepared.ts';
 import { kv } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
 
@@ -8,5 +9,12 @@ export function getKv(db: Db, key: string): string | undefined {
 }
 
 export function setKv(db: Db, key: string, value: string): void {
-  db.insert(kv).values({ key, value }).onConflictDoUpdate({ target: kv.key, set: { value } }).run();
+  const q = prepared(db, 'setKv', () =>
+    db
+      .insert(kv)
+      .values({ key: sql.placeholder('key'), value: sql.placeholder('value') })
+      .onConflictDoUpdate({ target: kv.key, set: { value: sql`excluded.value` } })
+      .prepare(),
+  );
+  q.run({ key, value });
 }

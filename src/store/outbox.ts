@@ -2,6 +2,7 @@
 import { and, asc, eq, gt, isNull, isNotNull, sql, count } from 'drizzle-orm';
 import { outbox, outboxAcks } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
+import { prepared } from './prepared.ts';
 import type { PublishIntent } from '../core/types.ts';
 
 export interface OutboxRow {
@@ -34,36 +35,42 @@ export function insertIntents(db: Db, jobId: string | null, intents: PublishInte
 }
 
 export function unsignedIntents(db: Db, afterId = 0, limit = 200): OutboxRow[] {
-  return db
-    .select()
-    .from(outbox)
-    .where(and(isNull(outbox.signedJson), gt(outbox.id, afterId)))
-    .orderBy(asc(outbox.id))
-    .limit(limit)
-    .all()
-    .map(toRow);
+  const q = prepared(db, 'unsignedIntents', () =>
+    db
+      .select()
+      .from(outbox)
+      .where(and(isNull(outbox.signedJson), gt(outbox.id, sql.placeholder('afterId'))))
+      .orderBy(asc(outbox.id))
+      .limit(sql.placeholder('limit'))
+      .prepare(),
+  );
+  return q.all({ afterId, limit }).map(toRow);
 }
 
 /** Stores the signed event once; false when another signer got there first. */
 export function storeSigned(db: Db, id: number, eventId: string, signedJson: string): boolean {
-  const r = db
-    .update(outbox)
-    .set({ eventId, signedJson, signedAt: Date.now() })
-    .where(and(eq(outbox.id, id), isNull(outbox.signedJson)))
-    .run();
-  return r.changes === 1;
+  const q = prepared(db, 'storeSigned', () =>
+    db
+      .update(outbox)
+      .set({ eventId: sql`${sql.placeholder('eventId')}`, signedJson: sql`${sql.placeholder('signedJson')}`, signedAt: sql`${sql.placeholder('at')}` })
+      .where(and(eq(outbox.id, sql.placeholder('id')), isNull(outbox.signedJson)))
+      .prepare(),
+  );
+  return q.run({ id, eventId, signedJson, at: Date.now() }).changes === 1;
 }
 
 /** Signed events no relay has acked yet, oldest first. */
 export function unackedEvents(db: Db, limit = 200): OutboxRow[] {
-  return db
-    .select()
-    .from(outbox)
-    .where(and(isNotNull(outbox.signedJson), isNull(outbox.ackedAt)))
-    .orderBy(asc(outbox.id))
-    .limit(limit)
-    .all()
-    .map(toRow);
+  const q = prepared(db, 'unackedEvents', () =>
+    db
+      .select()
+      .from(outbox)
+      .where(and(isNotNull(outbox.signedJson), isNull(outbox.ackedAt)))
+      .orderBy(asc(outbox.id))
+      .limit(sql.placeholder('limit'))
+      .prepare(),
+  );
+  return q.all({ limit }).map(toRow);
 }
 
 /** Signed events since `sinceMs` that `relay` has not acked: re-sent when it (re)connects. */
@@ -90,17 +97,31 @@ export function noteAttempt(db: Db, id: number): void {
 
 /** Records a relay's OK answer for an event; an accepted event marks the row acked. Returns the row id. */
 export function recordAck(db: Db, eventId: string, relay: string, ok: boolean, message: string): number | null {
-  const now = Date.now();
-  return db.transaction((tx) => {
-    const row = tx.select({ id: outbox.id }).from(outbox).where(eq(outbox.eventId, eventId)).get();
+  const s = prepared(db, 'recordAck', () => ({
+    find: db.select({ id: outbox.id }).from(outbox).where(eq(outbox.eventId, sql.placeholder('eventId'))).prepare(),
+    ack: db
+      .insert(outboxAcks)
+      .values({ outboxId: sql.placeholder('id'), relay: sql.placeholder('relay'), ok: sql.placeholder('ok'), message: sql.placeholder('message'), at: sql.placeholder('at') })
+      .onConflictDoUpdate({
+        target: [outboxAcks.outboxId, outboxAcks.relay],
+        set: { ok: sql`excluded.ok`, message: sql`excluded.message`, at: sql`excluded.at` },
+      })
+      .prepare(),
+    acked: db
+      .update(outbox)
+      .set({ ackedAt: sql`${sql.placeholder('at')}` })
+      .where(and(eq(outbox.id, sql.placeholder('id')), isNull(outbox.ackedAt)))
+      .prepare(),
+  }));
+  const at = Date.now();
+  // better-sqlite3's own transaction: the prepared statements belong to this connection.
+  return db.$client.transaction(() => {
+    const row = s.find.get({ eventId });
     if (!row) return null;
-    tx.insert(outboxAcks)
-      .values({ outboxId: row.id, relay, ok, message, at: now })
-      .onConflictDoUpdate({ target: [outboxAcks.outboxId, outboxAcks.relay], set: { ok, message, at: now } })
-      .run();
-    if (ok) tx.update(outbox).set({ ackedAt: now }).where(and(eq(outbox.id, row.id), isNull(outbox.ackedAt))).run();
+    s.ack.run({ id: row.id, relay, ok: ok ? 1 : 0, message, at });
+    if (ok) s.acked.run({ id: row.id, at });
     return row.id;
-  });
+  })();
 }
 
 export function outboxDepth(db: Db): number {
