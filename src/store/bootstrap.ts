@@ -1,7 +1,7 @@
 // Bootstrap job queries: compare-and-set moves with their publish intents and credits, and erasure.
 import { and, eq, inArray, isNotNull, lte, count } from 'drizzle-orm';
 import { bootstrapJobs } from '../../schema/tables.ts';
-import type { Db } from './db.ts';
+import { atomically, type Db } from './db.ts';
 import { insertIntents } from './outbox.ts';
 import { addCredit, type CreditEntry } from './credits.ts';
 import type { PublishIntent } from '../core/types.ts';
@@ -33,10 +33,10 @@ export function bootstrapExists(db: Db, id: string): boolean {
 
 export function createBootstrap(db: Db, row: typeof bootstrapJobs.$inferInsert, intents: PublishIntent[]): boolean {
   const now = Date.now();
-  return db.transaction((tx) => {
-    const r = tx.insert(bootstrapJobs).values(row).onConflictDoNothing().run();
+  return atomically(db, () => {
+    const r = db.insert(bootstrapJobs).values(row).onConflictDoNothing().run();
     if (r.changes !== 1) return false;
-    insertIntents(tx as unknown as Db, row.id, intents, now);
+    insertIntents(db, row.id, intents, now);
     return true;
   });
 }
@@ -47,13 +47,13 @@ export function moveBootstrap(
   a: { id: string; from: BootstrapState; to: BootstrapState | null; patch?: BootstrapPatch; intents?: PublishIntent[]; credits?: CreditEntry[] },
 ): boolean {
   const now = Date.now();
-  return db.transaction((tx) => {
+  return atomically(db, () => {
     const set: BootstrapPatch & { state?: string } = { ...a.patch, updatedAt: now };
     if (a.to) set.state = a.to;
-    const r = tx.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, a.id), eq(bootstrapJobs.state, a.from))).run();
+    const r = db.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, a.id), eq(bootstrapJobs.state, a.from))).run();
     if (r.changes !== 1) return false;
-    insertIntents(tx as unknown as Db, a.id, a.intents ?? [], now);
-    for (const c of a.credits ?? []) addCredit(tx as unknown as Db, c);
+    insertIntents(db, a.id, a.intents ?? [], now);
+    for (const c of a.credits ?? []) addCredit(db, c);
     return true;
   });
 }
@@ -96,10 +96,10 @@ export function countOpenBootstraps(db: Db, by: { customerPubkey?: string; clien
  */
 export function eraseCredentials(db: Db, id: string, toState: BootstrapState | null): boolean {
   const now = Date.now();
-  const erased = db.transaction((tx) => {
+  const erased = atomically(db, () => {
     const set: BootstrapPatch & { state?: string } = { secretsEnc: null, claimTokenHash: null, erasedAt: now, updatedAt: now };
     if (toState) set.state = toState;
-    const r = tx.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, id), isNotNull(bootstrapJobs.secretsEnc))).run();
+    const r = db.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, id), isNotNull(bootstrapJobs.secretsEnc))).run();
     return r.changes === 1;
   });
   if (erased) db.$client.pragma('wal_checkpoint(TRUNCATE)');

@@ -14,8 +14,21 @@ export interface CreditEntry {
 
 /** Appends an entry unless its ref exists; true when written. Call inside the transition's transaction. */
 export function addCredit(db: Db, e: CreditEntry): boolean {
-  const r = db.insert(credits).values({ ...e, createdAt: Date.now() }).onConflictDoNothing().run();
-  return r.changes === 1;
+  const q = prepared(db, 'addCredit', () =>
+    db
+      .insert(credits)
+      .values({
+        account: sql.placeholder('account'),
+        deltaMsats: sql.placeholder('deltaMsats'),
+        reason: sql.placeholder('reason'),
+        jobId: sql.placeholder('jobId'),
+        ref: sql.placeholder('ref'),
+        createdAt: sql.placeholder('createdAt'),
+      })
+      .onConflictDoNothing()
+      .prepare(),
+  );
+  return q.run({ ...e, createdAt: Date.now() }).changes === 1;
 }
 
 export function creditBalanceMsats(db: Db, account: string): number {

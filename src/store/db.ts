@@ -29,3 +29,11 @@ export function closeDb(db: Db): void {
   db.$client.pragma('wal_checkpoint(TRUNCATE)');
   db.$client.close();
 }
+
+/**
+ * Runs `fn` in one SQLite transaction (a savepoint when nested). Uses better-sqlite3's transaction on the
+ * same connection as `db`, so statements prepared once per connection (prepared.ts) work inside it.
+ */
+export function atomically<T>(db: Db, fn: () => T): T {
+  return db.$client.transaction(fn)();
+}

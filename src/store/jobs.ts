@@ -2,7 +2,7 @@
 // transaction with the invoice it issues and the events it must publish (the outbox).
 import { and, desc, eq, inArray, lte, sql, count } from 'drizzle-orm';
 import { invoices, jobs } from '../../schema/tables.ts';
-import type { Db } from './db.ts';
+import { atomically, type Db } from './db.ts';
 import { prepared } from './prepared.ts';
 import type { InvoiceRecord, Job, NewJob, PublishIntent } from '../core/types.ts';
 import { isJobState, type JobState } from '../core/job-machine.ts';
@@ -102,9 +102,22 @@ export function countJobs(db: Db, states: readonly JobState[], by: { customerPub
 }
 
 function insertInvoiceRow(db: Db, inv: Omit<InvoiceRecord, 'status' | 'paidAt'>, nowMs: number): void {
-  db.insert(invoices)
-    .values({ ...inv, status: 'open', createdAt: nowMs })
-    .run();
+  const q = prepared(db, 'insertInvoice', () =>
+    db
+      .insert(invoices)
+      .values({
+        paymentHash: sql.placeholder('paymentHash'),
+        jobId: sql.placeholder('jobId'),
+        purpose: sql.placeholder('purpose'),
+        amountMsats: sql.placeholder('amountMsats'),
+        bolt11: sql.placeholder('bolt11'),
+        expiresAt: sql.placeholder('expiresAt'),
+        status: 'open',
+        createdAt: sql.placeholder('createdAt'),
+      })
+      .prepare(),
+  );
+  q.run({ ...inv, createdAt: nowMs });
 }
 
 export interface CreateJobArgs {
@@ -116,40 +129,48 @@ export interface CreateJobArgs {
   credits?: CreditEntry[];
 }
 
-function insertJob(tx: Db, a: CreateJobArgs, now: number): boolean {
-  const r = tx
-    .insert(jobs)
-    .values({
-      id: a.job.id,
-      kind: a.job.kind,
-      source: a.job.source,
-      state: a.state,
-      customerPubkey: a.job.customerPubkey,
-      clientAddress: a.job.clientAddress,
-      requestJson: a.job.requestJson,
-      encryption: a.job.encryption,
-      input: a.job.input,
-      paramsJson: JSON.stringify(a.job.params),
-      relaysJson: JSON.stringify(a.job.relays),
-      bidMsats: a.job.bidMsats,
-      requestCreatedAt: a.job.requestCreatedAt,
-      expiresAt: a.job.expiresAt,
-      createdAt: now,
-      updatedAt: now,
-      ...a.patch,
-    })
-    .onConflictDoNothing()
-    .run();
+/** Columns a new job row may carry beyond the request: what a creation patch can set. */
+const PATCHABLE = [
+  'evalPaymentHash', 'workPaymentHash', 'reason', 'result', 'errorMessage', 'pricingJson', 'costLedgerJson', 'sessionId',
+] as const satisfies readonly (keyof JobPatch)[];
+// Compile-time guard: a JobPatch key missing from the prepared insert would be dropped silently.
+type Uninserted = Exclude<keyof JobPatch, (typeof PATCHABLE)[number] | 'evalCreditMsats' | 'workCreditMsats'>;
+export const ALL_PATCH_KEYS_INSERTED: [Uninserted] extends [never] ? true : never = true;
+
+function insertJob(db: Db, a: CreateJobArgs, now: number): boolean {
+  const ph = (name: string) => sql.placeholder(name);
+  const q = prepared(db, 'insertJob', () =>
+    db
+      .insert(jobs)
+      .values({
+        id: ph('id'), kind: ph('kind'), source: ph('source'), state: ph('state'), customerPubkey: ph('customerPubkey'),
+        clientAddress: ph('clientAddress'), requestJson: ph('requestJson'), encryption: ph('encryption'), input: ph('input'),
+        paramsJson: ph('paramsJson'), relaysJson: ph('relaysJson'), bidMsats: ph('bidMsats'), requestCreatedAt: ph('requestCreatedAt'),
+        expiresAt: ph('expiresAt'), createdAt: ph('now'), updatedAt: ph('now'), evalCreditMsats: ph('evalCreditMsats'),
+        workCreditMsats: ph('workCreditMsats'), ...Object.fromEntries(PATCHABLE.map((k) => [k, ph(k)])),
+      })
+      .onConflictDoNothing()
+      .prepare(),
+  );
+  const j = a.job;
+  const patch = a.patch ?? {};
+  const r = q.run({
+    id: j.id, kind: j.kind, source: j.source, state: a.state, customerPubkey: j.customerPubkey, clientAddress: j.clientAddress,
+    requestJson: j.requestJson, encryption: j.encryption, input: j.input, paramsJson: JSON.stringify(j.params),
+    relaysJson: JSON.stringify(j.relays), bidMsats: j.bidMsats, requestCreatedAt: j.requestCreatedAt, expiresAt: j.expiresAt, now,
+    evalCreditMsats: patch.evalCreditMsats ?? 0, workCreditMsats: patch.workCreditMsats ?? 0,
+    ...Object.fromEntries(PATCHABLE.map((k) => [k, patch[k] ?? null])),
+  });
   if (r.changes !== 1) return false;
-  if (a.invoice) insertInvoiceRow(tx, a.invoice, now);
-  for (const c of a.credits ?? []) addCredit(tx, c);
-  insertIntents(tx, a.job.id, a.intents, now);
+  if (a.invoice) insertInvoiceRow(db, a.invoice, now);
+  for (const c of a.credits ?? []) addCredit(db, c);
+  insertIntents(db, a.job.id, a.intents, now);
   return true;
 }
 
 /** Inserts a new job (with its first invoice and events) unless its id exists; true when inserted. */
 export function createJob(db: Db, a: CreateJobArgs): boolean {
-  return db.transaction((tx) => insertJob(tx as unknown as Db, a, Date.now()));
+  return atomically(db, () => insertJob(db, a, Date.now()));
 }
 
 /**
@@ -160,14 +181,13 @@ export function createSessionJob(
   db: Db,
   a: CreateJobArgs & { sessionId: string; reserveMsats: number },
 ): 'created' | 'duplicate' | 'insufficient' | 'unavailable' {
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
-    const session = getSession(t, a.sessionId);
+  return atomically(db, () => {
+    const session = getSession(db, a.sessionId);
     if (!session || !SPENDABLE_SESSION_STATES.includes(session.state)) return 'unavailable';
-    if (balanceMsats(t, a.sessionId) < a.reserveMsats) return 'insufficient';
-    if (!insertJob(t, { ...a, patch: { ...a.patch, sessionId: a.sessionId } }, Date.now())) return 'duplicate';
-    addLedger(t, [{ sessionId: a.sessionId, kind: 'reserve', amountMsats: -a.reserveMsats, jobId: a.job.id, ref: `reserve:${a.job.id}` }]);
-    moveSession(t, { sessionId: a.sessionId, from: [session.state], to: null, touch: true });
+    if (balanceMsats(db, a.sessionId) < a.reserveMsats) return 'insufficient';
+    if (!insertJob(db, { ...a, patch: { ...a.patch, sessionId: a.sessionId } }, Date.now())) return 'duplicate';
+    addLedger(db, [{ sessionId: a.sessionId, kind: 'reserve', amountMsats: -a.reserveMsats, jobId: a.job.id, ref: `reserve:${a.job.id}` }]);
+    moveSession(db, { sessionId: a.sessionId, from: [session.state], to: null, touch: true });
     return 'created';
   });
 }
@@ -188,18 +208,18 @@ export interface TransitionArgs {
 /** Moves a job from `from` to `to` atomically with its side records; false if it was not in `from`. */
 export function transitionJob(db: Db, a: TransitionArgs): boolean {
   const now = Date.now();
-  return db.transaction((tx) => {
-    const r = tx
+  return atomically(db, () => {
+    const r = db
       .update(jobs)
       .set({ state: a.to, updatedAt: now, ...a.patch })
       .where(and(eq(jobs.id, a.jobId), eq(jobs.state, a.from)))
       .run();
     if (r.changes !== 1) return false;
-    if (a.invoice) insertInvoiceRow(tx as unknown as Db, a.invoice, now);
-    if (a.settle) setInvoiceStatus(tx as unknown as Db, a.settle.paymentHash, a.settle.status);
-    for (const c of a.credits ?? []) addCredit(tx as unknown as Db, c);
-    addLedger(tx as unknown as Db, a.sessionLedger ?? []);
-    insertIntents(tx as unknown as Db, a.jobId, a.intents, now);
+    if (a.invoice) insertInvoiceRow(db, a.invoice, now);
+    if (a.settle) setInvoiceStatus(db, a.settle.paymentHash, a.settle.status);
+    for (const c of a.credits ?? []) addCredit(db, c);
+    addLedger(db, a.sessionLedger ?? []);
+    insertIntents(db, a.jobId, a.intents, now);
     return true;
   });
 }
@@ -225,10 +245,10 @@ export function setInvoiceStatus(db: Db, paymentHash: string, status: 'paid' | '
  */
 export function settleLate(db: Db, a: { paymentHash: string; jobId: string; credit: CreditEntry; intents: PublishIntent[] }): boolean {
   const now = Date.now();
-  return db.transaction((tx) => {
-    setInvoiceStatus(tx as unknown as Db, a.paymentHash, 'paid');
-    if (!addCredit(tx as unknown as Db, a.credit)) return false;
-    insertIntents(tx as unknown as Db, a.jobId, a.intents, now);
+  return atomically(db, () => {
+    setInvoiceStatus(db, a.paymentHash, 'paid');
+    if (!addCredit(db, a.credit)) return false;
+    insertIntents(db, a.jobId, a.intents, now);
     return true;
   });
 }

@@ -29,9 +29,14 @@ function toRow(r: typeof outbox.$inferSelect): OutboxRow {
 
 /** Called inside the transition's transaction. */
 export function insertIntents(db: Db, jobId: string | null, intents: PublishIntent[], nowMs: number): void {
-  for (const intent of intents) {
-    db.insert(outbox).values({ jobId, intentJson: JSON.stringify(intent), createdAt: nowMs }).run();
-  }
+  if (intents.length === 0) return;
+  const q = prepared(db, 'insertIntent', () =>
+    db
+      .insert(outbox)
+      .values({ jobId: sql.placeholder('jobId'), intentJson: sql.placeholder('intentJson'), createdAt: sql.placeholder('createdAt') })
+      .prepare(),
+  );
+  for (const intent of intents) q.run({ jobId, intentJson: JSON.stringify(intent), createdAt: nowMs });
 }
 
 export function unsignedIntents(db: Db, afterId = 0, limit = 200): OutboxRow[] {

@@ -2,7 +2,7 @@
 // SQLite transaction, so concurrent requests can never take it below zero.
 import { and, asc, count, eq, inArray, lte, sql, sum } from 'drizzle-orm';
 import { sessionInvoices, sessionLedger, sessions } from '../../schema/tables.ts';
-import type { Db } from './db.ts';
+import { atomically, type Db } from './db.ts';
 import { isSessionState, type SessionState } from '../core/session-machine.ts';
 import { addCredit, type CreditEntry } from './credits.ts';
 
@@ -55,9 +55,9 @@ type InvoiceRow = Omit<SessionInvoice, 'status' | 'paidAt' | 'createdAt'>;
 
 export function createSession(db: Db, s: Omit<Session, 'createdAt' | 'lastUsedAt'>, invoice: InvoiceRow): void {
   const now = Date.now();
-  db.transaction((tx) => {
-    tx.insert(sessions).values({ ...s, createdAt: now, lastUsedAt: now, updatedAt: now }).run();
-    tx.insert(sessionInvoices).values({ ...invoice, status: 'open', createdAt: now }).run();
+  atomically(db, () => {
+    db.insert(sessions).values({ ...s, createdAt: now, lastUsedAt: now, updatedAt: now }).run();
+    db.insert(sessionInvoices).values({ ...invoice, status: 'open', createdAt: now }).run();
   });
 }
 
@@ -86,20 +86,20 @@ export interface SessionMove {
 /** Compare-and-set on the session state with its ledger entries and invoice settlement; true when applied. */
 export function moveSession(db: Db, m: SessionMove): boolean {
   const now = Date.now();
-  return db.transaction((tx) => {
+  return atomically(db, () => {
     const set: Partial<typeof sessions.$inferInsert> = { updatedAt: now };
     if (m.to) set.state = m.to;
     if (m.touch) set.lastUsedAt = now;
-    const r = tx.update(sessions).set(set).where(and(eq(sessions.id, m.sessionId), inArray(sessions.state, m.from))).run();
+    const r = db.update(sessions).set(set).where(and(eq(sessions.id, m.sessionId), inArray(sessions.state, m.from))).run();
     if (r.changes !== 1) return false;
     if (m.settle) {
-      tx.update(sessionInvoices)
+      db.update(sessionInvoices)
         .set(m.settle.status === 'paid' ? { status: 'paid', paidAt: now } : { status: 'expired' })
         .where(and(eq(sessionInvoices.paymentHash, m.settle.paymentHash), inArray(sessionInvoices.status, m.settle.status === 'paid' ? ['open', 'expired'] : ['open'])))
         .run();
     }
-    addLedger(tx as unknown as Db, m.ledger ?? []);
-    for (const c of m.credits ?? []) addCredit(tx as unknown as Db, c);
+    addLedger(db, m.ledger ?? []);
+    for (const c of m.credits ?? []) addCredit(db, c);
     return true;
   });
 }
