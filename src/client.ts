@@ -83,16 +83,48 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
   if (opts.bidMsats !== undefined) tags.push(['bid', String(opts.bidMsats)]);
   if (opts.session) tags.push(['param', 'session', opts.session]);
   const request = finalizeEvent({ kind: 5050, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, sk);
-  const pool = new SimplePool();
   const paid = new Set<string>();
+  return converse(target.relays, request, 'request', opts, out, (pool, finish) => [
+    pool.subscribeMany(target.relays, { kinds: [7000, 6050], '#e': [request.id] }, {
+      onevent: (ev: Event) => {
+        if (ev.pubkey !== target.pubkey) return;
+        if (ev.kind === 7000) {
+          followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
+        } else if (ev.kind === 6050) {
+          out('--- result ---');
+          out(ev.content);
+          const ledger = ev.tags.find((t) => t[0] === 'cost_ledger')?.[1];
+          if (ledger) out(`--- cost ledger ---\n${JSON.stringify(JSON.parse(ledger), null, 2)}`);
+          const balance = ev.tags.find((t) => t[0] === 'balance')?.[1];
+          if (balance) out(`session balance: ${Number(balance) / 1000} sats`);
+          finish(0);
+        }
+      },
+    }),
+  ]);
+}
 
+/**
+ * Publishes `request` to `relays`, lets `subscribe` follow the replies, and resolves with the exit code
+ * passed to `finish` (3 on timeout, 2 when no relay takes the request).
+ */
+function converse(
+  relays: string[],
+  request: Event,
+  what: string,
+  opts: { timeoutSecs: number },
+  out: (l: string) => void,
+  subscribe: (pool: SimplePool, finish: (code: number) => void) => { close(): void }[],
+): Promise<number> {
+  const pool = new SimplePool();
   return new Promise<number>((resolve) => {
     let done = false;
+    let subs: { close(): void }[] = [];
     const finish = (code: number) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      sub.close();
+      subs.forEach((x) => x.close());
       pool.destroy();
       resolve(code);
     };
@@ -100,25 +132,10 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
       out(`timed out after ${opts.timeoutSecs} s`);
       finish(3);
     }, opts.timeoutSecs * 1000);
-
-    const onEvent = (ev: Event) => {
-      if (ev.pubkey !== target.pubkey) return;
-      if (ev.kind === 7000) {
-        followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
-      } else if (ev.kind === 6050) {
-        out('--- result ---');
-        out(ev.content);
-        const ledger = ev.tags.find((t) => t[0] === 'cost_ledger')?.[1];
-        if (ledger) out(`--- cost ledger ---\n${JSON.stringify(JSON.parse(ledger), null, 2)}`);
-        const balance = ev.tags.find((t) => t[0] === 'balance')?.[1];
-        if (balance) out(`session balance: ${Number(balance) / 1000} sats`);
-        finish(0);
-      }
-    };
-    const sub = pool.subscribeMany(target.relays, { kinds: [7000, 6050], '#e': [request.id] }, { onevent: onEvent });
-    out(`request ${request.id} (from ${nip19.npubEncode(request.pubkey)}) -> ${target.relays.join(', ')}`);
-    Promise.any(pool.publish(target.relays, request)).catch((err) => {
-      out(`no relay accepted the request: ${String(err)}`);
+    subs = subscribe(pool, finish);
+    out(`${what} ${request.id} (kind ${request.kind}, from ${nip19.npubEncode(request.pubkey)}) -> ${relays.join(', ')}`);
+    Promise.any(pool.publish(relays, request)).catch((err) => {
+      out(`no relay accepted the ${what}: ${String(err)}`);
       finish(2);
     });
   });
@@ -226,64 +243,43 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<number> {
   const info = (await fetch(`${opts.api.replace(/\/$/, '')}/api/info`).then((r) => r.json()).catch(() => ({}))) as { kinds?: number[] };
   const kind = info.kinds?.find((k) => k !== 5050) ?? 5960;
   const request = finalizeEvent({ kind, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, opts.secretKey);
-  const pool = new SimplePool();
   const paid = new Set<string>();
-  return new Promise<number>((resolve) => {
-    let done = false;
-    const finish = (code: number) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      subs.forEach((s) => s.close());
-      pool.destroy();
-      resolve(code);
-    };
-    const timer = setTimeout(() => {
-      out(`timed out after ${opts.timeoutSecs} s`);
-      finish(3);
-    }, opts.timeoutSecs * 1000);
-    const subs = [
-      pool.subscribeMany(target.relays, { kinds: [7000, kind + 1000], '#e': [request.id] }, {
-        onevent: (ev) => {
-          if (ev.pubkey !== target.pubkey) return;
-          if (ev.kind !== 7000) {
-            out(`node ready: ${ev.content}`);
-            return;
-          }
-          followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
-        },
-      }),
-      // NIP-59 wraps carry a random created_at up to two days back: look that far.
-      pool.subscribeMany(target.relays, { kinds: [1059], '#p': [me], since: Math.floor(Date.now() / 1000) - 3 * 86_400 }, {
-        onevent: (wrap) => {
-          let rumor;
-          try {
-            rumor = nip17.unwrapEvent(wrap, opts.secretKey);
-          } catch {
-            return;
-          }
-          if (rumor.pubkey !== target.pubkey || !rumor.tags.some((t) => t[0] === 'e' && t[1] === request.id)) return;
-          const key = /-----BEGIN OPENSSH PRIVATE KEY-----[\s\S]+?-----END OPENSSH PRIVATE KEY-----/.exec(rumor.content)?.[0];
-          const json = /```json\n([\s\S]+?)\n```/.exec(rumor.content)?.[1];
-          const creds = json ? (JSON.parse(json) as { ip: string; sshUser: string; tailscaleHostname: string | null; nodeNpub: string }) : null;
-          out('--- credentials received by encrypted DM ---');
-          if (key) {
-            writeFileSync(opts.keyOut, `${key}\n`, { mode: 0o600 });
-            chmodSync(opts.keyOut, 0o600);
-            out(`private key written to ${opts.keyOut} (0600)`);
-          }
-          if (creds) {
-            out(`connect: ssh ${key ? `-i ${opts.keyOut} ` : ''}${creds.sshUser}@${creds.ip}${creds.tailscaleHostname ? `  (Tailscale: ${creds.tailscaleHostname})` : ''}`);
-            out(`node npub: ${creds.nodeNpub} (its nsec is in the DM and on the node, root only)`);
-          }
-          finish(0);
-        },
-      }),
-    ];
-    out(`node order ${request.id} (kind ${kind}) -> ${target.relays.join(', ')}`);
-    Promise.any(pool.publish(target.relays, request)).catch((err) => {
-      out(`no relay accepted the order: ${String(err)}`);
-      finish(2);
-    });
-  });
+  return converse(target.relays, request, 'node order', opts, out, (pool, finish) => [
+    pool.subscribeMany(target.relays, { kinds: [7000, kind + 1000], '#e': [request.id] }, {
+      onevent: (ev) => {
+        if (ev.pubkey !== target.pubkey) return;
+        if (ev.kind !== 7000) {
+          out(`node ready: ${ev.content}`);
+          return;
+        }
+        followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
+      },
+    }),
+    // NIP-59 wraps carry a random created_at up to two days back: look that far.
+    pool.subscribeMany(target.relays, { kinds: [1059], '#p': [me], since: Math.floor(Date.now() / 1000) - 3 * 86_400 }, {
+      onevent: (wrap) => {
+        let rumor;
+        try {
+          rumor = nip17.unwrapEvent(wrap, opts.secretKey);
+        } catch {
+          return;
+        }
+        if (rumor.pubkey !== target.pubkey || !rumor.tags.some((t) => t[0] === 'e' && t[1] === request.id)) return;
+        const key = /-----BEGIN OPENSSH PRIVATE KEY-----[\s\S]+?-----END OPENSSH PRIVATE KEY-----/.exec(rumor.content)?.[0];
+        const json = /```json\n([\s\S]+?)\n```/.exec(rumor.content)?.[1];
+        const creds = json ? (JSON.parse(json) as { ip: string; sshUser: string; tailscaleHostname: string | null; nodeNpub: string }) : null;
+        out('--- credentials received by encrypted DM ---');
+        if (key) {
+          writeFileSync(opts.keyOut, `${key}\n`, { mode: 0o600 });
+          chmodSync(opts.keyOut, 0o600);
+          out(`private key written to ${opts.keyOut} (0600)`);
+        }
+        if (creds) {
+          out(`connect: ssh ${key ? `-i ${opts.keyOut} ` : ''}${creds.sshUser}@${creds.ip}${creds.tailscaleHostname ? `  (Tailscale: ${creds.tailscaleHostname})` : ''}`);
+          out(`node npub: ${creds.nodeNpub} (its nsec is in the DM and on the node, root only)`);
+        }
+        finish(0);
+      },
+    }),
+  ]);
 }

@@ -16,7 +16,7 @@ import { CoinGeckoOracle, COINGECKO_SIMPLE_PRICE_URL } from './pricing/oracle.ts
 import { LnbitsPayments } from './payments/lnbits.ts';
 import type { PaymentBackend } from './payments/payments.ts';
 import type { PricingParams } from './pricing/pricing.ts';
-import { JobService } from './core/jobs.ts';
+import { JobService, type JobSettings } from './core/jobs.ts';
 import { initCrypto, finalizeEvent, getPublicKey, verifyEvent } from './nostr/crypto.ts';
 import { loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
 import { SessionService } from './core/sessions.ts';
@@ -28,7 +28,7 @@ import { createEventFactory } from './nostr/events.ts';
 import { asEvent } from './nostr/intake.ts';
 import { filterRelayUrls } from './nostr/relay-policy.ts';
 import { RelayPool } from './nostr/pool.ts';
-import { Intake, DELETIONS_SUB } from './nostr/intake.ts';
+import { Intake, DELETIONS_SUB, type IntakeSettings } from './nostr/intake.ts';
 import { OutboxWorker } from './nostr/outbox.ts';
 import { publishOnce } from './nostr/ephemeral.ts';
 import type { RelayPolicy } from './nostr/relay-policy.ts';
@@ -61,6 +61,49 @@ function faultInjector(spec: string | undefined, log: Logger): (point: string) =
   log.warn({ points: [...points] }, 'fault injection armed (testing only)');
   return (point) => {
     if (points.has(point)) process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+// The settings each part takes from Config, named once (the daemon and the ingest benchmark build them).
+export function pricingParams(config: Config): PricingParams {
+  return {
+    work: { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK },
+    infraMonthlyUsd: config.INFRA_MONTHLY_USD,
+    infraMonthlyRequests: config.INFRA_MONTHLY_REQUESTS,
+    marginPct: config.MARGIN_PCT,
+    minWorkFeeSats: config.MIN_WORK_FEE_SATS,
+  };
+}
+
+export function jobSettings(config: Config): JobSettings {
+  return {
+    evalFeeSats: config.EVAL_FEE_SATS,
+    invoiceExpirySecs: config.INVOICE_EXPIRY_S,
+    maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
+    maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
+  };
+}
+
+export function intakeSettings(config: Config, who: { relayPolicy: RelayPolicy; pubkey: string; secretKey: Uint8Array }): IntakeSettings {
+  return {
+    ...who,
+    bootstrapKind: config.BOOTSTRAP_KIND,
+    acceptUntargeted: config.ACCEPT_UNTARGETED,
+    maxRequestAgeSecs: config.MAX_REQUEST_AGE_S,
+    maxFutureSecs: 600,
+    maxEventBytes: MAX_EVENT_BYTES,
+    maxInputChars: config.MAX_INPUT_CHARS,
+  };
+}
+
+/** The persisted subscription cursor (unix s of the newest request seen). */
+export function intakeCursor(db: Db): { get(): number | null; set(v: number): void } {
+  return {
+    get: () => {
+      const v = getKv(db, CURSOR_KEY);
+      return v ? Number(v) : null;
+    },
+    set: (v) => setKv(db, CURSOR_KEY, String(v)),
   };
 }
 
@@ -116,13 +159,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     fallbackUsd: config.BTC_PRICE_USD_FALLBACK,
     log: log.child({ module: 'oracle' }),
   });
-  const pricing: PricingParams = {
-    work: { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK },
-    infraMonthlyUsd: config.INFRA_MONTHLY_USD,
-    infraMonthlyRequests: config.INFRA_MONTHLY_REQUESTS,
-    marginPct: config.MARGIN_PCT,
-    minWorkFeeSats: config.MIN_WORK_FEE_SATS,
-  };
+  const pricing = pricingParams(config);
 
   // The outbox needs the pool and the pool's handlers need the outbox: bind late through these.
   let outboxWorker: OutboxWorker | null = null;
@@ -141,12 +178,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     agent,
     oracle,
     pricing,
-    settings: {
-      evalFeeSats: config.EVAL_FEE_SATS,
-      invoiceExpirySecs: config.INVOICE_EXPIRY_S,
-      maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
-      maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
-    },
+    settings: jobSettings(config),
     log: log.child({ module: 'jobs' }),
     onIntents: () => {
       outboxWorker?.kick();
@@ -219,26 +251,10 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     maxRelays: 3,
   };
   const intake = new Intake(
-    {
-      relayPolicy,
-      bootstrapKind: config.BOOTSTRAP_KIND,
-      pubkey,
-      secretKey,
-      acceptUntargeted: config.ACCEPT_UNTARGETED,
-      maxRequestAgeSecs: config.MAX_REQUEST_AGE_S,
-      maxFutureSecs: 600,
-      maxEventBytes: MAX_EVENT_BYTES,
-      maxInputChars: config.MAX_INPUT_CHARS,
-    },
+    intakeSettings(config, { relayPolicy, pubkey, secretKey }),
     jobs,
     log.child({ module: 'intake' }),
-    {
-      get: () => {
-        const v = getKv(db, CURSOR_KEY);
-        return v ? Number(v) : null;
-      },
-      set: (v) => setKv(db, CURSOR_KEY, String(v)),
-    },
+    intakeCursor(db),
     () => unpaidNostrJobIds(db, 500),
     bootstrap,
   );

@@ -12,12 +12,11 @@ import type { Event, EventTemplate } from 'nostr-tools';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { openDb, closeDb } from '../../src/store/db.ts';
-import { getKv, setKv } from '../../src/store/kv.ts';
 import { unpaidNostrJobIds } from '../../src/store/jobs.ts';
 import { StubPayments } from '../../src/payments/stub.ts';
 import { StubAgent } from '../../src/ai/stub.ts';
 import { CoinGeckoOracle } from '../../src/pricing/oracle.ts';
-import type { PricingParams } from '../../src/pricing/pricing.ts';
+import { intakeCursor, intakeSettings, jobSettings, pricingParams } from '../../src/daemon.ts';
 import { JobService } from '../../src/core/jobs.ts';
 import { Intake, REQUESTS_SUB } from '../../src/nostr/intake.ts';
 import { OutboxWorker } from '../../src/nostr/outbox.ts';
@@ -134,13 +133,7 @@ export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warm
     const payments = new StubPayments(db);
     const agent = new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
     const oracle = new CoinGeckoOracle({ url: undefined, fallbackUsd: config.BTC_PRICE_USD_FALLBACK, log: log.child({ module: 'oracle' }) });
-    const pricing: PricingParams = {
-      work: { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK },
-      infraMonthlyUsd: config.INFRA_MONTHLY_USD,
-      infraMonthlyRequests: config.INFRA_MONTHLY_REQUESTS,
-      marginPct: config.MARGIN_PCT,
-      minWorkFeeSats: config.MIN_WORK_FEE_SATS,
-    };
+    const pricing = pricingParams(config);
 
     let worker: OutboxWorker | null = null;
     let intake: Intake | null = null;
@@ -158,12 +151,7 @@ export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warm
       agent,
       oracle,
       pricing,
-      settings: {
-        evalFeeSats: config.EVAL_FEE_SATS,
-        invoiceExpirySecs: config.INVOICE_EXPIRY_S,
-        maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
-        maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
-      },
+      settings: jobSettings(config),
       log: log.child({ module: 'jobs' }),
       onIntents: () => {
         worker?.kick();
@@ -177,26 +165,10 @@ export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warm
       submit: () => Promise.reject(new Error('node bootstrap is not part of the ingest benchmark')),
     } as unknown as ConstructorParameters<typeof Intake>[5];
     intake = new Intake(
-      {
-        relayPolicy: { allowPrivate: false, ownPorts: [], maxRelays: 3 },
-        bootstrapKind: config.BOOTSTRAP_KIND,
-        pubkey,
-        secretKey,
-        acceptUntargeted: config.ACCEPT_UNTARGETED,
-        maxRequestAgeSecs: config.MAX_REQUEST_AGE_S,
-        maxFutureSecs: 600,
-        maxEventBytes: 64 * 1024,
-        maxInputChars: config.MAX_INPUT_CHARS,
-      },
+      intakeSettings(config, { relayPolicy: { allowPrivate: false, ownPorts: [], maxRelays: 3 }, pubkey, secretKey }),
       jobs,
       log.child({ module: 'intake' }),
-      {
-        get: () => {
-          const v = getKv(db, 'intake_cursor');
-          return v ? Number(v) : null;
-        },
-        set: (v) => setKv(db, 'intake_cursor', String(v)),
-      },
+      intakeCursor(db),
       () => unpaidNostrJobIds(db, 500),
       noBootstrap,
     );
