@@ -42,14 +42,21 @@ export const jobs = sqliteTable(
   ],
 );
 
-/** Every invoice we issued, and whether it was paid. `amount_msats` is what the payer owes. */
-export const invoices = sqliteTable(
-  'invoices',
+/**
+ * The invoice book: every invoice Timmy issued, for whatever it pays (a job's eval or work stage, a
+ * session's deposit or top-up, a node order). `subject_kind` + `subject_id` name the thing paid for;
+ * `account` is the credits account of whoever pays (their pubkey, else `<subject_kind>:<subject_id>`),
+ * where the money goes if it arrives after the subject stopped waiting for it.
+ */
+export const invoiceBook = sqliteTable(
+  'invoice_book',
   {
     paymentHash: text('payment_hash').primaryKey(),
-    jobId: text('job_id').notNull(),
-    purpose: text('purpose', { enum: ['eval', 'work'] }).notNull(),
-    amountMsats: integer('amount_msats').notNull(),
+    subjectKind: text('subject_kind', { enum: ['job', 'session', 'bootstrap'] }).notNull(),
+    subjectId: text('subject_id').notNull(),
+    purpose: text('purpose', { enum: ['eval', 'work', 'deposit', 'topup', 'order'] }).notNull(),
+    account: text('account').notNull(),
+    amountMsats: integer('amount_msats').notNull(), // what the payer owes
     bolt11: text('bolt11').notNull(),
     status: text('status', { enum: ['open', 'paid', 'expired'] }).notNull(),
     expiresAt: integer('expires_at').notNull(), // unix s
@@ -57,11 +64,20 @@ export const invoices = sqliteTable(
     createdAt: integer('created_at').notNull(), // unix ms
   },
   (t) => [
-    index('invoices_status_expiry').on(t.status, t.expiresAt),
-    index('invoices_status_hash').on(t.status, t.paymentHash),
-    index('invoices_job').on(t.jobId),
+    index('invoice_book_status_expiry').on(t.status, t.expiresAt),
+    index('invoice_book_status_hash').on(t.status, t.paymentHash),
+    index('invoice_book_subject').on(t.subjectKind, t.subjectId),
   ],
 );
+
+/**
+ * Counts kept in step with the rows they count, in the same transactions (so a per-request cap check
+ * reads one row instead of counting open work): `open_invoices:<subject kind>`.
+ */
+export const counters = sqliteTable('counters', {
+  name: text('name').primaryKey(),
+  value: integer('value').notNull(),
+});
 
 /**
  * Publish intents, written in the same transaction as the transition that causes them.
@@ -131,23 +147,6 @@ export const sessions = sqliteTable(
   (t) => [index('sessions_state').on(t.state), index('sessions_client').on(t.clientAddress, t.state)],
 );
 
-/** Deposit and top-up invoices of sessions. */
-export const sessionInvoices = sqliteTable(
-  'session_invoices',
-  {
-    paymentHash: text('payment_hash').primaryKey(),
-    sessionId: text('session_id').notNull(),
-    purpose: text('purpose', { enum: ['deposit', 'topup'] }).notNull(),
-    amountMsats: integer('amount_msats').notNull(),
-    bolt11: text('bolt11').notNull(),
-    status: text('status', { enum: ['open', 'paid', 'expired'] }).notNull(),
-    expiresAt: integer('expires_at').notNull(), // unix s
-    paidAt: integer('paid_at'), // unix ms
-    createdAt: integer('created_at').notNull(), // unix ms
-  },
-  (t) => [index('session_invoices_session').on(t.sessionId), index('session_invoices_status').on(t.status, t.expiresAt)],
-);
-
 /**
  * Every movement of a session's money: deposit, topup (+), reserve (-), release (+), debit (-),
  * expire/close (- what moved to the credits ledger). `ref` makes each entry happen once.
@@ -168,7 +167,7 @@ export const sessionLedger = sqliteTable(
 );
 
 /**
- * Node bootstrap jobs (SPEC 4), with their one invoice. Node credentials are kept only encrypted
+ * Node bootstrap jobs (SPEC 4); their invoice is in the invoice book. Node credentials are kept only encrypted
  * (`secrets_enc`, AES-256-GCM with the data-directory key) and erased once delivered or after the TTL.
  */
 export const bootstrapJobs = sqliteTable(
@@ -184,11 +183,7 @@ export const bootstrapJobs = sqliteTable(
     size: text('size').notNull(),
     region: text('region').notNull(),
     customerSshKey: text('customer_ssh_key'),
-    amountMsats: integer('amount_msats').notNull(),
-    paymentHash: text('payment_hash').notNull().unique(),
-    bolt11: text('bolt11').notNull(),
-    invoiceExpiresAt: integer('invoice_expires_at').notNull(), // unix s
-    paidAt: integer('paid_at'), // unix ms
+    amountMsats: integer('amount_msats').notNull(), // the order's price; its invoice is in the invoice book
     claimTokenHash: text('claim_token_hash'), // sha256 of the HTTP claim token
     secretsEnc: text('secrets_enc'), // encrypted NodeSecrets JSON; null before generation and after erasure
     nodeNpub: text('node_npub'),
@@ -204,7 +199,11 @@ export const bootstrapJobs = sqliteTable(
     createdAt: integer('created_at').notNull(), // unix ms
     updatedAt: integer('updated_at').notNull(), // unix ms
   },
-  (t) => [index('bootstrap_state').on(t.state)],
+  (t) => [
+    index('bootstrap_state').on(t.state),
+    index('bootstrap_customer_state').on(t.customerPubkey, t.state),
+    index('bootstrap_client_state').on(t.clientAddress, t.state),
+  ],
 );
 
 /** Small named values: the subscription cursor, the stub node key. */

@@ -192,8 +192,8 @@ async function backlogAndHttp(): Promise<void> {
         {
           bench: '3',
           metric: `store probes on ${n} open jobs (queries the daemon runs)`,
-          value: fmt.ms(b.probes.countUnpaidMs),
-          note: `countJobs(unpaid) per request ${fmt.ms(b.probes.countUnpaidMs)}; unpaidNostrJobIds(500) per deletion refresh ${fmt.ms(b.probes.unpaidIdsMs)}; getJob ${fmt.ms(b.probes.getJobMs)}; openInvoices page of 500 ${fmt.ms(b.probes.openInvoicePageMs)}`,
+          value: fmt.ms(b.probes.capTotalMs + b.probes.capCustomerMs + b.probes.jobExistsMs + b.probes.creditMs),
+          note: `per request (target <= 0.1 ms): open-invoice counter ${fmt.ms(b.probes.capTotalMs)}, customer cap ${fmt.ms(b.probes.capCustomerMs)}, dedupe ${fmt.ms(b.probes.jobExistsMs)}, credit ${fmt.ms(b.probes.creditMs)}; unpaidNostrJobIds(500) per deletion refresh ${fmt.ms(b.probes.unpaidIdsMs)}; getJob ${fmt.ms(b.probes.getJobMs)}; openInvoices page of 500 ${fmt.ms(b.probes.openInvoicePageMs)}`,
         },
       );
     }

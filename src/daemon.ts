@@ -1,42 +1,43 @@
-// The one place where Timmy's parts are built and wired: config -> store -> outside systems -> core ->
-// transports. Also the lifecycle: start, resume, periodic expiry, graceful stop.
+// The one place where Timmy's parts are built and wired, in four builders — outside systems (backends),
+// the core, the Nostr side, the HTTP side — and the lifecycle: start, resume, periodic passes, stop.
 import { serve, type ServerType } from '@hono/node-server';
 import { nip19 } from 'nostr-tools';
+import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openDb, closeDb, type Db } from './store/db.ts';
 import { getKv, setKv } from './store/kv.ts';
-import { countInvoicesByStatus, countJobsByState, unpaidNostrJobIds } from './store/jobs.ts';
-import { outboxDepth } from './store/outbox.ts';
+import { countJobsByState, getJob, unpaidNostrJobIds } from './store/jobs.ts';
+import { countInvoices } from './store/invoices.ts';
+import { getBootstrap } from './store/bootstrap.ts';
+import { outboxDepth, outboxStore } from './store/outbox.ts';
 import { StubPayments } from './payments/stub.ts';
-import { StubAgent } from './ai/stub.ts';
-import type { Agent } from './ai/agent.ts';
-import { DemoService } from './core/demo.ts';
-import { CoinGeckoOracle, COINGECKO_SIMPLE_PRICE_URL } from './pricing/oracle.ts';
 import { LnbitsPayments } from './payments/lnbits.ts';
-import type { PaymentBackend } from './payments/payments.ts';
+import { StubAgent } from './ai/stub.ts';
+import { StubProvisioner } from './provision/stub.ts';
+import { CoinGeckoOracle, COINGECKO_SIMPLE_PRICE_URL, type PriceOracle } from './pricing/oracle.ts';
 import type { PricingParams } from './pricing/pricing.ts';
+import { systemClock, type Agent, type Clock, type InboxDirectory, type PaymentBackend, type Provisioner, type Publisher } from './core/ports.ts';
+import { InvoiceBook } from './core/book.ts';
+import { JobMoves } from './core/job-moves.ts';
 import { JobService, type JobSettings } from './core/jobs.ts';
-import { initCrypto, finalizeEvent, getPublicKey, verifyEvent } from './nostr/crypto.ts';
-import { loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
+import { JobRunner } from './core/job-runner.ts';
 import { SessionService } from './core/sessions.ts';
 import { BootstrapService } from './core/bootstrap.ts';
+import { DemoService } from './core/demo.ts';
 import { SecretBox } from './core/sealed.ts';
-import type { Provisioner } from './provision/provisioner.ts';
-import { StubProvisioner } from './provision/stub.ts';
+import { initCrypto, finalizeEvent, getPublicKey, verifyEvent } from './nostr/crypto.ts';
+import { loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
 import { createEventFactory } from './nostr/events.ts';
-import { asEvent } from './nostr/intake.ts';
-import { filterRelayUrls } from './nostr/relay-policy.ts';
+import { asEvent, Intake, DELETIONS_SUB, type IntakeSettings } from './nostr/intake.ts';
+import { filterRelayUrls, type RelayPolicy } from './nostr/relay-policy.ts';
 import { RelayPool } from './nostr/pool.ts';
-import { Intake, DELETIONS_SUB, type IntakeSettings } from './nostr/intake.ts';
-import { OutboxWorker } from './nostr/outbox.ts';
+import { OutboxWorker, type OutboxDeps } from './nostr/outbox.ts';
 import { publishOnce } from './nostr/ephemeral.ts';
-import type { RelayPolicy } from './nostr/relay-policy.ts';
 import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip89.ts';
 import { TEXT_JOB_KIND } from './nostr/nip90.ts';
 import { startRelayServer, type RelayServer } from './nostr/relay-server.ts';
-import { createApp } from './http/app.ts';
-import { join } from 'node:path';
+import { createApp, type App } from './http/app.ts';
 
 export interface Daemon {
   pubkey: string;
@@ -49,6 +50,7 @@ export interface Daemon {
 const CURSOR_KEY = 'intake_cursor';
 const MAX_EVENT_BYTES = 64 * 1024; // bytes of content + tags accepted in a request
 const MAX_RELAY_MESSAGE_BYTES = 512 * 1024; // bytes; larger websocket frames close the connection
+const PASS_INTERVAL_MS = 2000; // ms between expiry passes
 
 export class StartupError extends Error {
   override name = 'StartupError';
@@ -64,7 +66,8 @@ function faultInjector(spec: string | undefined, log: Logger): (point: string) =
   };
 }
 
-// The settings each part takes from Config, named once (the daemon and the ingest benchmark build them).
+// --- settings each part takes from Config, named once ---
+
 export function pricingParams(config: Config): PricingParams {
   return {
     work: { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK },
@@ -76,12 +79,7 @@ export function pricingParams(config: Config): PricingParams {
 }
 
 export function jobSettings(config: Config): JobSettings {
-  return {
-    evalFeeSats: config.EVAL_FEE_SATS,
-    invoiceExpirySecs: config.INVOICE_EXPIRY_S,
-    maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
-    maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
-  };
+  return { evalFeeSats: config.EVAL_FEE_SATS, maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT, maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL };
 }
 
 export function intakeSettings(config: Config, who: { relayPolicy: RelayPolicy; pubkey: string; secretKey: Uint8Array }): IntakeSettings {
@@ -107,37 +105,23 @@ export function intakeCursor(db: Db): { get(): number | null; set(v: number): vo
   };
 }
 
-export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL)): Promise<Daemon> {
-  if (config.production && !config.LNBITS_URL && !config.ALLOW_STUB_PAYMENTS) {
-    throw new StartupError('NODE_ENV=production with the stub payment backend: set LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
-  }
-  await initCrypto();
-  const fault = faultInjector(config.TIMMY_FAULT, log);
-  const secretKey = loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY);
-  const pubkey = getPublicKey(secretKey);
-  const db = openDb(config.databasePath);
-  log.info({ pubkey, npub: nip19.npubEncode(pubkey), database: config.databasePath }, 'Timmy starting');
+// --- builders ---
 
-  let embedded: RelayServer | null = null;
-  if (config.EMBEDDED_RELAY_PORT !== 'off') {
-    embedded = await startRelayServer({
-      host: '127.0.0.1',
-      port: config.EMBEDDED_RELAY_PORT,
-      dbPath: join(config.DATA_DIR, 'relay.db'),
-      log: log.child({ module: 'embedded-relay' }),
-    });
-    log.info({ url: embedded.url }, 'embedded relay listening');
-  }
+export interface Backends {
+  payments: PaymentBackend & { start?(): void };
+  stubPayments: StubPayments | null; // the dev pay route's wallet; null with a real backend
+  agent: Agent;
+  provisioner: Provisioner;
+  oracle: PriceOracle;
+}
 
-  const payments: PaymentBackend & { start?: () => void } = config.LNBITS_URL
-    ? new LnbitsPayments({
-        url: config.LNBITS_URL,
-        apiKey: config.LNBITS_API_KEY!,
-        pollIntervalMs: config.LNBITS_POLL_INTERVAL_S * 1000,
-        log: log.child({ module: 'lnbits' }),
-      })
-    : new StubPayments(db);
-  if (payments.name === 'stub') log.warn('payments: stub backend (test invoices, paid through the dev route)');
+/** The outside systems, chosen by configuration (stubs unless a real service is configured). */
+export async function buildBackends(config: Config, db: Db, log: Logger): Promise<Backends> {
+  const stubPayments = config.LNBITS_URL ? null : new StubPayments(db);
+  const payments: Backends['payments'] =
+    stubPayments ??
+    new LnbitsPayments({ url: config.LNBITS_URL!, apiKey: config.LNBITS_API_KEY!, pollIntervalMs: config.LNBITS_POLL_INTERVAL_S * 1000, log: log.child({ module: 'lnbits' }) });
+  if (stubPayments) log.warn('payments: stub backend (test invoices, paid through the dev route)');
   else log.info({ url: config.LNBITS_URL }, 'payments: LNbits');
   // Optional backends are loaded only when configured (the Anthropic SDK alone is ~20 MiB of heap).
   const agent: Agent = config.ANTHROPIC_API_KEY
@@ -153,52 +137,6 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     : new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
   if (agent.name === 'stub') log.warn('AI: stub agent (canned answers); set ANTHROPIC_API_KEY for a real model');
   else log.info({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, 'AI: Anthropic');
-  const oracle = new CoinGeckoOracle({
-    // With stub payments the price matters to nobody: no network call unless asked for.
-    url: config.BTC_PRICE_URL ?? (payments.name === 'lnbits' ? COINGECKO_SIMPLE_PRICE_URL : undefined),
-    fallbackUsd: config.BTC_PRICE_USD_FALLBACK,
-    log: log.child({ module: 'oracle' }),
-  });
-  const pricing = pricingParams(config);
-
-  // The outbox needs the pool and the pool's handlers need the outbox: bind late through these.
-  let outboxWorker: OutboxWorker | null = null;
-  let refreshDeletions: (() => void) | null = null;
-  let deletionTimer: NodeJS.Timeout | null = null;
-  /** The set of unpaid jobs may have changed: renew the NIP-09 subscription shortly (coalesced). */
-  const refreshDeletionsSoon = () => {
-    deletionTimer ??= setTimeout(() => {
-      deletionTimer = null;
-      refreshDeletions?.();
-    }, 200);
-  };
-  const jobs = new JobService({
-    db,
-    payments,
-    agent,
-    oracle,
-    pricing,
-    settings: jobSettings(config),
-    log: log.child({ module: 'jobs' }),
-    onIntents: () => {
-      outboxWorker?.kick();
-      refreshDeletionsSoon();
-    },
-    fault,
-  });
-  const sessions = new SessionService({
-    db,
-    payments,
-    jobs,
-    rootKey: loadRootKey(config.DATA_DIR),
-    settings: {
-      invoiceExpirySecs: config.INVOICE_EXPIRY_S,
-      sessionTtlSecs: config.SESSION_TTL_S,
-      maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
-      maxDepositSats: config.MAX_SESSION_DEPOSIT_SATS,
-    },
-    log: log.child({ module: 'sessions' }),
-  });
   const provisioner: Provisioner = config.DO_API_TOKEN
     ? new (await import('./provision/digitalocean.ts')).DigitalOceanProvisioner({
         token: config.DO_API_TOKEN,
@@ -214,129 +152,207 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       })
     : new StubProvisioner({ delayMs: config.STUB_PROVISION_DELAY_MS });
   if (provisioner.name === 'stub') log.warn('provisioner: stub (no droplets; test IPs); set DO_API_TOKEN for real nodes');
-  // Bound late: the 10050 lookup needs the pool, built below.
-  let inboxLookup: (pubkey: string) => Promise<string[]> = async () => [];
+  const oracle = new CoinGeckoOracle({
+    // With stub payments the price matters to nobody: no network call unless asked for.
+    url: config.BTC_PRICE_URL ?? (stubPayments ? undefined : COINGECKO_SIMPLE_PRICE_URL),
+    fallbackUsd: config.BTC_PRICE_USD_FALLBACK,
+    log: log.child({ module: 'oracle' }),
+  });
+  return { payments, stubPayments, agent, provisioner, oracle };
+}
+
+/** What the core needs from the Nostr side, connected once that side is built (the two need each other). */
+export class NostrPorts implements Publisher, InboxDirectory {
+  private target: { wake(): void; inboxRelays(pubkey: string): Promise<string[]> } | null = null;
+  connect(target: NostrPorts['target']): void {
+    this.target = target;
+  }
+  wake(): void {
+    this.target?.wake();
+  }
+  inboxRelays(pubkey: string): Promise<string[]> {
+    return this.target ? this.target.inboxRelays(pubkey) : Promise.resolve([]);
+  }
+}
+
+export interface Core {
+  book: InvoiceBook;
+  jobs: JobService;
+  runner: JobRunner;
+  sessions: SessionService;
+  bootstrap: BootstrapService;
+  demo: DemoService;
+}
+
+/** The services and their invoice book, on the given backends and ports. */
+export function buildCore(
+  config: Config,
+  db: Db,
+  b: Backends,
+  ports: { publisher: Publisher; inbox: InboxDirectory; clock?: Clock; fault?: (point: string) => void },
+  log: Logger,
+): Core {
+  const clock = ports.clock ?? systemClock;
+  const fault = ports.fault ?? (() => {});
+  const pricing = pricingParams(config);
+  const book = new InvoiceBook({ db, payments: b.payments, publisher: ports.publisher, clock, log: log.child({ module: 'book' }), invoiceExpirySecs: config.INVOICE_EXPIRY_S });
+  b.payments.onSettled((hash) => void book.settle(hash).catch((err) => log.error({ err, paymentHash: hash }, 'settlement handling failed')));
+  const moves = new JobMoves({ db, log: log.child({ module: 'jobs' }), publisher: ports.publisher, fault });
+  const jobs = new JobService({ moves, book, oracle: b.oracle, pricing, settings: jobSettings(config) });
+  const runner = new JobRunner({ moves, book, agent: b.agent, oracle: b.oracle, pricing });
+  const sessions = new SessionService({
+    db,
+    book,
+    jobs,
+    runner,
+    rootKey: loadRootKey(config.DATA_DIR),
+    settings: { sessionTtlSecs: config.SESSION_TTL_S, maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT, maxDepositSats: config.MAX_SESSION_DEPOSIT_SATS },
+    clock,
+    log: log.child({ module: 'sessions' }),
+  });
   const bootstrap = new BootstrapService({
     db,
-    payments,
-    provisioner,
+    book,
+    provisioner: b.provisioner,
     box: new SecretBox(loadStorageKey(config.DATA_DIR)),
     settings: {
       sizes: config.bootstrapSizes,
       defaultSize: config.DO_SIZE,
       defaultRegion: config.DO_REGION,
-      invoiceExpirySecs: config.INVOICE_EXPIRY_S,
       credentialTtlSecs: config.CREDENTIAL_TTL_S,
       maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
     },
     log: log.child({ module: 'bootstrap' }),
-    onIntents: () => outboxWorker?.kick(),
-    inboxRelays: (pubkey) => inboxLookup(pubkey),
+    publisher: ports.publisher,
+    inbox: ports.inbox,
+    clock,
     fault,
   });
-  payments.onSettled((hash) => {
-    try {
-      if (sessions.onInvoicePaid(hash) || bootstrap.onInvoicePaid(hash)) return;
-    } catch (err) {
-      log.error({ err, paymentHash: hash }, 'session settlement handling failed');
-      return;
-    }
-    jobs.onInvoicePaid(hash).catch((err) => log.error({ err, paymentHash: hash }, 'settlement handling failed'));
-  });
+  const demo = new DemoService({ db, agent: b.agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD });
+  return { book, jobs, runner, sessions, bootstrap, demo };
+}
 
-  // Relay URLs strangers give us (SPEC 9 ALLOW_PRIVATE_RELAYS); the bound HTTP port joins ownPorts below.
-  const relayPolicy: RelayPolicy = {
-    allowPrivate: config.ALLOW_PRIVATE_RELAYS,
-    ownPorts: config.EMBEDDED_RELAY_PORT === 'off' ? [] : [config.EMBEDDED_RELAY_PORT],
-    maxRelays: 3,
-  };
+export interface NostrSide {
+  pool: RelayPool;
+  intake: Intake;
+  outbox: OutboxWorker;
+  relayPolicy: RelayPolicy;
+  handlerInfo: HandlerInfo;
+  /** Renews the NIP-09 subscription when the set of unpaid jobs changed. */
+  refreshDeletions(): void;
+}
+
+/**
+ * The relay pool, intake and outbox, wired to the core and connected to its ports. `transport` replaces the
+ * pool as the outbox's way out (the ingest benchmark measures without sockets).
+ */
+export function buildNostr(
+  config: Config,
+  db: Db,
+  keys: { secretKey: Uint8Array; pubkey: string },
+  core: Core,
+  b: Pick<Backends, 'payments' | 'agent'>,
+  ports: { link: NostrPorts; fault?: (point: string) => void; transport?: OutboxDeps['pool'] },
+  log: Logger,
+): NostrSide {
+  // Relay URLs strangers give us (SPEC 9 ALLOW_PRIVATE_RELAYS); the bound HTTP port joins ownPorts at start.
+  const relayPolicy: RelayPolicy = { allowPrivate: config.ALLOW_PRIVATE_RELAYS, ownPorts: config.EMBEDDED_RELAY_PORT === 'off' ? [] : [config.EMBEDDED_RELAY_PORT], maxRelays: 3 };
   const intake = new Intake(
-    intakeSettings(config, { relayPolicy, pubkey, secretKey }),
-    jobs,
+    intakeSettings(config, { relayPolicy, ...keys }),
+    { jobs: core.jobs, orders: core.bootstrap },
     log.child({ module: 'intake' }),
     intakeCursor(db),
     () => unpaidNostrJobIds(db, 500),
-    bootstrap,
   );
-
   const handlerInfo: HandlerInfo = {
     kinds: [TEXT_JOB_KIND, config.BOOTSTRAP_KIND],
     evalFeeSats: config.EVAL_FEE_SATS,
     minWorkFeeSats: config.MIN_WORK_FEE_SATS,
     workModel: config.WORK_MODEL,
-    paymentsStub: payments.name === 'stub',
-    agentStub: agent.name === 'stub',
+    paymentsStub: b.payments.name === 'stub',
+    agentStub: b.agent.name === 'stub',
   };
   // Profile and handler announcement are replaceable events: signed once per start, sent on every connect.
-  const identity = [finalizeEvent(profileTemplate(handlerInfo), secretKey), finalizeEvent(handlerTemplate(handlerInfo), secretKey)];
-
-  const pool = new RelayPool(
+  const identity = [finalizeEvent(profileTemplate(handlerInfo), keys.secretKey), finalizeEvent(handlerTemplate(handlerInfo), keys.secretKey)];
+  const pool: RelayPool = new RelayPool(
     config.relays,
     {
       subscriptions: () => intake.subscriptions(),
       onEvent: (relay, sub, ev) => intake.handle(relay, sub, ev),
-      onOk: (relay, id, ok, msg) => outboxWorker?.onOk(relay, id, ok, msg),
+      onOk: (relay, id, ok, msg) => outbox.onOk(relay, id, ok, msg),
       onConnected: (relay) => {
         for (const ev of identity) pool.publish(ev, relay);
-        outboxWorker?.onConnected(relay);
+        outbox.onConnected(relay);
       },
-      signAuth: (t) => finalizeEvent(t, secretKey),
+      signAuth: (t) => finalizeEvent(t, keys.secretKey),
     },
     { maxMessageBytes: MAX_RELAY_MESSAGE_BYTES },
     log.child({ module: 'pool' }),
   );
-  refreshDeletions = () => {
-    if (intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
-  };
-  outboxWorker = new OutboxWorker({
-    db,
-    pool,
-    secretKey,
+  const outbox: OutboxWorker = new OutboxWorker({
+    store: outboxStore(db),
+    pool: ports.transport ?? pool,
+    secretKey: keys.secretKey,
     log: log.child({ module: 'outbox' }),
-    fault,
+    fault: ports.fault ?? (() => {}),
     publishOnce: (url, event) => publishOnce(url, event, { allowPrivate: config.ALLOW_PRIVATE_RELAYS }),
     events: createEventFactory({
-      db,
-      secretKey,
-      credentialsMessage: (job) => bootstrap.credentialsMessage(job),
-      onDmDelivered: (jobId) => bootstrap.onDmDelivered(jobId),
+      secretKey: keys.secretKey,
+      job: (id) => getJob(db, id),
+      order: (id) => getBootstrap(db, id),
+      credentialsMessage: (job) => core.bootstrap.credentialsMessage(job),
+      onDmDelivered: (jobId) => core.bootstrap.onDmDelivered(jobId),
     }),
   });
-  inboxLookup = async (pubkey) => {
-    // NIP-17: the newest valid kind 10050 by the customer, on our read relays; its relays pass the policy.
-    const events = (await pool.query({ kinds: [10050], authors: [pubkey], limit: 5 }))
-      .map(asEvent)
-      .filter((e): e is NonNullable<typeof e> => e !== null && e.pubkey === pubkey && e.kind === 10050 && verifyEvent(e))
-      .sort((a, b) => b.created_at - a.created_at);
-    const urls = (events[0]?.tags ?? []).filter((t) => t[0] === 'relay' && t[1]).map((t) => t[1]!);
-    return filterRelayUrls(urls, relayPolicy).accepted;
+  const refreshDeletions = () => {
+    if (intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
   };
+  let deletionTimer: NodeJS.Timeout | null = null;
+  ports.link.connect({
+    wake: () => {
+      outbox.kick();
+      // The set of unpaid jobs may have changed: renew the NIP-09 subscription shortly (coalesced).
+      deletionTimer ??= setTimeout(() => {
+        deletionTimer = null;
+        refreshDeletions();
+      }, 200).unref();
+    },
+    inboxRelays: async (pubkey) => {
+      // NIP-17: the newest valid kind 10050 by the customer, on our read relays; its relays pass the policy.
+      const events = (await pool.query({ kinds: [10050], authors: [pubkey], limit: 5 }))
+        .map(asEvent)
+        .filter((e): e is NonNullable<typeof e> => e !== null && e.pubkey === pubkey && e.kind === 10050 && verifyEvent(e))
+        .sort((a, c) => c.created_at - a.created_at);
+      return filterRelayUrls((events[0]?.tags ?? []).filter((t) => t[0] === 'relay' && t[1]).map((t) => t[1]!), relayPolicy).accepted;
+    },
+  });
+  return { pool, intake, outbox, relayPolicy, handlerInfo, refreshDeletions };
+}
 
-  const relayStatus = () => pool.status();
-  const app = createApp({
+/** The HTTP shim over the same core. */
+export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core: Core, b: Backends, nostr: NostrSide, log: Logger): App {
+  const relays = () => nostr.pool.status();
+  const stub = b.stubPayments;
+  return createApp({
     log: log.child({ module: 'http' }),
     maxBodyBytes: 64 * 1024,
-    dev: config.production || !(payments instanceof StubPayments) ? null : { pay: (hash) => payments.pay(hash) },
-    jobs: { jobs, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: config.TRUST_PROXY },
-    bootstrap: { bootstrap, payments, trustProxy: config.TRUST_PROXY },
+    dev: config.production || !stub ? null : { pay: (hash) => stub.pay(hash) },
+    jobs: { jobs: core.jobs, book: core.book, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: config.TRUST_PROXY },
+    bootstrap: { bootstrap: core.bootstrap, trustProxy: config.TRUST_PROXY },
     sessions: {
-      sessions,
+      sessions: core.sessions,
       maxInputChars: config.MAX_INPUT_CHARS,
       maxDepositSats: config.MAX_SESSION_DEPOSIT_SATS,
       l402DepositSats: config.L402_DEPOSIT_SATS,
       trustProxy: config.TRUST_PROXY,
     },
-    demo: {
-      demo: new DemoService({ db, agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD }),
-      trustProxy: config.TRUST_PROXY,
-      maxInputChars: config.MAX_INPUT_CHARS,
-    },
+    demo: { demo: core.demo, trustProxy: config.TRUST_PROXY, maxInputChars: config.MAX_INPUT_CHARS },
     metrics: {
       jobsByState: () => countJobsByState(db),
-      invoicesByStatus: () => countInvoicesByStatus(db),
-      relays: relayStatus,
+      invoices: () => countInvoices(db),
+      relays,
       outboxDepth: () => outboxDepth(db),
-      intake: () => ({ ...intake.counters }),
+      intake: () => ({ ...nostr.intake.counters }),
     },
     health: () => {
       let storeOk = true;
@@ -345,13 +361,13 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       } catch {
         storeOk = false;
       }
-      return { relays: relayStatus(), storeOk, payments: payments.name, agent: agent.name };
+      return { relays: relays(), storeOk, payments: b.payments.name, agent: b.agent.name };
     },
     info: () => ({
-      pubkey,
-      npub: nip19.npubEncode(pubkey),
-      relays: relayStatus(),
-      kinds: handlerInfo.kinds,
+      pubkey: keys.pubkey,
+      npub: nip19.npubEncode(keys.pubkey),
+      relays: relays(),
+      kinds: nostr.handlerInfo.kinds,
       prices: {
         evalFeeSats: config.EVAL_FEE_SATS,
         minWorkFeeSats: config.MIN_WORK_FEE_SATS,
@@ -359,40 +375,68 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
         evalModel: config.EVAL_MODEL,
         bootstrapSizes: config.bootstrapSizes,
       },
-      payments: payments.name,
-      agent: agent.name,
+      payments: b.payments.name,
+      agent: b.agent.name,
     }),
   });
-  const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.HTTP_HOST, port: config.HTTP_PORT }, () => resolve(s));
+}
+
+async function listen(app: App, host: string, port: number): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
     s.once('error', reject);
   });
+}
+
+async function startEmbeddedRelay(config: Config, log: Logger): Promise<RelayServer | null> {
+  if (config.EMBEDDED_RELAY_PORT === 'off') return null;
+  const relay = await startRelayServer({ host: '127.0.0.1', port: config.EMBEDDED_RELAY_PORT, dbPath: join(config.DATA_DIR, 'relay.db'), log: log.child({ module: 'embedded-relay' }) });
+  log.info({ url: relay.url }, 'embedded relay listening');
+  return relay;
+}
+
+// --- lifecycle ---
+
+export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL)): Promise<Daemon> {
+  if (config.production && !config.LNBITS_URL && !config.ALLOW_STUB_PAYMENTS) {
+    throw new StartupError('NODE_ENV=production with the stub payment backend: set LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
+  }
+  await initCrypto();
+  const fault = faultInjector(config.TIMMY_FAULT, log);
+  const secretKey = loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY);
+  const keys = { secretKey, pubkey: getPublicKey(secretKey) };
+  const db = openDb(config.databasePath);
+  log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: config.databasePath }, 'Timmy starting');
+  const embedded = await startEmbeddedRelay(config, log);
+  const backends = await buildBackends(config, db, log);
+  const link = new NostrPorts();
+  const core = buildCore(config, db, backends, { publisher: link, inbox: link, fault }, log);
+  const nostr = buildNostr(config, db, keys, core, backends, { link, fault }, log);
+  const server = await listen(buildHttp(config, db, keys, core, backends, nostr, log), config.HTTP_HOST, config.HTTP_PORT);
   const addr = server.address();
   const httpPort = typeof addr === 'object' && addr ? addr.port : config.HTTP_PORT;
+  nostr.relayPolicy.ownPorts.push(httpPort);
   log.info({ url: `http://${config.HTTP_HOST}:${httpPort}/api` }, 'HTTP listening');
-  relayPolicy.ownPorts.push(httpPort);
 
-  outboxWorker.start();
-  payments.start?.();
-  pool.start();
+  nostr.outbox.start();
+  backends.payments.start?.();
+  nostr.pool.start();
   // Resume in the background: with a large backlog the daemon already serves new work meanwhile.
   const resumed = (async () => {
-    await jobs.resume();
-    await sessions.resume();
-    await bootstrap.resume();
+    core.runner.resume();
+    core.bootstrap.resume();
+    await core.book.resume();
     log.info('resume pass done');
   })().catch((err) => log.error({ err }, 'resume pass failed'));
-  const expiryTimer = setInterval(() => {
-    jobs.expireDue().catch((err) => log.error({ err }, 'expiry pass failed'));
-    sessions.expireDue().catch((err) => log.error({ err }, 'session expiry pass failed'));
-    bootstrap.expireDue().catch((err) => log.error({ err }, 'bootstrap expiry pass failed'));
-    refreshDeletions?.();
-  }, 2000);
+  const passes = setInterval(() => {
+    for (const pass of [core.book.expireDue(), core.sessions.expireDue(), core.bootstrap.expireDue()]) pass.catch((err) => log.error({ err }, 'periodic pass failed'));
+    nostr.refreshDeletions();
+  }, PASS_INTERVAL_MS);
   log.info({ relays: config.relays.map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
 
   let stopped = false;
   return {
-    pubkey,
+    pubkey: keys.pubkey,
     httpPort,
     db,
     log,
@@ -400,13 +444,14 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       if (stopped) return;
       stopped = true;
       log.info('stopping: intake closed, letting running steps commit');
-      clearInterval(expiryTimer);
-      if (deletionTimer) clearTimeout(deletionTimer);
-      await Promise.all([jobs.stop(5000), bootstrap.stop(5000), resumed]);
-      await outboxWorker!.flush(2000);
-      outboxWorker!.stop();
-      pool.close();
-      await payments.close();
+      clearInterval(passes);
+      core.jobs.stop();
+      core.book.stop();
+      await Promise.all([core.runner.stop(5000), core.bootstrap.stop(5000), resumed]);
+      await nostr.outbox.flush(2000);
+      nostr.outbox.stop();
+      nostr.pool.close();
+      await backends.payments.close();
       const closed = new Promise<void>((r) => server.close(() => r()));
       if ('closeAllConnections' in server) server.closeAllConnections();
       await closed;

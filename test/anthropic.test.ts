@@ -3,7 +3,7 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { AgentError } from '../src/ai/agent.ts';
+import { AgentError } from '../src/core/ports.ts';
 import { AnthropicAgent, EVAL_MAX_TOKENS, parseVerdict, type AnthropicAgentOptions } from '../src/ai/anthropic.ts';
 import { createLogger } from '../src/log.ts';
 import { WORK_SYSTEM_PROMPT } from '../src/pricing/pricing.ts';

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { decode } from 'light-bolt11-decoder';
 import { createLogger } from '../src/log.ts';
 import { LnbitsApiError, LnbitsPayments, settledHashFromWsMessage, type LnbitsOptions } from '../src/payments/lnbits.ts';
-import { PaymentError } from '../src/payments/payments.ts';
+import { PaymentError } from '../src/core/ports.ts';
 import { startFakeLnbits, type FakeLnbits, type FakeLnbitsOptions } from './fakes/lnbits.ts';
 import { waitFor } from './helpers/wait.ts';
 

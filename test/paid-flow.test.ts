@@ -79,7 +79,7 @@ describe('paid text job over two relays', () => {
     expect(rows.map((r) => JSON.parse(r.intent_json).status ?? 'result')).toEqual([
       'payment-required', 'processing', 'payment-required', 'processing', 'result', 'success',
     ]);
-    const invoices = readDb(daemon.dataDir, (db) => db.prepare('select count(*) n from invoices where job_id = ?').get(requestId)) as { n: number };
+    const invoices = readDb(daemon.dataDir, (db) => db.prepare("select count(*) n from invoice_book where subject_kind = 'job' and subject_id = ?").get(requestId)) as { n: number };
     expect(invoices.n).toBe(2);
     for (const url of [relayA.url, relayB.url]) {
       const stored = await queryRelay(url, { authors: [daemon.pubkey], '#e': [requestId] });

@@ -7,7 +7,7 @@ import { nip19 } from 'nostr-tools';
 import { getPublicKey } from 'nostr-tools/pure';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DigitalOceanProvisioner, type DigitalOceanProvisionerOptions } from '../src/provision/digitalocean.ts';
-import { ProvisionError, type NodeSecrets, type NodeSpec } from '../src/provision/provisioner.ts';
+import { ProvisionError, type NodeSecrets, type NodeSpec } from '../src/core/ports.ts';
 import { md5Fingerprint, parsePublicKey } from '../src/provision/ssh-keys.ts';
 import { StubProvisioner, stubIp } from '../src/provision/stub.ts';
 import { TailscaleClient } from '../src/provision/tailscale.ts';

@@ -55,7 +55,7 @@ describe('restart safety', () => {
     const stored = await queryRelay(relay.url, { authors: [d1.pubkey], '#e': [req.id] });
     expect(stored.filter((e) => e.kind === 6050)).toHaveLength(1);
     expect(stored.filter((e) => status(e) === 'payment-required')).toHaveLength(2);
-    const n = readDb(dataDir, (db) => db.prepare('select count(*) n from invoices where job_id = ?').get(req.id)) as { n: number };
+    const n = readDb(dataDir, (db) => db.prepare("select count(*) n from invoice_book where subject_kind = 'job' and subject_id = ?").get(req.id)) as { n: number };
     expect(n.n).toBe(2);
   });
 

@@ -88,8 +88,8 @@ describe('L402 with @getalby/lightning-tools', () => {
     const again402 = await fetchWithL402(url, init(), { wallet: { payInvoice: async () => ({ preimage: '00'.repeat(32) }) }, credentials });
     expect(again402.status).toBe(402);
     expect(((await again402.json()) as Json).invoice.paymentHash).toBe(topup.invoice.paymentHash);
-    const sessionId = readDb(daemon.dataDir, (db) => (db.prepare('select session_id from session_invoices where payment_hash = ?').get(topup.invoice.paymentHash) as { session_id: string }).session_id);
-    const firstSession = readDb(daemon.dataDir, (db) => (db.prepare("select session_id from session_invoices where purpose = 'deposit' and payment_hash = ?").get(paymentHash(paid[0]!)) as { session_id: string }).session_id);
+    const sessionId = readDb(daemon.dataDir, (db) => (db.prepare("select subject_id as session_id from invoice_book where subject_kind = 'session' and payment_hash = ?").get(topup.invoice.paymentHash) as { session_id: string }).session_id);
+    const firstSession = readDb(daemon.dataDir, (db) => (db.prepare("select subject_id as session_id from invoice_book where subject_kind = 'session' and purpose = 'deposit' and payment_hash = ?").get(paymentHash(paid[0]!)) as { session_id: string }).session_id);
     expect(sessionId).toBe(firstSession);
 
     // Paying that top-up (as the wallet would) and presenting its macaroon revives the same session.

@@ -9,7 +9,9 @@ import { dirname, join } from 'node:path';
 import type { Event } from 'nostr-tools';
 import { startRelay, tempDir, type RelayProc } from '../../test/helpers/procs.ts';
 import { openDb, closeDb } from '../../src/store/db.ts';
-import { countJobs, getJob, unpaidNostrJobIds, openInvoices } from '../../src/store/jobs.ts';
+import { countJobsOf, getJob, jobExists, unpaidNostrJobIds } from '../../src/store/jobs.ts';
+import { openInvoiceCount, openInvoices } from '../../src/store/invoices.ts';
+import { creditBalanceMsats } from '../../src/store/credits.ts';
 import { UNPAID_JOB_STATES } from '../../src/core/job-machine.ts';
 import { StubPayments } from '../../src/payments/stub.ts';
 import { finalizeEvent, generateSecretKey, getPublicKey } from '../../src/nostr/crypto.ts';
@@ -31,7 +33,7 @@ export interface StartFigures {
 export interface BacklogResult {
   seeded: number;
   seedMs: number;
-  probes: { countUnpaidMs: number; unpaidIdsMs: number; getJobMs: number; openInvoicePageMs: number };
+  probes: { capTotalMs: number; capCustomerMs: number; jobExistsMs: number; creditMs: number; unpaidIdsMs: number; getJobMs: number; openInvoicePageMs: number };
   idleS: number;
   empty: StartFigures;
   backlog: StartFigures;
@@ -89,7 +91,8 @@ async function seed(dataDir: string, n: number, timmySk: Uint8Array, relayUrl: s
      values (?, 5050, 'nostr', 'awaiting_eval_payment', ?, ?, 'none', ?, '{}', '[]', ?, ?, ?, ?)`,
   );
   const insInvoice = raw.prepare(
-    `insert into invoices (payment_hash, job_id, purpose, amount_msats, bolt11, status, expires_at, created_at) values (?, ?, 'eval', 10000, ?, 'open', ?, ?)`,
+    `insert into invoice_book (payment_hash, subject_kind, subject_id, purpose, account, amount_msats, bolt11, status, expires_at, created_at)
+     values (?, 'job', ?, 'eval', ?, 10000, ?, 'open', ?, ?)`,
   );
   const insStub = raw.prepare(`insert into stub_invoices (payment_hash, preimage, bolt11, amount_msats, expires_at) values (?, ?, ?, 10000, ?)`);
   const insOutbox = raw.prepare(
@@ -106,17 +109,23 @@ async function seed(dataDir: string, n: number, timmySk: Uint8Array, relayUrl: s
       const hash = createHash('sha256').update(preimage).digest('hex');
       const createdAt = now - 600_000 + Math.floor((i / n) * 600_000); // spread over the last 10 minutes
       insJob.run(id, customers[i % customers.length], requestJson, `backlog request #${i}: summarise the history of the Lightning Network`, hash, Math.floor(createdAt / 1000), createdAt, createdAt);
-      insInvoice.run(hash, id, sample.bolt11, expiresAt, createdAt);
+      insInvoice.run(hash, id, customers[i % customers.length], sample.bolt11, expiresAt, createdAt);
       insStub.run(hash, preimage.toString('hex'), sample.bolt11, expiresAt);
       const r = insOutbox.run(id, intentJson, randomBytes(32).toString('hex'), signedJson, createdAt, createdAt, createdAt + 5);
       insAck.run(r.lastInsertRowid, relayUrl, createdAt + 5);
       if (ids.length < 1000 && i % Math.max(1, Math.floor(n / 1000)) === 0) ids.push(id);
     }
+    // The open-invoice counter the invoice book keeps in step with its rows (seeded here in bulk).
+    raw.prepare(`insert into counters (name, value) values ('open_invoices:job', ?) on conflict(name) do update set value = value + excluded.value`).run(n);
   })();
   const ms = performance.now() - t0;
   // The queries the daemon runs per request / per tick, on this store, in this process.
   const probes = {
-    countUnpaidMs: timeIt(() => countJobs(db, UNPAID_JOB_STATES), 5),
+    // Per request: the total cap (one counter row), the customer's cap (bounded index range), dedupe, credit.
+    capTotalMs: timeIt(() => openInvoiceCount(db, 'job'), 200),
+    capCustomerMs: timeIt(() => countJobsOf(db, UNPAID_JOB_STATES, { customerPubkey: customers[0]! }, 5), 200),
+    jobExistsMs: timeIt(() => jobExists(db, ids[1]!), 200),
+    creditMs: timeIt(() => creditBalanceMsats(db, customers[0]!), 200),
     unpaidIdsMs: timeIt(() => unpaidNostrJobIds(db, 500), 5),
     getJobMs: timeIt(() => getJob(db, ids[0]!), 200),
     openInvoicePageMs: timeIt(() => openInvoices(db, '', 500), 5),
@@ -197,7 +206,7 @@ export async function runBacklog(o: { jobs: number; intakeN: number; idleS: numb
     const dataDir = tempDir('timmy-bench-backlog-');
     dirs.push(dataDir);
     const seeded = await seed(dataDir, o.jobs, timmySk, relay.url);
-    progress(`backlog: seeded in ${(seeded.ms / 1000).toFixed(1)} s; countJobs(unpaid) ${seeded.probes.countUnpaidMs.toFixed(1)} ms, unpaidNostrJobIds(500) ${seeded.probes.unpaidIdsMs.toFixed(1)} ms`);
+    progress(`backlog: seeded in ${(seeded.ms / 1000).toFixed(1)} s; per-request probes ${(seeded.probes.capTotalMs + seeded.probes.capCustomerMs + seeded.probes.jobExistsMs + seeded.probes.creditMs).toFixed(3)} ms, unpaidNostrJobIds(500) ${seeded.probes.unpaidIdsMs.toFixed(1)} ms`);
     const backlogRun = await startAndMeasure({ label: 'backlog', dataDir, openJobs: o.jobs, relay, watch, customers, timmySk, intakeN: o.intakeN, idleS: o.idleS });
     daemon = backlogRun.daemon;
     return {

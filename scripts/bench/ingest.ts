@@ -1,7 +1,7 @@
-// Benchmark 1: ingest vs the crypto ceiling, in process. The parts daemon.ts builds (store on a temp
-// file, stub payments, stub agent, JobService, Intake with the daemon's settings, the OutboxWorker with
-// the real event factory) are wired the same way; the relay pool is a stub that takes every event and
-// acks it at once (no relay, no socket in the path). N pre-signed kind-5050 requests go through
+// Benchmark 1: ingest vs the crypto ceiling, in process. The daemon's own builders (buildBackends,
+// buildCore, buildNostr: store on a temp file, stub payments, stub agent, the core, intake and outbox with
+// the real event factory); only the outbox's way out is a transport that takes every event and acks it at
+// once (no relay, no socket in the path). N pre-signed kind-5050 requests go through
 // `intake.handle(relay, 'timmy-requests', event)`; the clock stops when N payment-required feedback
 // events are signed, stored in the outbox and handed to the pool.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,16 +12,9 @@ import type { Event, EventTemplate } from 'nostr-tools';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { openDb, closeDb } from '../../src/store/db.ts';
-import { unpaidNostrJobIds } from '../../src/store/jobs.ts';
 import { StubPayments } from '../../src/payments/stub.ts';
-import { StubAgent } from '../../src/ai/stub.ts';
-import { CoinGeckoOracle } from '../../src/pricing/oracle.ts';
-import { intakeCursor, intakeSettings, jobSettings, pricingParams } from '../../src/daemon.ts';
-import { JobService } from '../../src/core/jobs.ts';
-import { Intake, REQUESTS_SUB } from '../../src/nostr/intake.ts';
-import { OutboxWorker } from '../../src/nostr/outbox.ts';
-import { createEventFactory } from '../../src/nostr/events.ts';
-import type { RelayPool } from '../../src/nostr/pool.ts';
+import { buildBackends, buildCore, buildNostr, NostrPorts } from '../../src/daemon.ts';
+import { REQUESTS_SUB } from '../../src/nostr/intake.ts';
 import { initCrypto, finalizeEvent, verifyEvent, generateSecretKey, getPublicKey } from '../../src/nostr/crypto.ts';
 import { progress, sleep, until } from './common.ts';
 
@@ -130,76 +123,27 @@ export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warm
     const customerKeys = Array.from({ length: CUSTOMERS }, () => generateSecretKey());
 
     const db = openDb(config.databasePath);
-    const payments = new StubPayments(db);
-    const agent = new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
-    const oracle = new CoinGeckoOracle({ url: undefined, fallbackUsd: config.BTC_PRICE_USD_FALLBACK, log: log.child({ module: 'oracle' }) });
-    const pricing = pricingParams(config);
-
-    let worker: OutboxWorker | null = null;
-    let intake: Intake | null = null;
-    let deletionTimer: NodeJS.Timeout | null = null;
-    const refreshDeletions = () => void intake?.deletionsChanged(); // daemon: if changed, pool.resubscribe(...)
-    const refreshDeletionsSoon = () => {
-      deletionTimer ??= setTimeout(() => {
-        deletionTimer = null;
-        refreshDeletions();
-      }, 200);
-    };
-    const jobs = new JobService({
-      db,
-      payments,
-      agent,
-      oracle,
-      pricing,
-      settings: jobSettings(config),
-      log: log.child({ module: 'jobs' }),
-      onIntents: () => {
-        worker?.kick();
-        refreshDeletionsSoon();
-      },
-      fault: () => {},
-    });
-
-    // Node orders (kind BOOTSTRAP_KIND) are not part of this benchmark: none is sent.
-    const noBootstrap = {
-      submit: () => Promise.reject(new Error('node bootstrap is not part of the ingest benchmark')),
-    } as unknown as ConstructorParameters<typeof Intake>[5];
-    intake = new Intake(
-      intakeSettings(config, { relayPolicy: { allowPrivate: false, ownPorts: [], maxRelays: 3 }, pubkey, secretKey }),
-      jobs,
-      log.child({ module: 'intake' }),
-      intakeCursor(db),
-      () => unpaidNostrJobIds(db, 500),
-      noBootstrap,
-    );
-
-    // A pool that takes every event and acks it at once, as a fast relay would.
+    // The daemon's own builders: stub backends, the core, the Nostr side; only the way out differs.
+    const backends = await buildBackends(config, db, log);
+    const link = new NostrPorts();
+    const core = buildCore(config, db, backends, { publisher: link, inbox: link }, log);
+    // A transport that takes every event and acks it at once, as a fast relay would (no socket).
     let published = 0;
-    const pool = {
+    const transport = {
       publish(event: Event): string[] {
         published++;
         const id = event.id;
-        setImmediate(() => worker?.onOk('stub://relay', id, true, ''));
+        setImmediate(() => nostr.outbox.onOk('stub://relay', id, true, ''));
         return ['stub://relay'];
       },
-      get connectedCount() {
-        return 1;
-      },
-      resubscribe() {},
-    } as unknown as RelayPool;
-    worker = new OutboxWorker({
-      db,
-      pool,
-      secretKey,
-      log: log.child({ module: 'outbox' }),
-      fault: () => {},
-      events: createEventFactory({ db, secretKey, credentialsMessage: () => null, onDmDelivered: () => {} }),
-      publishOnce: async () => ({ ok: false, message: 'not in this benchmark' }),
-    });
-    worker.start();
+      connectedCount: 1,
+    };
+    const nostr = buildNostr(config, db, { secretKey, pubkey }, core, backends, { link, transport }, log);
+    const intake = nostr.intake;
+    nostr.outbox.start();
     const expiryTimer = setInterval(() => {
-      jobs.expireDue().catch(() => {});
-      refreshDeletions();
+      core.book.expireDue().catch(() => {});
+      nostr.refreshDeletions();
     }, 2000);
 
     const feed = async (events: Event[]) => {
@@ -234,9 +178,9 @@ export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warm
     const bolt = await measureBolt11(dir, 300);
     const ceiling = measureCeiling(signRequests(Math.min(opts.n, 2000), pubkey, customerKeys, 'ceiling'), secretKey, bolt.bolt11);
 
-    worker.stop();
-    if (deletionTimer) clearTimeout(deletionTimer);
-    await jobs.stop(1000);
+    nostr.outbox.stop();
+    core.jobs.stop();
+    await core.runner.stop(1000);
     closeDb(db);
     return {
       mode: opts.mode,

@@ -11,7 +11,7 @@ import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, API
 import type { Message } from '@anthropic-ai/sdk/resources/messages';
 import type { Logger } from '../log.ts';
 import { WORK_SYSTEM_PROMPT } from '../pricing/pricing.ts';
-import { AgentError, type Agent, type Usage, type Verdict, type WorkAnswer } from './agent.ts';
+import { AgentError, type Agent, type Usage, type Verdict, type WorkAnswer } from '../core/ports.ts';
 
 export interface AnthropicAgentOptions {
   apiKey: string;

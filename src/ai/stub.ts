@@ -1,7 +1,7 @@
 // The deterministic stub agent: no model, no network. Accepts ordinary requests, rejects obviously bad ones,
 // reports token usage estimated from the text, and says in every answer that it is a stub.
 import { estimateTokens, WORK_SYSTEM_PROMPT } from '../pricing/pricing.ts';
-import type { Agent, Verdict, WorkAnswer } from './agent.ts';
+import type { Agent, Verdict, WorkAnswer } from '../core/ports.ts';
 
 /** Requests the stub refuses, so the rejection path can be exercised without a model. */
 const OBVIOUSLY_BAD = /\b(malware|ransomware|keylogger|credit card dump|make a bomb|steal (?:passwords|credentials|bitcoin))\b/i;

@@ -5,32 +5,32 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import type { Db } from '../store/db.ts';
 import * as store from '../store/bootstrap.ts';
-import type { BootstrapJob } from '../store/bootstrap.ts';
-import type { Invoice, PaymentBackend } from '../payments/payments.ts';
-import type { NodeSecrets, Provisioner } from '../provision/provisioner.ts';
+import { ProvisionError, type Clock, type InboxDirectory, type NodeSecrets, type Provisioner, type Publisher } from './ports.ts';
 import { nextBootstrapState, type BootstrapEvent } from './bootstrap-machine.ts';
 import type { SecretBox } from './sealed.ts';
-import type { PublishIntent } from './types.ts';
+import { creditAccount, msatsText, type InvoiceBook, type SubjectHandler } from './book.ts';
+import { Refusal } from './refusal.ts';
+import { errorFeedback } from './job-moves.ts';
+import type { BookInvoice, BootstrapJob, NewBookInvoice, PublishIntent } from './types.ts';
 
 export interface BootstrapSettings {
   sizes: Record<string, number>; // size slug -> price, sats
   defaultSize: string;
   defaultRegion: string;
-  invoiceExpirySecs: number;
   credentialTtlSecs: number;
   maxOpenUnpaidPerClient: number;
 }
 
 export interface BootstrapDeps {
   db: Db;
-  payments: PaymentBackend;
+  book: InvoiceBook;
   provisioner: Provisioner;
   box: SecretBox;
   settings: BootstrapSettings;
   log: Logger;
-  onIntents: () => void;
-  /** The customer's NIP-17 inbox relays (kind 10050), already policy-filtered; [] when none. */
-  inboxRelays(pubkey: string): Promise<string[]>;
+  publisher: Publisher;
+  inbox: InboxDirectory;
+  clock: Clock;
   fault: (point: string) => void;
 }
 
@@ -56,10 +56,6 @@ export interface Credentials {
   nextSteps: string[];
 }
 
-export class BootstrapRefusal extends Error {
-  override name = 'BootstrapRefusal';
-}
-
 const REGION = /^[a-z]{3}[0-9]$/;
 
 export function nextSteps(c: { ip: string; tailscaleHostname: string | null; sshUser: string }, keyFile = '~/.ssh/timmy-node'): string[] {
@@ -75,7 +71,9 @@ export class BootstrapService {
   private readonly running = new Map<string, Promise<void>>();
   private stopping = false;
 
-  constructor(private readonly d: BootstrapDeps) {}
+  constructor(private readonly d: BootstrapDeps) {
+    d.book.handle('bootstrap', this.invoiceHandler());
+  }
 
   get(id: string): BootstrapJob | undefined {
     return store.getBootstrap(this.d.db, id);
@@ -85,30 +83,52 @@ export class BootstrapService {
     return this.d.settings.sizes[size];
   }
 
+  /** The order's invoice. */
+  invoice(id: string): BookInvoice | undefined {
+    return this.d.book.of('bootstrap', id)[0];
+  }
+
+  /** The order after asking the backend about its open invoice (a GET after the watcher was down). */
+  async refresh(id: string): Promise<BootstrapJob | undefined> {
+    const job = store.getBootstrap(this.d.db, id);
+    if (job?.state !== 'awaiting_payment') return job;
+    await this.d.book.refresh(this.invoice(id)?.paymentHash ?? null);
+    return store.getBootstrap(this.d.db, id);
+  }
+
   /** Validates the request, issues the invoice and records the job. Returns the claim token for HTTP callers. */
-  async submit(req: BootstrapRequest): Promise<{ status: 'created'; job: BootstrapJob; invoice: Invoice; claimToken: string | null } | { status: 'duplicate' }> {
+  async submit(req: BootstrapRequest): Promise<{ status: 'created'; job: BootstrapJob; invoice: NewBookInvoice; claimToken: string | null } | { status: 'duplicate' }> {
     if (store.bootstrapExists(this.d.db, req.id)) return { status: 'duplicate' };
     const size = req.size ?? this.d.settings.defaultSize;
     const priceSats = this.d.settings.sizes[size];
     if (priceSats === undefined) {
-      throw new BootstrapRefusal(`unknown size "${size}": choose one of ${Object.entries(this.d.settings.sizes).map(([s, p]) => `${s} (${p} sats)`).join(', ')}`);
+      throw new Refusal('invalid', `unknown size "${size}": choose one of ${Object.entries(this.d.settings.sizes).map(([s, p]) => `${s} (${p} sats)`).join(', ')}`);
     }
     const region = req.region ?? this.d.settings.defaultRegion;
-    if (!REGION.test(region)) throw new BootstrapRefusal(`region must look like nyc3 or fra1, got "${region.slice(0, 20)}"`);
-    if (req.sshKey !== undefined) this.d.provisioner.validatePublicKey(req.sshKey);
-    const by = req.customerPubkey ? { customerPubkey: req.customerPubkey } : { clientAddress: req.clientAddress ?? undefined };
-    if ((by.customerPubkey || by.clientAddress) && store.countOpenBootstraps(this.d.db, by) >= this.d.settings.maxOpenUnpaidPerClient) {
-      throw new BootstrapRefusal('rate-limited: too many unpaid node orders are open; pay them or let them expire first');
+    if (!REGION.test(region)) throw new Refusal('invalid', `region must look like nyc3 or fra1, got "${region.slice(0, 20)}"`);
+    if (req.sshKey !== undefined) {
+      try {
+        this.d.provisioner.validatePublicKey(req.sshKey);
+      } catch (err) {
+        if (err instanceof ProvisionError) throw new Refusal('invalid', err.message);
+        throw err;
+      }
     }
-    let invoice: Invoice;
-    try {
-      invoice = await this.d.payments.createInvoice({ amountMsats: priceSats * 1000, memo: `Timmy: Bitcoin node ${size} in ${region}`, expirySecs: this.d.settings.invoiceExpirySecs });
-    } catch (err) {
-      this.d.log.error({ err }, 'bootstrap invoice creation failed');
-      throw new BootstrapRefusal('unavailable: the payment backend cannot issue an invoice right now');
+    const max = this.d.settings.maxOpenUnpaidPerClient;
+    const by = req.customerPubkey ? { customerPubkey: req.customerPubkey } : req.clientAddress ? { clientAddress: req.clientAddress } : null;
+    if (by && store.countUnpaidBootstraps(this.d.db, by, max) >= max) {
+      throw Refusal.of('rate-limited', 'too many unpaid node orders are open; pay them or let them expire first');
     }
+    const invoice = await this.d.book.issue({
+      subjectKind: 'bootstrap',
+      subjectId: req.id,
+      pubkey: req.customerPubkey,
+      purpose: 'order',
+      amountMsats: priceSats * 1000,
+      memo: `Timmy: Bitcoin node ${size} in ${region}`,
+    });
     const claimToken = req.source === 'http' ? randomBytes(32).toString('base64url') : null;
-    const now = Date.now();
+    const now = this.d.clock.nowMs();
     const created = store.createBootstrap(
       this.d.db,
       {
@@ -123,14 +143,12 @@ export class BootstrapService {
         region,
         customerSshKey: req.sshKey ?? null,
         amountMsats: invoice.amountMsats,
-        paymentHash: invoice.paymentHash,
-        bolt11: invoice.bolt11,
-        invoiceExpiresAt: invoice.expiresAt,
         claimTokenHash: claimToken ? sha256(claimToken) : null,
         progress: 'waiting for payment',
         createdAt: now,
         updatedAt: now,
       },
+      invoice,
       this.intents(req.source, [
         {
           type: 'feedback',
@@ -142,7 +160,7 @@ export class BootstrapService {
       ]),
     );
     if (!created) return { status: 'duplicate' };
-    this.d.onIntents();
+    this.d.publisher.wake();
     this.d.log.info({ bootstrapId: req.id, size, region }, 'node order created');
     return { status: 'created', job: store.getBootstrap(this.d.db, req.id)!, invoice, claimToken };
   }
@@ -151,39 +169,50 @@ export class BootstrapService {
     return source === 'nostr' ? intents : [];
   }
 
-  private move(job: BootstrapJob, event: BootstrapEvent, patch: store.BootstrapPatch, intents: PublishIntent[], credits?: Parameters<typeof store.moveBootstrap>[1]['credits']): boolean {
+  private move(job: BootstrapJob, event: BootstrapEvent, patch: store.BootstrapPatch, intents: PublishIntent[], extra: Pick<Parameters<typeof store.moveBootstrap>[1], 'credits' | 'settle'> = {}): boolean {
     const to = nextBootstrapState(job.state, event);
     if (!to) return false;
-    const moved = store.moveBootstrap(this.d.db, { id: job.id, from: job.state, to, patch, intents: this.intents(job.source, intents), credits });
+    const moved = store.moveBootstrap(this.d.db, { id: job.id, from: job.state, to, patch, intents: this.intents(job.source, intents), ...extra });
     if (moved) {
       this.d.log.info({ bootstrapId: job.id, from: job.state, to }, 'node order transition');
-      if (intents.length) this.d.onIntents();
+      if (intents.length) this.d.publisher.wake();
       this.d.fault(`after-commit:bootstrap:${to}`);
       if (to === 'provisioning') this.runInBackground(job.id);
     }
     return moved;
   }
 
-  /** A settlement report; false when the invoice is not a node order's. */
-  onInvoicePaid(paymentHash: string): boolean {
-    const job = store.getBootstrapByPaymentHash(this.d.db, paymentHash);
-    if (!job) return false;
-    if (job.state === 'awaiting_payment') {
-      this.move(job, 'paid', { paidAt: Date.now(), progress: 'paid; provisioning' }, [{ type: 'feedback', status: 'processing', message: 'Payment received; provisioning your node.' }]);
-    } else if (job.state === 'expired' && job.paidAt === null) {
-      // Paid after expiry: never lost, credited to the payer (or the order's account).
-      const account = job.customerPubkey ?? `bootstrap:${job.id}`;
-      store.moveBootstrap(this.d.db, {
-        id: job.id,
-        from: 'expired',
-        to: null,
-        patch: { paidAt: Date.now() },
-        intents: this.intents(job.source, [{ type: 'feedback', status: 'error', message: `payment received after the order expired: ${job.amountMsats / 1000} sats credited` }]),
-        credits: [{ account, deltaMsats: job.amountMsats, reason: 'payment after the node order expired', jobId: job.id, ref: `late:${paymentHash}` }],
-      });
-      this.d.onIntents();
-    }
-    return true;
+  /** The order's side of the invoice book. */
+  private invoiceHandler(): SubjectHandler {
+    const waiting = (inv: BookInvoice) => {
+      const job = store.getBootstrap(this.d.db, inv.subjectId);
+      return job?.state === 'awaiting_payment' ? job : null;
+    };
+    return {
+      paid: (inv) => {
+        const job = waiting(inv);
+        return (
+          job !== null &&
+          this.move(job, 'paid', { progress: 'paid; provisioning' }, [{ type: 'feedback', status: 'processing', message: 'Payment received; provisioning your node.' }], {
+            settle: { paymentHash: inv.paymentHash, status: 'paid' },
+          })
+        );
+      },
+      expired: (inv) => {
+        const job = waiting(inv);
+        return (
+          job !== null &&
+          this.move(job, 'invoice_expired', { progress: 'expired unpaid' }, [errorFeedback('expired', 'expired: the invoice was not paid in time')], {
+            settle: { paymentHash: inv.paymentHash, status: 'expired' },
+          })
+        );
+      },
+      late: (inv) => {
+        const job = store.getBootstrap(this.d.db, inv.subjectId);
+        const message = `payment received after the order ${job?.state ?? 'was removed'}: ${msatsText(inv.amountMsats)} credited`;
+        return { reason: 'payment after the node order expired', intents: job ? this.intents(job.source, [errorFeedback('credited', message)]) : [] };
+      },
+    };
   }
 
   private runInBackground(id: string): void {
@@ -222,12 +251,12 @@ export class BootstrapService {
       this.fail(job, `provisioning failed: ${(err as Error).message}`);
       return;
     }
-    const inbox = job.customerPubkey ? await this.d.inboxRelays(job.customerPubkey).catch(() => []) : [];
+    const inbox = job.customerPubkey ? await this.d.inbox.inboxRelays(job.customerPubkey).catch(() => []) : [];
     const fresh = store.getBootstrap(this.d.db, id)!;
     this.move(
       fresh,
       'provisioned',
-      { ip: node.ip, tailscaleHostname: node.tailscaleHostname, sshUser: node.sshUser, dropletId: node.dropletId, readyAt: Date.now(), progress: 'ready' },
+      { ip: node.ip, tailscaleHostname: node.tailscaleHostname, sshUser: node.sshUser, dropletId: node.dropletId, readyAt: this.d.clock.nowMs(), progress: 'ready' },
       [
         { type: 'bootstrap_result' },
         { type: 'dm', inboxRelays: inbox },
@@ -237,12 +266,12 @@ export class BootstrapService {
   }
 
   private fail(job: BootstrapJob, message: string): void {
-    const account = job.customerPubkey ?? `bootstrap:${job.id}`;
-    const note = `; ${job.amountMsats / 1000} sats credited to ${job.customerPubkey ? 'your pubkey' : account}`;
+    const account = creditAccount({ subjectKind: 'bootstrap', subjectId: job.id, pubkey: job.customerPubkey });
+    const note = `; ${msatsText(job.amountMsats)} credited to ${job.customerPubkey ? 'your pubkey' : account}`;
     this.d.log.warn({ bootstrapId: job.id, message }, 'node order failed');
-    const moved = this.move(job, 'failed', { errorMessage: message, progress: 'failed' }, [{ type: 'feedback', status: 'error', message: `${message}${note}` }], [
-      { account, deltaMsats: job.amountMsats, reason: `refund: ${message}`, jobId: job.id, ref: `fail:${job.id}` },
-    ]);
+    const moved = this.move(job, 'failed', { errorMessage: message, progress: 'failed' }, [errorFeedback('failed', `${message}${note}`)], {
+      credits: [{ account, deltaMsats: job.amountMsats, reason: `refund: ${message}`, jobId: job.id, ref: `fail:${job.id}` }],
+    });
     if (moved) store.eraseCredentials(this.d.db, job.id, null);
   }
 
@@ -284,17 +313,8 @@ export class BootstrapService {
     return { status: 'ok', credentials: c.credentials, sshPrivateKey: c.sshPrivateKey };
   }
 
-  async expireDue(nowMs = Date.now()): Promise<void> {
-    for (const job of store.dueBootstrapInvoices(this.d.db, Math.floor(nowMs / 1000))) {
-      let paid = false;
-      try {
-        paid = await this.d.payments.isPaid(job.paymentHash);
-      } catch {
-        continue;
-      }
-      if (paid) this.onInvoicePaid(job.paymentHash);
-      else this.move(job, 'invoice_expired', { progress: 'expired unpaid' }, [{ type: 'feedback', status: 'error', message: 'expired: the invoice was not paid in time' }]);
-    }
+  /** Undelivered credentials are erased after CREDENTIAL_TTL_S. (Unpaid orders expire with their invoice.) */
+  async expireDue(nowMs = this.d.clock.nowMs()): Promise<void> {
     for (const job of store.staleCredentials(this.d.db, nowMs - this.d.settings.credentialTtlSecs * 1000)) {
       if (store.eraseCredentials(this.d.db, job.id, job.state === 'ready' ? 'delivered' : null)) {
         this.d.log.info({ bootstrapId: job.id }, 'undelivered credentials erased after CREDENTIAL_TTL_S');
@@ -302,12 +322,9 @@ export class BootstrapService {
     }
   }
 
-  async resume(): Promise<void> {
+  /** After a restart: provisioning owed is resumed (the provisioner finds the droplet it already made). */
+  resume(): void {
     for (const job of store.listBootstraps(this.d.db, ['provisioning'])) this.runInBackground(job.id);
-    for (const job of store.listBootstraps(this.d.db, ['awaiting_payment'])) {
-      if (this.d.payments.watch) this.d.payments.watch(job.paymentHash, job.invoiceExpiresAt);
-      else if (await this.d.payments.isPaid(job.paymentHash).catch(() => false)) this.onInvoicePaid(job.paymentHash);
-    }
   }
 
   async stop(graceMs = 5000): Promise<void> {

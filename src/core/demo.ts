@@ -2,7 +2,7 @@
 // daily spend cap in USD. Per-address rate limits are the HTTP side's business.
 import type { Db } from '../store/db.ts';
 import { getKv, setKv } from '../store/kv.ts';
-import type { Agent, Usage } from '../ai/agent.ts';
+import type { Agent, Usage } from './ports.ts';
 import { OUTPUT_TIERS, estimateTokens, WORK_SYSTEM_PROMPT, type PricingParams } from '../pricing/pricing.ts';
 
 export class DemoBudgetSpent extends Error {

@@ -1,5 +1,6 @@
 // Domain types shared by the core, the store and both transports.
 import type { JobState } from './job-machine.ts';
+import type { BootstrapState } from './bootstrap-machine.ts';
 import type { CostLedger, PricingBreakdown } from '../pricing/pricing.ts';
 
 export type Encryption = 'none' | 'nip04' | 'nip44';
@@ -44,15 +45,63 @@ export interface Job extends NewJob {
   updatedAt: number; // unix ms
 }
 
-export interface InvoiceRecord {
+/** What an invoice pays for: the subject (a text job, a session, a node order) and the stage. */
+export type SubjectKind = 'job' | 'session' | 'bootstrap';
+export type InvoicePurpose = 'eval' | 'work' | 'deposit' | 'topup' | 'order';
+
+/** A row of the invoice book. `account` is the payer's credits account (pubkey, else `<kind>:<id>`). */
+export interface BookInvoice {
   paymentHash: string;
-  jobId: string;
-  purpose: 'eval' | 'work';
+  subjectKind: SubjectKind;
+  subjectId: string;
+  purpose: InvoicePurpose;
+  account: string;
   amountMsats: number;
   bolt11: string;
   status: 'open' | 'paid' | 'expired';
   expiresAt: number; // unix s
   paidAt: number | null; // unix ms
+}
+
+/** An invoice issued by the backend and addressed in the book, not yet recorded (the subject's transaction does). */
+export type NewBookInvoice = Omit<BookInvoice, 'status' | 'paidAt'>;
+
+/** An entry of the credits ledger (SPEC 3.5); `ref` makes it happen once. */
+export interface CreditEntry {
+  account: string;
+  deltaMsats: number; // + credit, - spend
+  reason: string;
+  jobId: string | null;
+  ref: string;
+}
+
+/** A node order (SPEC 4). Its invoice is in the book (subject `bootstrap`, purpose `order`). */
+export interface BootstrapJob {
+  id: string;
+  source: JobSource;
+  state: BootstrapState;
+  customerPubkey: string | null;
+  clientAddress: string | null;
+  requestJson: string | null;
+  relays: string[];
+  size: string;
+  region: string;
+  customerSshKey: string | null;
+  amountMsats: number; // the price
+  claimTokenHash: string | null;
+  secretsEnc: string | null;
+  nodeNpub: string | null;
+  sshPublicKey: string | null;
+  ip: string | null;
+  tailscaleHostname: string | null;
+  sshUser: string | null;
+  dropletId: string | null;
+  progress: string | null;
+  errorMessage: string | null;
+  readyAt: number | null; // unix ms
+  erasedAt: number | null; // unix ms
+  createdAt: number; // unix ms
+  updatedAt: number; // unix ms
 }
 
 /** NIP-90 feedback statuses Timmy publishes. */
@@ -67,6 +116,8 @@ export type PublishIntent =
       type: 'feedback';
       status: FeedbackStatus;
       message: string;
+      /** For `error`: the reason's public prefix, the only part shown in the clear for encrypted requests. */
+      label?: string;
       amountMsats?: number;
       bolt11?: string;
       content?: string;
@@ -74,3 +125,14 @@ export type PublishIntent =
   | { type: 'result'; balanceMsats?: number } // balance: the paying session's, after the debit
   | { type: 'bootstrap_result' }
   | { type: 'dm'; inboxRelays: string[] }; // NIP-17 credentials DM; empty inboxRelays: no 10050 list
+
+/** A recorded publish intent, and once signed, its event (the outbox row). */
+export interface OutboxRow {
+  id: number;
+  jobId: string | null; // the subject the event is about (job or node order id)
+  intent: PublishIntent;
+  eventId: string | null;
+  signedJson: string | null;
+  createdAt: number; // unix ms
+  ackedAt: number | null;
+}

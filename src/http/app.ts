@@ -4,6 +4,8 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../log.ts';
+import { Refusal } from '../core/refusal.ts';
+import { refusalResponse } from './errors.ts';
 import { mountSystemRoutes, type SystemDeps } from './system.ts';
 import { mountDevRoutes, type DevDeps } from './dev.ts';
 import { mountJobRoutes, type JobRoutesDeps } from './jobs.ts';
@@ -68,6 +70,7 @@ export function createApp(deps: HttpDeps): App {
 
   app.notFound((c) => c.json({ error: `not found: ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => {
+    if (err instanceof Refusal) return refusalResponse(c, err);
     if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
     deps.log.error({ err, path: c.req.path }, 'unhandled HTTP error');
     return c.json({ error: 'internal error' }, 500);

@@ -1,17 +1,13 @@
 // Node bootstrap over HTTP (SPEC 7): order, follow, and claim the credentials once with the claim token.
 import { randomBytes } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { BootstrapRefusal, nextSteps, type BootstrapService } from '../core/bootstrap.ts';
+import { nextSteps, type BootstrapService } from '../core/bootstrap.ts';
 import { BOOTSTRAP_STATES } from '../core/bootstrap-machine.ts';
-import { ProvisionError } from '../provision/provisioner.ts';
-import type { PaymentBackend } from '../payments/payments.ts';
 import { clientAddress } from './client-address.ts';
 import { ErrorBody, Invoice, invoiceBody } from './schemas.ts';
-import { refusalStatus } from './jobs.ts';
 
 export interface BootstrapRoutesDeps {
-  bootstrap: BootstrapService;
-  payments: Pick<PaymentBackend, 'isPaid'>;
+  bootstrap: Pick<BootstrapService, 'submit' | 'refresh' | 'invoice' | 'claim'>;
   trustProxy: boolean;
 }
 
@@ -81,24 +77,19 @@ export function mountBootstrapRoutes(app: OpenAPIHono, deps: BootstrapRoutesDeps
     }),
     async (c) => {
       const body = c.req.valid('json');
-      try {
-        const r = await b.submit({
-          id: randomBytes(16).toString('hex'),
-          source: 'http',
-          customerPubkey: null,
-          clientAddress: clientAddress(c, deps.trustProxy),
-          requestJson: null,
-          relays: [],
-          size: body.size,
-          region: body.region,
-          sshKey: body.sshPublicKey,
-        });
-        if (r.status !== 'created') return c.json({ error: 'duplicate order id' }, 400);
-        return c.json({ bootstrapJobId: r.job.id, claimToken: r.claimToken!, invoice: invoiceBody(r.invoice) }, 201);
-      } catch (err) {
-        if (err instanceof BootstrapRefusal || err instanceof ProvisionError) return c.json({ error: err.message }, refusalStatus(err.message));
-        throw err;
-      }
+      const r = await b.submit({
+        id: randomBytes(16).toString('hex'),
+        source: 'http',
+        customerPubkey: null,
+        clientAddress: clientAddress(c, deps.trustProxy),
+        requestJson: null,
+        relays: [],
+        size: body.size,
+        region: body.region,
+        sshKey: body.sshPublicKey,
+      });
+      if (r.status !== 'created') return c.json({ error: 'duplicate order id' }, 400);
+      return c.json({ bootstrapJobId: r.job.id, claimToken: r.claimToken!, invoice: invoiceBody(r.invoice) }, 201);
     },
   );
 
@@ -112,12 +103,9 @@ export function mountBootstrapRoutes(app: OpenAPIHono, deps: BootstrapRoutesDeps
     }),
     async (c) => {
       const id = c.req.valid('param').id;
-      let job = b.get(id);
-      if (!job) return c.json({ error: 'no such order' }, 404);
-      if (job.state === 'awaiting_payment' && (await deps.payments.isPaid(job.paymentHash).catch(() => false))) {
-        b.onInvoicePaid(job.paymentHash);
-        job = b.get(id)!;
-      }
+      const job = await b.refresh(id);
+      const invoice = b.invoice(id);
+      if (!job || !invoice) return c.json({ error: 'no such order' }, 404);
       const ready = job.ip !== null;
       return c.json(
         {
@@ -126,7 +114,7 @@ export function mountBootstrapRoutes(app: OpenAPIHono, deps: BootstrapRoutesDeps
           progress: job.progress,
           size: job.size,
           region: job.region,
-          invoice: invoiceBody({ bolt11: job.bolt11, paymentHash: job.paymentHash, amountMsats: job.amountMsats, expiresAt: job.invoiceExpiresAt }),
+          invoice: invoiceBody(invoice),
           ip: job.ip,
           tailscaleHostname: job.tailscaleHostname,
           sshUser: job.sshUser,

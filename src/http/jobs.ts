@@ -1,13 +1,15 @@
 // HTTP jobs: the same core jobs as Nostr ones (they publish nothing to relays).
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { JobService } from '../core/jobs.ts';
+import type { InvoiceBook } from '../core/book.ts';
 import type { Job } from '../core/types.ts';
 import { JOB_STATES } from '../core/job-machine.ts';
 import { clientAddress } from './client-address.ts';
 import { CostLedger, ErrorBody, httpJob, Invoice, invoiceBody, JobId, PricingBreakdown, textRequest } from './schemas.ts';
 
 export interface JobRoutesDeps {
-  jobs: JobService;
+  jobs: Pick<JobService, 'submit' | 'refresh'>;
+  book: Pick<InvoiceBook, 'get'>;
   maxInputChars: number;
   trustProxy: boolean;
 }
@@ -29,17 +31,10 @@ const JobView = z
 
 const PRIVATE = 'encrypted request: delivered to its author over Nostr only';
 
-/** HTTP status for a core refusal, by its prefix. */
-export function refusalStatus(reason: string): 400 | 429 | 503 {
-  if (reason.startsWith('rate-limited:')) return 429;
-  if (reason.startsWith('unavailable:')) return 503;
-  return 400;
-}
-
 export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
   const view = (job: Job): z.infer<typeof JobView> => {
-    const evalInv = deps.jobs.invoice(job.evalPaymentHash);
-    const workInv = deps.jobs.invoice(job.workPaymentHash);
+    const evalInv = deps.book.get(job.evalPaymentHash);
+    const workInv = deps.book.get(job.workPaymentHash);
     return {
       jobId: job.id,
       state: job.state,
@@ -82,7 +77,7 @@ export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
       const body = c.req.valid('json');
       const req = httpJob(body, clientAddress(c, deps.trustProxy));
       const outcome = await deps.jobs.submit(req);
-      if (outcome.status === 'refused') return c.json({ error: outcome.reason }, refusalStatus(outcome.reason));
+      if (outcome.status === 'refused') throw outcome.refusal; // answered by the app's one refusal mapping
       if (outcome.status !== 'created') return c.json({ error: 'unavailable: shutting down, try again shortly' }, 503);
       return c.json({ jobId: outcome.job.id, evalInvoice: outcome.invoice ? invoiceBody(outcome.invoice) : null }, 201);
     },

@@ -5,7 +5,8 @@ import type { MiddlewareHandler } from 'hono';
 
 export interface MetricsSources {
   jobsByState(): Record<string, number>;
-  invoicesByStatus(): Record<string, number>;
+  /** Invoices of the book by subject kind, purpose and status. */
+  invoices(): { subjectKind: string; purpose: string; status: string; n: number }[];
   relays(): { url: string; connected: boolean }[];
   outboxDepth(): number;
   intake(): Record<string, number>;
@@ -19,7 +20,27 @@ export function mountMetrics(app: OpenAPIHono, src: MetricsSources): MiddlewareH
     for (const [k, v] of Object.entries(values)) g.set({ [label]: k }, v);
   };
   new Gauge({ name: 'timmy_jobs', help: 'Jobs by state', labelNames: ['state'], registers: [registry], collect() { set(this, 'state', src.jobsByState()); } });
-  new Gauge({ name: 'timmy_invoices', help: 'Invoices by status', labelNames: ['status'], registers: [registry], collect() { set(this, 'status', src.invoicesByStatus()); } });
+  new Gauge({
+    name: 'timmy_invoices',
+    help: 'Invoices by status (every purpose)',
+    labelNames: ['status'],
+    registers: [registry],
+    collect() {
+      const byStatus: Record<string, number> = {};
+      for (const r of src.invoices()) byStatus[r.status] = (byStatus[r.status] ?? 0) + r.n;
+      set(this, 'status', byStatus);
+    },
+  });
+  new Gauge({
+    name: 'timmy_invoice_book',
+    help: 'Invoices by subject (job, session, bootstrap), purpose and status',
+    labelNames: ['subject', 'purpose', 'status'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of src.invoices()) this.set({ subject: r.subjectKind, purpose: r.purpose, status: r.status }, r.n);
+    },
+  });
   new Gauge({
     name: 'timmy_relay_connected',
     help: '1 when the relay connection is open',

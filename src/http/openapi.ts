@@ -1,31 +1,38 @@
 // The OpenAPI document of the default configuration, without a running daemon (for openapi.yaml).
 import { createLogger } from '../log.ts';
 import { loadConfig } from '../config.ts';
-import { createApp } from './app.ts';
+import { createApp, type HttpDeps } from './app.ts';
+
+/** An object whose every method throws: the routes are mounted, never called. */
+function inert<T extends object>(): T {
+  return new Proxy({} as T, {
+    get: () => () => {
+      throw new Error('not available while generating the OpenAPI document');
+    },
+  });
+}
 
 /** Builds the app with inert dependencies and returns what GET /api/openapi.json serves. */
 export async function openApiDocument(): Promise<unknown> {
   const config = loadConfig({});
-  const never = () => {
-    throw new Error('not available while generating the OpenAPI document');
-  };
-  const app = createApp({
+  const deps: HttpDeps = {
     log: createLogger('silent'),
     maxBodyBytes: 64 * 1024,
-    dev: { pay: never },
-    jobs: { jobs: never as never, maxInputChars: config.MAX_INPUT_CHARS, trustProxy: false },
-    demo: { demo: never as never, trustProxy: false, maxInputChars: config.MAX_INPUT_CHARS },
-    bootstrap: { bootstrap: never as never, payments: { isPaid: never }, trustProxy: false },
+    dev: inert<NonNullable<HttpDeps['dev']>>(),
+    jobs: { jobs: inert(), book: inert(), maxInputChars: config.MAX_INPUT_CHARS, trustProxy: false },
+    demo: { demo: inert(), trustProxy: false, maxInputChars: config.MAX_INPUT_CHARS },
+    bootstrap: { bootstrap: inert(), trustProxy: false },
     sessions: {
-      sessions: never as never,
+      sessions: inert(),
       maxInputChars: config.MAX_INPUT_CHARS,
       maxDepositSats: config.MAX_SESSION_DEPOSIT_SATS,
       l402DepositSats: config.L402_DEPOSIT_SATS,
       trustProxy: false,
     },
-    metrics: { jobsByState: never, invoicesByStatus: never, relays: never, outboxDepth: never, intake: never },
-    health: never,
-    info: never,
-  });
+    metrics: inert(),
+    health: inert<Pick<HttpDeps, 'health'>>().health,
+    info: inert<Pick<HttpDeps, 'info'>>().info,
+  };
+  const app = createApp(deps);
   return (await app.request('/api/openapi.json')).json();
 }

@@ -1,7 +1,7 @@
 // Shared zod schemas of the HTTP API: one source for validation and the OpenAPI document.
 import { randomBytes } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
-import type { InvoiceRecord, NewJob } from '../core/types.ts';
+import type { BookInvoice, NewJob } from '../core/types.ts';
 
 export const ErrorBody = z.object({ error: z.string() }).openapi('Error');
 
@@ -16,7 +16,7 @@ export const Invoice = z
   .openapi('Invoice');
 export type InvoiceBody = z.infer<typeof Invoice>;
 
-export function invoiceBody(inv: Pick<InvoiceRecord, 'bolt11' | 'paymentHash' | 'amountMsats' | 'expiresAt'>): InvoiceBody {
+export function invoiceBody(inv: Pick<BookInvoice, 'bolt11' | 'paymentHash' | 'amountMsats' | 'expiresAt'>): InvoiceBody {
   return {
     paymentRequest: inv.bolt11,
     paymentHash: inv.paymentHash,

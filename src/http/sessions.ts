@@ -3,14 +3,15 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { nip19 } from 'nostr-tools';
-import { SessionError, type SessionService, type SessionRunOutcome, type SessionView } from '../core/sessions.ts';
+import type { SessionService, SessionView } from '../core/sessions.ts';
+import { Refusal } from '../core/refusal.ts';
 import { SESSION_STATES } from '../core/session-machine.ts';
 import { l402Challenge, parseAuthorization } from '../core/macaroons.ts';
 import { clientAddress } from './client-address.ts';
 import { CostLedger, ErrorBody, httpJob, Invoice, invoiceBody, textRequest } from './schemas.ts';
 
 export interface SessionRoutesDeps {
-  sessions: SessionService;
+  sessions: Pick<SessionService, 'create' | 'authorize' | 'refresh' | 'view' | 'topup' | 'run' | 'ledger' | 'close'>;
   maxInputChars: number;
   maxDepositSats: number;
   l402DepositSats: number;
@@ -62,26 +63,13 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
   });
   const s = deps.sessions;
 
-  /** Verifies the credential for the session named in the path; throws SessionError(401). */
+  /** Verifies the credential for the session named in the path; refusals reach the app's one mapping. */
   const authorize = async (c: Context, sessionId?: string) => {
     const cred = parseAuthorization(c.req.header('authorization'));
-    if (!cred) throw new SessionError('unauthorized: send Authorization: Bearer <macaroon> or L402 <macaroon>:<preimage>', 401);
+    if (!cred) throw Refusal.of('unauthorized', 'send Authorization: Bearer <macaroon> or L402 <macaroon>:<preimage>');
     return s.authorize(cred.macaroon, { sessionId, preimage: cred.scheme === 'l402' ? cred.preimage : undefined });
   };
-  // Typed as never: these answer with statuses the route declares, chosen at run time.
-  const fail = (c: Context, err: unknown): never => {
-    if (err instanceof SessionError) return c.json({ error: err.message }, err.status) as never;
-    throw err;
-  };
-  const answer = (c: Context, r: SessionRunOutcome): never => {
-    if (r.status === 'done') return c.json({ result: r.job.result!, costLedger: r.job.costLedger!, balanceSats: Math.floor(r.balanceMsats / 1000) }, 200) as never;
-    if (r.status === 'failed') return c.json({ error: `${r.job.errorMessage ?? 'failed'}; nothing was debited` }, 502) as never;
-    if (r.status === 'refused') return c.json({ error: r.reason }, r.reason.startsWith('caveat') ? 401 : 503) as never;
-    return c.json(
-      { error: 'payment required: top up the session', balanceSats: Math.floor(r.balanceMsats / 1000), neededSats: Math.ceil(r.neededMsats / 1000) },
-      402,
-    ) as never;
-  };
+  const balanceSats = (msats: number) => Math.floor(msats / 1000);
 
   app.openapi(
     createRoute({
@@ -108,12 +96,8 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     }),
     async (c) => {
       const body = c.req.valid('json');
-      try {
-        const r = await s.create({ amountSats: body.amountSats, pubkey: body.pubkey ?? null, clientAddress: clientAddress(c, deps.trustProxy), origin: 'http' });
-        return c.json({ sessionId: r.sessionId, macaroon: r.macaroon, depositInvoice: invoiceBody(r.invoice) }, 201);
-      } catch (err) {
-        return fail(c, err);
-      }
+      const r = await s.create({ amountSats: body.amountSats, pubkey: body.pubkey ?? null, clientAddress: clientAddress(c, deps.trustProxy), origin: 'http' });
+      return c.json({ sessionId: r.sessionId, macaroon: r.macaroon, depositInvoice: invoiceBody(r.invoice) }, 201);
     },
   );
 
@@ -127,14 +111,10 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       responses: { 200: json(SessionView, 'the session'), ...errors },
     }),
     async (c) => {
-      try {
-        const { id } = c.req.valid('param');
-        await authorize(c, id);
-        await s.refresh(id);
-        return c.json(viewBody(s.view(id)!), 200);
-      } catch (err) {
-        return fail(c, err);
-      }
+      const { id } = c.req.valid('param');
+      await authorize(c, id);
+      await s.refresh(id);
+      return c.json(viewBody(s.view(id)!), 200);
     },
   );
 
@@ -151,14 +131,10 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       responses: { 200: json(z.object({ invoice: Invoice }).openapi('TopUpInvoice'), 'the invoice'), ...errors, 409: json(ErrorBody, 'session closed') },
     }),
     async (c) => {
-      try {
-        const { id } = c.req.valid('param');
-        await authorize(c, id);
-        const r = await s.topup(id, c.req.valid('json').amountSats);
-        return c.json({ invoice: invoiceBody(r.invoice) }, 200);
-      } catch (err) {
-        return fail(c, err);
-      }
+      const { id } = c.req.valid('param');
+      await authorize(c, id);
+      const r = await s.topup(id, c.req.valid('json').amountSats);
+      return c.json({ invoice: invoiceBody(r.invoice) }, 200);
     },
   );
 
@@ -177,13 +153,12 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       },
     }),
     async (c) => {
-      try {
-        const { id } = c.req.valid('param');
-        const a = await authorize(c, id);
-        return answer(c, await s.run(httpJob(c.req.valid('json'), clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest));
-      } catch (err) {
-        return fail(c, err);
-      }
+      const { id } = c.req.valid('param');
+      const a = await authorize(c, id);
+      const r = await s.run(httpJob(c.req.valid('json'), clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest);
+      if (r.status === 'done') return c.json({ result: r.job.result!, costLedger: r.job.costLedger!, balanceSats: balanceSats(r.balanceMsats) }, 200);
+      if (r.status === 'failed') return c.json({ error: `${r.job.errorMessage ?? 'failed'}; nothing was debited` }, 502);
+      return c.json({ error: 'payment required: top up the session', balanceSats: balanceSats(r.balanceMsats), neededSats: Math.ceil(r.neededMsats / 1000) }, 402);
     },
   );
 
@@ -211,21 +186,17 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       },
     }),
     async (c) => {
-      try {
-        const { id } = c.req.valid('param');
-        await authorize(c, id);
-        const entries = s.ledger(id);
-        return c.json(
-          {
-            sessionId: id,
-            balanceMsats: entries.reduce((sum, e) => sum + e.amountMsats, 0),
-            entries: entries.map((e) => ({ kind: e.kind, amountMsats: e.amountMsats, jobId: e.jobId, paymentHash: e.paymentHash, createdAt: new Date(e.createdAt).toISOString() })),
-          },
-          200,
-        );
-      } catch (err) {
-        return fail(c, err);
-      }
+      const { id } = c.req.valid('param');
+      await authorize(c, id);
+      const entries = s.ledger(id);
+      return c.json(
+        {
+          sessionId: id,
+          balanceMsats: entries.reduce((sum, e) => sum + e.amountMsats, 0),
+          entries: entries.map((e) => ({ kind: e.kind, amountMsats: e.amountMsats, jobId: e.jobId, paymentHash: e.paymentHash, createdAt: new Date(e.createdAt).toISOString() })),
+        },
+        200,
+      );
     },
   );
 
@@ -239,13 +210,9 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       responses: { 200: json(SessionView, 'closed'), ...errors, 409: json(ErrorBody, 'cannot be closed in this state') },
     }),
     async (c) => {
-      try {
-        const { id } = c.req.valid('param');
-        await authorize(c, id);
-        return c.json(viewBody(s.close(id)), 200);
-      } catch (err) {
-        return fail(c, err);
-      }
+      const { id } = c.req.valid('param');
+      await authorize(c, id);
+      return c.json(viewBody(s.close(id)), 200);
     },
   );
 
@@ -271,23 +238,20 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       const body = c.req.valid('json');
       const challenge = (macaroon: string, inv: Parameters<typeof invoiceBody>[0], error: string) => {
         for (const v of l402Challenge(macaroon, inv.bolt11)) c.header('WWW-Authenticate', v, { append: true });
-        return c.json({ error, macaroon, invoice: invoiceBody(inv) }, 402) as never;
+        return c.json({ error, macaroon, invoice: invoiceBody(inv) }, 402);
       };
-      try {
-        if (!c.req.header('authorization')) {
-          const r = await s.create({ amountSats: deps.l402DepositSats, clientAddress: clientAddress(c, deps.trustProxy), origin: 'l402' });
-          return challenge(r.macaroon, r.invoice, `payment required: pay ${deps.l402DepositSats} sats to open a session`);
-        }
-        const a = await authorize(c);
-        const r = await s.run(httpJob(body, clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest);
-        if (r.status === 'insufficient') {
-          const top = await s.topup(a.sessionId, Math.max(deps.l402DepositSats, Math.ceil(r.neededMsats / 1000)), { reuseOpen: true });
-          return challenge(top.macaroon, top.invoice, 'payment required: the session balance is spent; pay to top it up');
-        }
-        return answer(c, r);
-      } catch (err) {
-        return fail(c, err);
+      if (!c.req.header('authorization')) {
+        const r = await s.create({ amountSats: deps.l402DepositSats, clientAddress: clientAddress(c, deps.trustProxy), origin: 'l402' });
+        return challenge(r.macaroon, r.invoice, `payment required: pay ${deps.l402DepositSats} sats to open a session`);
       }
+      const a = await authorize(c);
+      const r = await s.run(httpJob(body, clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest);
+      if (r.status === 'insufficient') {
+        const top = await s.topup(a.sessionId, Math.max(deps.l402DepositSats, Math.ceil(r.neededMsats / 1000)), { reuseOpen: true });
+        return challenge(top.macaroon, top.invoice, 'payment required: the session balance is spent; pay to top it up');
+      }
+      if (r.status === 'done') return c.json({ result: r.job.result!, costLedger: r.job.costLedger!, balanceSats: balanceSats(r.balanceMsats) }, 200);
+      return c.json({ error: `${r.job.errorMessage ?? 'failed'}; nothing was debited` }, 502);
     },
   );
 }

@@ -2,19 +2,17 @@
 // jobs, and the bootstrap job's public result and NIP-17 credentials DM.
 import type { Event, EventTemplate } from 'nostr-tools';
 import * as nip17 from 'nostr-tools/nip17';
-import type { Db } from '../store/db.ts';
-import { getJob } from '../store/jobs.ts';
-import { getBootstrap, type BootstrapJob } from '../store/bootstrap.ts';
-import type { OutboxRow } from '../store/outbox.ts';
-import { customerHasPaid } from '../core/jobs.ts';
-import type { Job } from '../core/types.ts';
+import { customerHasPaid } from '../core/job-moves.ts';
+import type { BootstrapJob, Job, OutboxRow } from '../core/types.ts';
 import { buildFeedback, buildResult, FEEDBACK_KIND } from './nip90.ts';
 import { encryptFor } from './encryption.ts';
 import type { EventFactory, Route } from './outbox.ts';
 
 export interface EventDeps {
-  db: Db;
   secretKey: Uint8Array;
+  /** The subject of an outbox row: a text job or a node order (read when the event is built). */
+  job(id: string): Job | undefined;
+  order(id: string): BootstrapJob | undefined;
   /** The credentials DM text of a ready bootstrap job, or null once erased. */
   credentialsMessage(job: BootstrapJob): string | null;
   /** A relay from the customer's 10050 list accepted the DM. */
@@ -52,8 +50,8 @@ export function buildBootstrapResult(job: BootstrapJob): EventTemplate {
 export function createEventFactory(d: EventDeps): EventFactory {
   const subject = (row: OutboxRow): { job?: Job; boot?: BootstrapJob } => {
     if (!row.jobId) return {};
-    const job = getJob(d.db, row.jobId);
-    return job ? { job } : { boot: getBootstrap(d.db, row.jobId) };
+    const job = d.job(row.jobId);
+    return job ? { job } : { boot: d.order(row.jobId) };
   };
 
   return {
@@ -67,7 +65,7 @@ export function createEventFactory(d: EventDeps): EventFactory {
       }
       if (boot) {
         if (intent.type === 'feedback') {
-          return buildFeedback({ id: boot.id, customerPubkey: boot.customerPubkey, encryption: 'none' } as Job, intent, () => null);
+          return buildFeedback({ id: boot.id, customerPubkey: boot.customerPubkey, encryption: 'none' }, intent, () => null);
         }
         if (intent.type === 'bootstrap_result') return buildBootstrapResult(boot);
         if (intent.type === 'dm') {

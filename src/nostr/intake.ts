@@ -4,8 +4,8 @@
 import type { Event } from 'nostr-tools';
 import type { Logger } from '../log.ts';
 import type { JobService } from '../core/jobs.ts';
-import { BootstrapRefusal, type BootstrapService } from '../core/bootstrap.ts';
-import { ProvisionError } from '../provision/provisioner.ts';
+import type { BootstrapService } from '../core/bootstrap.ts';
+import { Refusal } from '../core/refusal.ts';
 import { verifyEvent } from './crypto.ts';
 import { parseJobTags, toNewJob, TEXT_JOB_KIND } from './nip90.ts';
 import { decryptRequestTags } from './encryption.ts';
@@ -70,6 +70,12 @@ class RecentIds {
   }
 }
 
+/** The slice of the core intake feeds: text jobs, node orders, NIP-09 cancellations. */
+export interface IntakeCore {
+  jobs: Pick<JobService, 'submit' | 'refuse' | 'cancel' | 'known'>;
+  orders: Pick<BootstrapService, 'submit'>;
+}
+
 export class Intake {
   readonly counters: IntakeCounters = {
     received: 0, duplicate: 0, malformed: 0, badSignature: 0, tooLarge: 0, stale: 0, untargeted: 0, accepted: 0, refused: 0,
@@ -80,12 +86,11 @@ export class Intake {
 
   constructor(
     private readonly s: IntakeSettings,
-    private readonly jobs: JobService,
+    private readonly core: IntakeCore,
     private readonly log: Logger,
     private readonly cursorStore: { get(): number | null; set(v: number): void },
     /** Ids of unpaid Nostr jobs, newest first, capped: the requests a NIP-09 deletion may cancel. */
     private readonly unpaidIds: () => string[],
-    private readonly bootstrap: BootstrapService,
   ) {
     this.cursor = cursorStore.get() ?? 0;
   }
@@ -179,7 +184,7 @@ export class Intake {
   private onDeletion(event: Event): void {
     for (const t of event.tags) {
       if (t[0] !== 'e' || !t[1] || !HEX64.test(t[1])) continue;
-      if (this.jobs.cancel(t[1], event.pubkey)) this.log.info({ jobId: t[1] }, 'request deleted by its author; cancelled');
+      if (this.core.jobs.cancel(t[1], event.pubkey)) this.log.info({ jobId: t[1] }, 'request deleted by its author; cancelled');
     }
   }
 
@@ -194,9 +199,9 @@ export class Intake {
     const param = (name: string) => event.tags.find((t) => t[0] === 'param' && t[1] === name)?.[2];
     const job = toNewJob(event, { input: '', params: {}, bidMsats: null }, 'none');
     job.relays = filterRelayUrls(job.relays, this.s.relayPolicy).accepted;
-    if (this.jobs.get(event.id)) return; // refused before
+    if (this.core.jobs.known(event.id)) return; // refused before
     try {
-      const r = await this.bootstrap.submit({
+      const r = await this.core.orders.submit({
         id: event.id,
         source: 'nostr',
         customerPubkey: event.pubkey,
@@ -210,9 +215,9 @@ export class Intake {
       if (r.status === 'created') this.counters.accepted++;
       else this.counters.duplicate++;
     } catch (err) {
-      if (!(err instanceof BootstrapRefusal || err instanceof ProvisionError)) throw err;
+      if (!(err instanceof Refusal)) throw err;
       this.counters.refused++;
-      this.jobs.refuse(job, (err as Error).message);
+      this.core.jobs.refuse(job, err);
     }
   }
 
@@ -235,10 +240,10 @@ export class Intake {
     job.relays = relays.accepted;
     if (refusal !== null || !parsed?.ok) {
       this.counters.refused++;
-      this.jobs.refuse(job, refusal ?? 'invalid request');
+      this.core.jobs.refuse(job, new Refusal('invalid', refusal ?? 'invalid request'));
       return;
     }
-    const outcome = await this.jobs.submit(job);
+    const outcome = await this.core.jobs.submit(job);
     if (outcome.status === 'created') this.counters.accepted++;
     else if (outcome.status === 'refused') this.counters.refused++;
     else if (outcome.status === 'duplicate') {

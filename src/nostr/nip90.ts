@@ -85,14 +85,14 @@ function requestEvent(job: Job): Event {
 
 /** Builds the unsigned kind 7000 feedback for an intent. `encrypt` seals content for encrypted jobs. */
 export function buildFeedback(
-  job: Job,
+  job: Pick<Job, 'id' | 'customerPubkey' | 'encryption'>,
   intent: Extract<PublishIntent, { type: 'feedback' }>,
   encrypt: (plain: string) => string | null,
 ): EventTemplate {
   // An error's reason may quote a private request (an eval verdict does): for encrypted jobs only its
-  // prefix stays in the clear and the whole message travels in the encrypted content.
+  // label stays in the clear and the whole message travels in the encrypted content.
   const privateError = job.encryption !== 'none' && intent.status === 'error' && !intent.content;
-  const statusText = privateError ? `${intent.message.split(':')[0]}: details in the encrypted content` : intent.message;
+  const statusText = privateError ? `${intent.label ?? 'error'}: details in the encrypted content` : intent.message;
   const tags: string[][] = [
     ['status', intent.status, statusText],
     ['e', job.id],

@@ -2,8 +2,7 @@
 // until a relay acks it. A restart re-sends the stored event (same id), never a new one.
 import type { Event, EventTemplate } from 'nostr-tools';
 import type { Logger } from '../log.ts';
-import type { Db } from '../store/db.ts';
-import * as outbox from '../store/outbox.ts';
+import type { OutboxRow } from '../core/types.ts';
 import { finalizeEvent } from './crypto.ts';
 import type { PublishOutcome } from './ephemeral.ts';
 import type { RelayPool } from './pool.ts';
@@ -14,18 +13,33 @@ export interface Route {
   extra: string[];
 }
 
+/** What the worker needs of the store: intents in order, signed once, acked per relay. */
+export interface OutboxStore {
+  unsigned(afterId: number, limit?: number): OutboxRow[];
+  /** Stores the signed event once; false when another signer got there first. */
+  storeSigned(id: number, eventId: string, signedJson: string): boolean;
+  unacked(limit?: number): OutboxRow[];
+  notAckedBy(relay: string, sinceMs: number): OutboxRow[];
+  noteAttempt(id: number): void;
+  /** Records a relay's OK; returns the row id, or null for an event that is not ours. */
+  recordAck(eventId: string, relay: string, ok: boolean, message: string): number | null;
+  /** Removes an intent that can no longer be built. */
+  drop(id: number): void;
+}
+
 /** Turns intents into events and says where they go (see nostr/events.ts). */
 export interface EventFactory {
   /** An unsigned template (signed here with Timmy's key), a finished event (gift wraps), or null to drop the intent. */
-  build(row: outbox.OutboxRow): EventTemplate | Event | null;
-  route(row: outbox.OutboxRow): Route;
+  build(row: OutboxRow): EventTemplate | Event | null;
+  route(row: OutboxRow): Route;
   /** A customer-named relay accepted the event (NIP-17 delivery confirmation). */
-  onExtraAck?(row: outbox.OutboxRow, relay: string): void;
+  onExtraAck?(row: OutboxRow, relay: string): void;
 }
 
 export interface OutboxDeps {
-  db: Db;
-  pool: RelayPool;
+  store: OutboxStore;
+  /** Our write relays (the pool, or a stand-in without sockets for the ingest benchmark). */
+  pool: Pick<RelayPool, 'publish' | 'connectedCount'>;
   secretKey: Uint8Array;
   log: Logger;
   fault: (point: string) => void;
@@ -80,14 +94,14 @@ export class OutboxWorker {
   private signPending(): void {
     let after = 0;
     for (;;) {
-      const rows = outbox.unsignedIntents(this.d.db, after);
+      const rows = this.d.store.unsigned(after);
       if (rows.length === 0) return;
       for (const row of rows) this.sign(row);
       after = rows[rows.length - 1]!.id;
     }
   }
 
-  private sign(row: outbox.OutboxRow): void {
+  private sign(row: OutboxRow): void {
     let built: EventTemplate | Event | null;
     try {
       built = this.d.events.build(row);
@@ -96,11 +110,11 @@ export class OutboxWorker {
       return;
     }
     if (!built) {
-      outbox.dropIntent(this.d.db, row.id);
+      this.d.store.drop(row.id);
       return;
     }
     const event = 'sig' in built ? (built as Event) : finalizeEvent(built, this.d.secretKey);
-    if (outbox.storeSigned(this.d.db, row.id, event.id, JSON.stringify(event))) {
+    if (this.d.store.storeSigned(row.id, event.id, JSON.stringify(event))) {
       const label = row.intent.type === 'feedback' ? row.intent.status : row.intent.type;
       this.d.fault(`after-sign:${label}`);
       this.sendNow({ ...row, eventId: event.id, signedJson: JSON.stringify(event) });
@@ -108,7 +122,7 @@ export class OutboxWorker {
   }
 
   /** First send: our relays now (when routed there), the customer's relays with a few attempts. */
-  private sendNow(row: outbox.OutboxRow): void {
+  private sendNow(row: OutboxRow): void {
     const route = this.d.events.route(row);
     if (route.pool && this.d.pool.publish(JSON.parse(row.signedJson!) as Event).length > 0) {
       this.sent.set(row.id, { at: Date.now(), attempts: 1 });
@@ -119,7 +133,7 @@ export class OutboxWorker {
   private readonly extraInFlight = new Set<number>();
 
   /** Delivers to relays the customer named, a few attempts each, recording their acks. */
-  private async toExtraRelays(row: outbox.OutboxRow, urls: string[], attempts = 3): Promise<void> {
+  private async toExtraRelays(row: OutboxRow, urls: string[], attempts = 3): Promise<void> {
     if (this.extraInFlight.has(row.id)) return;
     this.extraInFlight.add(row.id);
     const event = JSON.parse(row.signedJson!) as Event;
@@ -129,7 +143,7 @@ export class OutboxWorker {
           for (let attempt = 1; attempt <= attempts; attempt++) {
             const r = await this.d.publishOnce(url, event);
             if (r.ok || attempt === attempts) {
-              outbox.recordAck(this.d.db, event.id, url, r.ok, r.message);
+              this.d.store.recordAck(event.id, url, r.ok, r.message);
               if (r.ok) this.d.events.onExtraAck?.(row, url);
               else this.d.log.info({ relay: url, eventId: event.id, message: r.message }, 'customer relay did not take our event');
               return;
@@ -147,7 +161,7 @@ export class OutboxWorker {
 
   private sendUnacked(): void {
     const now = Date.now();
-    for (const row of outbox.unackedEvents(this.d.db)) {
+    for (const row of this.d.store.unacked()) {
       if (!row.signedJson || row.createdAt < now - this.resendWindowMs * 24) continue;
       const last = this.sent.get(row.id);
       if (last && now - last.at < Math.min(MAX_BACKOFF_MS, 1000 * 2 ** last.attempts)) continue;
@@ -158,7 +172,7 @@ export class OutboxWorker {
         void this.toExtraRelays(row, route.extra, 1);
       } else continue;
       this.sent.set(row.id, { at: now, attempts: (last?.attempts ?? 0) + 1 });
-      outbox.noteAttempt(this.d.db, row.id);
+      this.d.store.noteAttempt(row.id);
     }
   }
 
@@ -166,7 +180,7 @@ export class OutboxWorker {
   onConnected(relay: string): void {
     try {
       this.signPending();
-      for (const row of outbox.notAckedBy(this.d.db, relay, Date.now() - this.resendWindowMs)) {
+      for (const row of this.d.store.notAckedBy(relay, Date.now() - this.resendWindowMs)) {
         if (row.signedJson && this.d.events.route(row).pool) this.d.pool.publish(JSON.parse(row.signedJson) as Event, relay);
       }
     } catch (err) {
@@ -178,7 +192,7 @@ export class OutboxWorker {
   onOk(relay: string, eventId: string, ok: boolean, message: string): void {
     const accepted = ok || message.startsWith('duplicate:');
     if (!accepted) this.d.log.warn({ relay, eventId, message }, 'relay refused our event');
-    const id = outbox.recordAck(this.d.db, eventId, relay, accepted, message);
+    const id = this.d.store.recordAck(eventId, relay, accepted, message);
     if (accepted && id !== null) this.sent.delete(id);
   }
 
@@ -186,7 +200,7 @@ export class OutboxWorker {
   async flush(ms: number): Promise<void> {
     this.drain();
     const deadline = Date.now() + ms;
-    while (Date.now() < deadline && outbox.unackedEvents(this.d.db, 1).length > 0 && this.d.pool.connectedCount > 0) {
+    while (Date.now() < deadline && this.d.store.unacked(1).length > 0 && this.d.pool.connectedCount > 0) {
       await new Promise((r) => setTimeout(r, 50));
     }
   }

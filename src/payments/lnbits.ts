@@ -13,8 +13,8 @@ import { decode as decodeBolt11 } from 'light-bolt11-decoder';
 import WebSocket from 'ws';
 import { z } from 'zod';
 import type { Logger } from '../log.ts';
-import type { Invoice, InvoiceRequest, PaymentBackend } from './payments.ts';
-import { PaymentError } from './payments.ts';
+import type { Invoice, InvoiceRequest, PaymentBackend } from '../core/ports.ts';
+import { PaymentError } from '../core/ports.ts';
 
 const HEX64 = /^[0-9a-f]{64}$/i;
 const DEFAULT_BOLT11_EXPIRY_S = 3600; // BOLT11: an invoice without an `x` tag expires after an hour

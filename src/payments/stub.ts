@@ -5,8 +5,8 @@ import bolt11 from 'bolt11';
 import type { Db } from '../store/db.ts';
 import { getStubInvoice, insertStubInvoice, markStubInvoicePaid } from '../store/stub-invoices.ts';
 import { getKv, setKv } from '../store/kv.ts';
-import type { Invoice, InvoiceRequest, PaymentBackend } from './payments.ts';
-import { PaymentError } from './payments.ts';
+import type { Invoice, InvoiceRequest, PaymentBackend } from '../core/ports.ts';
+import { PaymentError } from '../core/ports.ts';
 
 const REGTEST = { bech32: 'bcrt', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1] };
 const NODE_KEY = 'stub_node_key';

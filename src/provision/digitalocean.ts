@@ -14,8 +14,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { CloudInitError, buildCloudInit } from './cloud-init.ts';
-import type { NodeSecrets, NodeSpec, ProvisionedNode, ProvisionOptions, Provisioner } from './provisioner.ts';
-import { ProvisionError } from './provisioner.ts';
+import type { NodeSecrets, NodeSpec, ProvisionedNode, ProvisionOptions, Provisioner } from '../core/ports.ts';
+import { ProvisionError } from '../core/ports.ts';
 import { checkJobId, nodeHostname, prepareNodeSecrets, validateCustomerKey } from './secrets.ts';
 import { md5Fingerprint, parsePublicKey } from './ssh-keys.ts';
 import type { TailscaleClient } from './tailscale.ts';

@@ -2,8 +2,8 @@
 // its own Nostr identity. Shared by every provisioner so the stub hands out real, usable secrets.
 import { nip19 } from 'nostr-tools';
 import { generateSecretKey, getPublicKey } from 'nostr-tools/pure';
-import type { NodeSecrets, NodeSpec } from './provisioner.ts';
-import { ProvisionError } from './provisioner.ts';
+import type { NodeSecrets, NodeSpec } from '../core/ports.ts';
+import { ProvisionError } from '../core/ports.ts';
 import { SshKeyError, generateEd25519KeyPair, parsePublicKey, type ParsedPublicKey } from './ssh-keys.ts';
 
 /** Job ids become DigitalOcean tags and hostnames, so they are held to a conservative alphabet. */

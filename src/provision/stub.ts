@@ -3,7 +3,7 @@
 // never routed, so nobody can mistake it for a live node.
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { NodeSecrets, NodeSpec, ProvisionedNode, ProvisionOptions, Provisioner } from './provisioner.ts';
+import type { NodeSecrets, NodeSpec, ProvisionedNode, ProvisionOptions, Provisioner } from '../core/ports.ts';
 import { checkJobId, nodeHostname, prepareNodeSecrets, validateCustomerKey } from './secrets.ts';
 
 export interface StubProvisionerOptions {

@@ -7,7 +7,7 @@
 //   errors: {"message": "..."}. The tailnet "-" means the token's default tailnet.
 //   `description`: at most 50 characters of letters, digits, hyphens, underscores (and spaces).
 // The API key and the minted auth key are secrets: they are never logged nor put in an error message.
-import { ProvisionError } from './provisioner.ts';
+import { ProvisionError } from '../core/ports.ts';
 
 export interface TailscaleOptions {
   /** API access token (tskey-api-...) or an OAuth access token with the auth_keys scope. */

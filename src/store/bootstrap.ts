@@ -1,14 +1,15 @@
 // Bootstrap job queries: compare-and-set moves with their publish intents and credits, and erasure.
-import { and, eq, inArray, isNotNull, lte, count } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, lte } from 'drizzle-orm';
 import { bootstrapJobs } from '../../schema/tables.ts';
-import { atomically, type Db } from './db.ts';
+import { atomically, atomicallyIf, type Db } from './db.ts';
+import { insertInvoice, markInvoice } from './invoices.ts';
 import { insertIntents } from './outbox.ts';
-import { addCredit, type CreditEntry } from './credits.ts';
-import type { PublishIntent } from '../core/types.ts';
+import { addCredit } from './credits.ts';
+import type { BootstrapJob, CreditEntry, NewBookInvoice, PublishIntent } from '../core/types.ts';
 import { isBootstrapState, type BootstrapState } from '../core/bootstrap-machine.ts';
 
 export type BootstrapRow = typeof bootstrapJobs.$inferSelect;
-export type BootstrapJob = Omit<BootstrapRow, 'state' | 'relaysJson'> & { state: BootstrapState; relays: string[] };
+export type { BootstrapJob };
 export type BootstrapPatch = Partial<Omit<typeof bootstrapJobs.$inferInsert, 'id' | 'state' | 'createdAt'>>;
 
 function toJob(r: BootstrapRow): BootstrapJob {
@@ -22,36 +23,44 @@ export function getBootstrap(db: Db, id: string): BootstrapJob | undefined {
   return r && toJob(r);
 }
 
-export function getBootstrapByPaymentHash(db: Db, hash: string): BootstrapJob | undefined {
-  const r = db.select().from(bootstrapJobs).where(eq(bootstrapJobs.paymentHash, hash)).get();
-  return r && toJob(r);
-}
-
 export function bootstrapExists(db: Db, id: string): boolean {
   return db.select({ id: bootstrapJobs.id }).from(bootstrapJobs).where(eq(bootstrapJobs.id, id)).get() !== undefined;
 }
 
-export function createBootstrap(db: Db, row: typeof bootstrapJobs.$inferInsert, intents: PublishIntent[]): boolean {
+export function createBootstrap(db: Db, row: typeof bootstrapJobs.$inferInsert, invoice: NewBookInvoice, intents: PublishIntent[]): boolean {
   const now = Date.now();
   return atomically(db, () => {
     const r = db.insert(bootstrapJobs).values(row).onConflictDoNothing().run();
     if (r.changes !== 1) return false;
+    insertInvoice(db, invoice, now);
     insertIntents(db, row.id, intents, now);
     return true;
   });
 }
 
-/** Moves a job from `from` to `to` with its patch, events and credits, atomically; false if not in `from`. */
+/**
+ * Moves a job from `from` to `to` with its patch, events and credits, atomically; false if not in `from`
+ * (or, with `settle`, if this call did not mark the invoice).
+ */
 export function moveBootstrap(
   db: Db,
-  a: { id: string; from: BootstrapState; to: BootstrapState | null; patch?: BootstrapPatch; intents?: PublishIntent[]; credits?: CreditEntry[] },
+  a: {
+    id: string;
+    from: BootstrapState;
+    to: BootstrapState | null;
+    patch?: BootstrapPatch;
+    intents?: PublishIntent[];
+    credits?: CreditEntry[];
+    settle?: { paymentHash: string; status: 'paid' | 'expired' };
+  },
 ): boolean {
   const now = Date.now();
-  return atomically(db, () => {
+  return atomicallyIf(db, () => {
     const set: BootstrapPatch & { state?: string } = { ...a.patch, updatedAt: now };
     if (a.to) set.state = a.to;
     const r = db.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, a.id), eq(bootstrapJobs.state, a.from))).run();
     if (r.changes !== 1) return false;
+    if (a.settle && !markInvoice(db, a.settle.paymentHash, a.settle.status, now)) return false;
     insertIntents(db, a.id, a.intents ?? [], now);
     for (const c of a.credits ?? []) addCredit(db, c);
     return true;
@@ -60,16 +69,6 @@ export function moveBootstrap(
 
 export function listBootstraps(db: Db, states: BootstrapState[]): BootstrapJob[] {
   return db.select().from(bootstrapJobs).where(inArray(bootstrapJobs.state, states)).all().map(toJob);
-}
-
-export function dueBootstrapInvoices(db: Db, nowS: number): BootstrapJob[] {
-  return db
-    .select()
-    .from(bootstrapJobs)
-    .where(and(eq(bootstrapJobs.state, 'awaiting_payment'), lte(bootstrapJobs.invoiceExpiresAt, nowS)))
-    .limit(500)
-    .all()
-    .map(toJob);
 }
 
 /** Ready jobs still holding credentials since before `beforeMs` (the TTL pass). */
@@ -83,11 +82,13 @@ export function staleCredentials(db: Db, beforeMs: number): BootstrapJob[] {
     .map(toJob);
 }
 
-export function countOpenBootstraps(db: Db, by: { customerPubkey?: string; clientAddress?: string }): number {
-  const conds = [eq(bootstrapJobs.state, 'awaiting_payment')];
-  if (by.customerPubkey) conds.push(eq(bootstrapJobs.customerPubkey, by.customerPubkey));
-  if (by.clientAddress) conds.push(eq(bootstrapJobs.clientAddress, by.clientAddress));
-  return db.select({ n: count() }).from(bootstrapJobs).where(and(...conds)).get()?.n ?? 0;
+/** Unpaid node orders of one customer (or client address), counted up to `upTo` (a bounded index range). */
+export function countUnpaidBootstraps(db: Db, by: { customerPubkey: string } | { clientAddress: string }, upTo: number): number {
+  const byPubkey = 'customerPubkey' in by;
+  const q = db.$client.prepare(
+    `select count(*) n from (select 1 from bootstrap_jobs where ${byPubkey ? 'customer_pubkey' : 'client_address'} = ? and state = 'awaiting_payment' limit ?)`,
+  );
+  return (q.get(byPubkey ? by.customerPubkey : by.clientAddress, upTo) as { n: number }).n;
 }
 
 /**

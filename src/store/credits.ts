@@ -3,14 +3,9 @@ import { desc, eq, sql, sum } from 'drizzle-orm';
 import { credits } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
 import { prepared } from './prepared.ts';
+import type { CreditEntry } from '../core/types.ts';
 
-export interface CreditEntry {
-  account: string;
-  deltaMsats: number; // + credit, - spend
-  reason: string;
-  jobId: string | null;
-  ref: string;
-}
+export type { CreditEntry };
 
 /** Appends an entry unless its ref exists; true when written. Call inside the transition's transaction. */
 export function addCredit(db: Db, e: CreditEntry): boolean {

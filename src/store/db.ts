@@ -37,3 +37,18 @@ export function closeDb(db: Db): void {
 export function atomically<T>(db: Db, fn: () => T): T {
   return db.$client.transaction(fn)();
 }
+
+class Rollback extends Error {}
+
+/** Runs `fn` in one transaction that commits only when `fn` returns true (a failed compare-and-set rolls back). */
+export function atomicallyIf(db: Db, fn: () => boolean): boolean {
+  try {
+    return db.$client.transaction(() => {
+      if (!fn()) throw new Rollback();
+      return true;
+    })();
+  } catch (err) {
+    if (err instanceof Rollback) return false;
+    throw err;
+  }
+}

@@ -1,13 +1,14 @@
 // Job and invoice queries. Every state change is a compare-and-set on the current state, in one
 // transaction with the invoice it issues and the events it must publish (the outbox).
-import { and, desc, eq, inArray, lte, sql, count } from 'drizzle-orm';
-import { invoices, jobs } from '../../schema/tables.ts';
-import { atomically, type Db } from './db.ts';
+import { and, desc, eq, inArray, sql, count } from 'drizzle-orm';
+import { jobs } from '../../schema/tables.ts';
+import { atomically, atomicallyIf, type Db } from './db.ts';
 import { prepared } from './prepared.ts';
-import type { InvoiceRecord, Job, NewJob, PublishIntent } from '../core/types.ts';
-import { isJobState, type JobState } from '../core/job-machine.ts';
+import type { CreditEntry, Job, NewBookInvoice, NewJob, PublishIntent } from '../core/types.ts';
+import { isJobState, UNPAID_JOB_STATES, type JobState } from '../core/job-machine.ts';
 import { insertIntents } from './outbox.ts';
-import { addCredit, type CreditEntry } from './credits.ts';
+import { addCredit } from './credits.ts';
+import { insertInvoice, markInvoice } from './invoices.ts';
 import { addLedger, balanceMsats, getSession, moveSession, type LedgerEntry } from './sessions.ts';
 import { SPENDABLE_SESSION_STATES } from '../core/session-machine.ts';
 
@@ -63,15 +64,20 @@ export function getJob(db: Db, id: string): Job | undefined {
   return r && toJob(r);
 }
 
-/** Ids of unpaid Nostr jobs, newest first. */
+/** Ids of unpaid Nostr jobs, newest first: one bounded index range per unpaid state, merged. */
 export function unpaidNostrJobIds(db: Db, limit: number): string[] {
-  return db
-    .select({ id: jobs.id })
-    .from(jobs)
-    .where(and(inArray(jobs.state, ['awaiting_eval_payment', 'awaiting_work_payment']), eq(jobs.source, 'nostr')))
-    .orderBy(desc(jobs.createdAt))
-    .limit(limit)
-    .all()
+  const q = prepared(db, 'unpaidNostrJobIds', () =>
+    db
+      .select({ id: jobs.id, createdAt: jobs.createdAt })
+      .from(jobs)
+      .where(and(eq(jobs.state, sql.placeholder('state')), eq(jobs.source, 'nostr')))
+      .orderBy(desc(jobs.createdAt))
+      .limit(sql.placeholder('limit'))
+      .prepare(),
+  );
+  return UNPAID_JOB_STATES.flatMap((state) => q.all({ state, limit }))
+    .sort((a, b) => b.createdAt - a.createdAt)
+    .slice(0, limit)
     .map((r) => r.id);
 }
 
@@ -90,41 +96,26 @@ export function listJobs(db: Db, opts: { states?: JobState[]; limit?: number } =
     .map(toJob);
 }
 
-export function countJobs(db: Db, states: readonly JobState[], by: { customerPubkey?: string; clientAddress?: string } = {}): number {
-  const key = `countJobs:${states.join(',')}:${by.customerPubkey ? 'pubkey' : by.clientAddress ? 'address' : 'all'}`;
-  const q = prepared(db, key, () => {
-    const conds = [inArray(jobs.state, [...states])];
-    if (by.customerPubkey) conds.push(eq(jobs.customerPubkey, sql.placeholder('who')));
-    else if (by.clientAddress) conds.push(eq(jobs.clientAddress, sql.placeholder('who')));
-    return db.select({ n: count() }).from(jobs).where(and(...conds)).prepare();
-  });
-  return q.get({ who: by.customerPubkey ?? by.clientAddress ?? '' })?.n ?? 0;
-}
-
-function insertInvoiceRow(db: Db, inv: Omit<InvoiceRecord, 'status' | 'paidAt'>, nowMs: number): void {
-  const q = prepared(db, 'insertInvoice', () =>
-    db
-      .insert(invoices)
-      .values({
-        paymentHash: sql.placeholder('paymentHash'),
-        jobId: sql.placeholder('jobId'),
-        purpose: sql.placeholder('purpose'),
-        amountMsats: sql.placeholder('amountMsats'),
-        bolt11: sql.placeholder('bolt11'),
-        expiresAt: sql.placeholder('expiresAt'),
-        status: 'open',
-        createdAt: sql.placeholder('createdAt'),
-      })
-      .prepare(),
+/**
+ * How many of one customer's (or client address's) jobs are in `states`, counted up to `upTo` per state: a
+ * bounded range of the (customer, state) index, whatever the number of open jobs.
+ */
+export function countJobsOf(db: Db, states: readonly JobState[], by: { customerPubkey: string } | { clientAddress: string }, upTo: number): number {
+  const byPubkey = 'customerPubkey' in by;
+  const q = prepared(db, `countJobsOf:${byPubkey ? 'pubkey' : 'address'}`, () =>
+    db.$client.prepare(`select count(*) n from (select 1 from jobs where ${byPubkey ? 'customer_pubkey' : 'client_address'} = ? and state = ? limit ?)`),
   );
-  q.run({ ...inv, createdAt: nowMs });
+  const who = byPubkey ? by.customerPubkey : by.clientAddress;
+  let n = 0;
+  for (const state of states) n += (q.get(who, state, upTo) as { n: number }).n;
+  return n;
 }
 
 export interface CreateJobArgs {
   job: NewJob;
   state: JobState;
   patch?: JobPatch;
-  invoice?: Omit<InvoiceRecord, 'status' | 'paidAt'>;
+  invoice?: NewBookInvoice;
   intents: PublishIntent[];
   credits?: CreditEntry[];
 }
@@ -162,7 +153,7 @@ function insertJob(db: Db, a: CreateJobArgs, now: number): boolean {
     ...Object.fromEntries(PATCHABLE.map((k) => [k, patch[k] ?? null])),
   });
   if (r.changes !== 1) return false;
-  if (a.invoice) insertInvoiceRow(db, a.invoice, now);
+  if (a.invoice) insertInvoice(db, a.invoice, now);
   for (const c of a.credits ?? []) addCredit(db, c);
   insertIntents(db, a.job.id, a.intents, now);
   return true;
@@ -197,8 +188,8 @@ export interface TransitionArgs {
   from: JobState;
   to: JobState;
   patch?: JobPatch;
-  invoice?: Omit<InvoiceRecord, 'status' | 'paidAt'>;
-  /** The settlement or expiry that caused the move, recorded in the same transaction. */
+  invoice?: NewBookInvoice;
+  /** The settlement or expiry that caused the move: the move happens only if this call marks the invoice. */
   settle?: { paymentHash: string; status: 'paid' | 'expired' };
   intents: PublishIntent[];
   credits?: CreditEntry[];
@@ -208,15 +199,10 @@ export interface TransitionArgs {
 /** Moves a job from `from` to `to` atomically with its side records; false if it was not in `from`. */
 export function transitionJob(db: Db, a: TransitionArgs): boolean {
   const now = Date.now();
-  return atomically(db, () => {
-    const r = db
-      .update(jobs)
-      .set({ state: a.to, updatedAt: now, ...a.patch })
-      .where(and(eq(jobs.id, a.jobId), eq(jobs.state, a.from)))
-      .run();
-    if (r.changes !== 1) return false;
-    if (a.invoice) insertInvoiceRow(db, a.invoice, now);
-    if (a.settle) setInvoiceStatus(db, a.settle.paymentHash, a.settle.status);
+  return atomicallyIf(db, () => {
+    if (!updateState(db, a, now)) return false;
+    if (a.settle && !markInvoice(db, a.settle.paymentHash, a.settle.status, now)) return false;
+    if (a.invoice) insertInvoice(db, a.invoice, now);
     for (const c of a.credits ?? []) addCredit(db, c);
     addLedger(db, a.sessionLedger ?? []);
     insertIntents(db, a.jobId, a.intents, now);
@@ -224,63 +210,20 @@ export function transitionJob(db: Db, a: TransitionArgs): boolean {
   });
 }
 
-export function getInvoice(db: Db, paymentHash: string): InvoiceRecord | undefined {
-  return db.select().from(invoices).where(eq(invoices.paymentHash, paymentHash)).get() as InvoiceRecord | undefined;
-}
-
-/** Open (or expired) -> paid, open -> expired. Returns whether the row changed. */
-export function setInvoiceStatus(db: Db, paymentHash: string, status: 'paid' | 'expired'): boolean {
-  const from: InvoiceRecord['status'][] = status === 'paid' ? ['open', 'expired'] : ['open'];
-  const r = db
-    .update(invoices)
-    .set(status === 'paid' ? { status, paidAt: Date.now() } : { status })
-    .where(and(eq(invoices.paymentHash, paymentHash), inArray(invoices.status, from)))
-    .run();
-  return r.changes === 1;
-}
-
-/**
- * A payment for a job that no longer waits for it (expired, cancelled): marks the invoice paid and
- * credits the payer, once (the credit's ref is unique), with the events that tell them.
- */
-export function settleLate(db: Db, a: { paymentHash: string; jobId: string; credit: CreditEntry; intents: PublishIntent[] }): boolean {
-  const now = Date.now();
-  return atomically(db, () => {
-    setInvoiceStatus(db, a.paymentHash, 'paid');
-    if (!addCredit(db, a.credit)) return false;
-    insertIntents(db, a.jobId, a.intents, now);
-    return true;
-  });
-}
-
-/** Open invoices whose expiry has passed, oldest first. */
-export function dueInvoices(db: Db, nowS: number, limit = 500): InvoiceRecord[] {
-  return db
-    .select()
-    .from(invoices)
-    .where(and(eq(invoices.status, 'open'), lte(invoices.expiresAt, nowS)))
-    .orderBy(invoices.expiresAt)
-    .limit(limit)
-    .all() as InvoiceRecord[];
-}
-
-/** Open invoices, for the resume pass after a restart. */
-export function openInvoices(db: Db, afterHash = '', limit = 500): InvoiceRecord[] {
-  return db
-    .select()
-    .from(invoices)
-    .where(and(eq(invoices.status, 'open'), sql`${invoices.paymentHash} > ${afterHash}`))
-    .orderBy(invoices.paymentHash)
-    .limit(limit)
-    .all() as InvoiceRecord[];
+/** The compare-and-set itself, prepared once per set of patched columns (a handful of shapes). */
+function updateState(db: Db, a: TransitionArgs, now: number): boolean {
+  const keys = Object.keys(a.patch ?? {}).sort() as (keyof JobPatch)[];
+  const q = prepared(db, `transitionJob:${keys.join(',')}`, () =>
+    db
+      .update(jobs)
+      .set({ state: sql`${sql.placeholder('to')}`, updatedAt: sql`${sql.placeholder('now')}`, ...Object.fromEntries(keys.map((k) => [k, sql`${sql.placeholder(k)}`])) })
+      .where(and(eq(jobs.id, sql.placeholder('id')), eq(jobs.state, sql.placeholder('from'))))
+      .prepare(),
+  );
+  return q.run({ ...a.patch, to: a.to, now, id: a.jobId, from: a.from }).changes === 1;
 }
 
 export function countJobsByState(db: Db): Record<string, number> {
   const rows = db.select({ state: jobs.state, n: count() }).from(jobs).groupBy(jobs.state).all();
   return Object.fromEntries(rows.map((r) => [r.state, r.n]));
-}
-
-export function countInvoicesByStatus(db: Db): Record<string, number> {
-  const rows = db.select({ status: invoices.status, n: count() }).from(invoices).groupBy(invoices.status).all();
-  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
 }

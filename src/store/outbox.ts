@@ -3,17 +3,9 @@ import { and, asc, eq, gt, isNull, isNotNull, sql, count } from 'drizzle-orm';
 import { outbox, outboxAcks } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
 import { prepared } from './prepared.ts';
-import type { PublishIntent } from '../core/types.ts';
+import type { OutboxRow, PublishIntent } from '../core/types.ts';
 
-export interface OutboxRow {
-  id: number;
-  jobId: string | null;
-  intent: PublishIntent;
-  eventId: string | null;
-  signedJson: string | null;
-  createdAt: number; // unix ms
-  ackedAt: number | null;
-}
+export type { OutboxRow };
 
 function toRow(r: typeof outbox.$inferSelect): OutboxRow {
   return {
@@ -140,4 +132,17 @@ export function outboxForJob(db: Db, jobId: string): OutboxRow[] {
 /** Removes an intent that can no longer be built (e.g. a DM whose credentials were already claimed). */
 export function dropIntent(db: Db, id: number): void {
   db.delete(outbox).where(and(eq(outbox.id, id), isNull(outbox.signedJson))).run();
+}
+
+/** The outbox worker's view of one database (nostr/outbox.ts declares what it needs; this provides it). */
+export function outboxStore(db: Db) {
+  return {
+    unsigned: (afterId: number, limit?: number) => unsignedIntents(db, afterId, limit),
+    storeSigned: (id: number, eventId: string, signedJson: string) => storeSigned(db, id, eventId, signedJson),
+    unacked: (limit?: number) => unackedEvents(db, limit),
+    notAckedBy: (relay: string, sinceMs: number) => notAckedBy(db, relay, sinceMs),
+    noteAttempt: (id: number) => noteAttempt(db, id),
+    recordAck: (eventId: string, relay: string, ok: boolean, message: string) => recordAck(db, eventId, relay, ok, message),
+    drop: (id: number) => dropIntent(db, id),
+  };
 }

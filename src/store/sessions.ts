@@ -1,10 +1,12 @@
 // Session queries. The balance is the ledger sum, and every check-then-write on it runs in one
 // SQLite transaction, so concurrent requests can never take it below zero.
 import { and, asc, count, eq, inArray, lte, sql, sum } from 'drizzle-orm';
-import { sessionInvoices, sessionLedger, sessions } from '../../schema/tables.ts';
-import { atomically, type Db } from './db.ts';
+import { sessionLedger, sessions } from '../../schema/tables.ts';
+import { atomically, atomicallyIf, type Db } from './db.ts';
+import { insertInvoice, markInvoice } from './invoices.ts';
+import type { CreditEntry, NewBookInvoice } from '../core/types.ts';
 import { isSessionState, type SessionState } from '../core/session-machine.ts';
-import { addCredit, type CreditEntry } from './credits.ts';
+import { addCredit } from './credits.ts';
 
 export interface Session {
   id: string;
@@ -15,8 +17,6 @@ export interface Session {
   createdAt: number; // unix ms
   lastUsedAt: number; // unix ms
 }
-
-export type SessionInvoice = typeof sessionInvoices.$inferSelect;
 
 export interface LedgerEntry {
   sessionId: string;
@@ -51,26 +51,12 @@ export function ledger(db: Db, sessionId: string): (typeof sessionLedger.$inferS
   return db.select().from(sessionLedger).where(eq(sessionLedger.sessionId, sessionId)).orderBy(asc(sessionLedger.id)).all();
 }
 
-type InvoiceRow = Omit<SessionInvoice, 'status' | 'paidAt' | 'createdAt'>;
-
-export function createSession(db: Db, s: Omit<Session, 'createdAt' | 'lastUsedAt'>, invoice: InvoiceRow): void {
+export function createSession(db: Db, s: Omit<Session, 'createdAt' | 'lastUsedAt'>, invoice: NewBookInvoice): void {
   const now = Date.now();
   atomically(db, () => {
     db.insert(sessions).values({ ...s, createdAt: now, lastUsedAt: now, updatedAt: now }).run();
-    db.insert(sessionInvoices).values({ ...invoice, status: 'open', createdAt: now }).run();
+    insertInvoice(db, invoice, now);
   });
-}
-
-export function addSessionInvoice(db: Db, invoice: InvoiceRow): void {
-  db.insert(sessionInvoices).values({ ...invoice, status: 'open', createdAt: Date.now() }).run();
-}
-
-export function getSessionInvoice(db: Db, paymentHash: string): SessionInvoice | undefined {
-  return db.select().from(sessionInvoices).where(eq(sessionInvoices.paymentHash, paymentHash)).get();
-}
-
-export function sessionInvoicesOf(db: Db, sessionId: string): SessionInvoice[] {
-  return db.select().from(sessionInvoices).where(eq(sessionInvoices.sessionId, sessionId)).orderBy(asc(sessionInvoices.createdAt)).all();
 }
 
 export interface SessionMove {
@@ -83,54 +69,31 @@ export interface SessionMove {
   touch?: boolean; // counts as use (the TTL restarts)
 }
 
-/** Compare-and-set on the session state with its ledger entries and invoice settlement; true when applied. */
+/**
+ * Compare-and-set on the session state with its ledger entries and credits; with `settle`, only if this call
+ * marks the invoice (a settlement reported twice moves the session once). True when applied.
+ */
 export function moveSession(db: Db, m: SessionMove): boolean {
   const now = Date.now();
-  return atomically(db, () => {
+  return atomicallyIf(db, () => {
     const set: Partial<typeof sessions.$inferInsert> = { updatedAt: now };
     if (m.to) set.state = m.to;
     if (m.touch) set.lastUsedAt = now;
     const r = db.update(sessions).set(set).where(and(eq(sessions.id, m.sessionId), inArray(sessions.state, m.from))).run();
     if (r.changes !== 1) return false;
-    if (m.settle) {
-      db.update(sessionInvoices)
-        .set(m.settle.status === 'paid' ? { status: 'paid', paidAt: now } : { status: 'expired' })
-        .where(and(eq(sessionInvoices.paymentHash, m.settle.paymentHash), inArray(sessionInvoices.status, m.settle.status === 'paid' ? ['open', 'expired'] : ['open'])))
-        .run();
-    }
+    if (m.settle && !markInvoice(db, m.settle.paymentHash, m.settle.status, now)) return false;
     addLedger(db, m.ledger ?? []);
     for (const c of m.credits ?? []) addCredit(db, c);
     return true;
   });
 }
 
-/** Marks a session invoice paid/expired on its own (the session no longer takes it). */
-export function setSessionInvoiceStatus(db: Db, paymentHash: string, status: 'paid' | 'expired'): boolean {
-  const r = db
-    .update(sessionInvoices)
-    .set(status === 'paid' ? { status, paidAt: Date.now() } : { status })
-    .where(and(eq(sessionInvoices.paymentHash, paymentHash), inArray(sessionInvoices.status, status === 'paid' ? ['open', 'expired'] : ['open'])))
-    .run();
-  return r.changes === 1;
-}
-
-export function dueSessionInvoices(db: Db, nowS: number, limit = 500): SessionInvoice[] {
-  return db
-    .select()
-    .from(sessionInvoices)
-    .where(and(eq(sessionInvoices.status, 'open'), lte(sessionInvoices.expiresAt, nowS)))
-    .limit(limit)
-    .all();
-}
-
-export function openSessionInvoices(db: Db, afterHash = '', limit = 500): SessionInvoice[] {
-  return db
-    .select()
-    .from(sessionInvoices)
-    .where(and(eq(sessionInvoices.status, 'open'), sql`${sessionInvoices.paymentHash} > ${afterHash}`))
-    .orderBy(sessionInvoices.paymentHash)
-    .limit(limit)
-    .all();
+/** An unpaid session whose deposit invoice ran out: the invoice expires and the session is purged. */
+export function purgeUnpaidSession(db: Db, sessionId: string, paymentHash: string): boolean {
+  return atomicallyIf(db, () => {
+    if (!markInvoice(db, paymentHash, 'expired', Date.now())) return false;
+    return db.delete(sessions).where(and(eq(sessions.id, sessionId), eq(sessions.state, 'awaiting_deposit'))).run().changes === 1;
+  });
 }
 
 /** Sessions unused since `beforeMs` in the given states. */
@@ -144,14 +107,12 @@ export function idleSessions(db: Db, states: SessionState[], beforeMs: number, l
     .map(toSession);
 }
 
-export function deleteSession(db: Db, id: string): void {
-  db.delete(sessions).where(eq(sessions.id, id)).run();
-}
-
-export function countSessions(db: Db, states: SessionState[], clientAddress?: string): number {
-  const conds = [inArray(sessions.state, states)];
-  if (clientAddress) conds.push(eq(sessions.clientAddress, clientAddress));
-  return db.select({ n: count() }).from(sessions).where(and(...conds)).get()?.n ?? 0;
+/** Sessions in `states` opened from one client address, counted up to `upTo` (a bounded index range). */
+export function countSessionsOf(db: Db, states: SessionState[], clientAddress: string, upTo: number): number {
+  const q = db.$client.prepare('select count(*) n from (select 1 from sessions where client_address = ? and state = ? limit ?)');
+  let n = 0;
+  for (const state of states) n += (q.get(clientAddress, state, upTo) as { n: number }).n;
+  return n;
 }
 
 /** Open reservations (reserve without release), for the restart pass. */

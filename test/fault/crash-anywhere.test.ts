@@ -151,7 +151,7 @@ describe('crash anywhere', () => {
 
     // Money: two invoices per paid job, each paid at most once; nothing credited (nothing failed).
     readDb(dataDir, (db) => {
-      const perJob = db.prepare(`select job_id, count(*) n, sum(status = 'paid') paid from invoices where job_id in (${requests.map(() => '?').join(',')}) group by job_id`).all(...requests) as { n: number; paid: number }[];
+      const perJob = db.prepare(`select subject_id as job_id, count(*) n, sum(status = 'paid') paid from invoice_book where subject_kind = 'job' and subject_id in (${requests.map(() => '?').join(',')}) group by subject_id`).all(...requests) as { n: number; paid: number }[];
       expect(perJob.every((r) => r.n === 2 && r.paid === 2)).toBe(true);
       expect((db.prepare('select count(*) n from credits').get() as { n: number }).n).toBe(0);
       const ledger = db.prepare('select kind, count(*) n, sum(amount_msats) s from session_ledger where session_id = ? group by kind').all(created.sessionId) as { kind: string; n: number; s: number }[];

@@ -1,0 +1,208 @@
+// The invoice book: one for every payable thing (a job's eval or work stage, a session's deposit or top-up,
+// a node order). It issues invoices (spending the payer's credit first), follows settlements (pushed,
+// polled, or asked for by a reader), expires what ran out, and hands each settlement to its subject's
+// handler exactly once. One policy for an unreachable backend: nothing is expired that could not be asked
+// about. One late-payment rule: money for a subject that no longer waits for it is credited to the
+// invoice's account (the payer's pubkey, else `<subject kind>:<subject id>`), never lost.
+import type { Logger } from '../log.ts';
+import type { Db } from '../store/db.ts';
+import * as store from '../store/invoices.ts';
+import { creditBalanceMsats } from '../store/credits.ts';
+import type { Clock, PaymentBackend, Publisher } from './ports.ts';
+import { KeyedMutex } from './mutex.ts';
+import { Refusal } from './refusal.ts';
+import type { BookInvoice, CreditEntry, InvoicePurpose, NewBookInvoice, PublishIntent, SubjectKind } from './types.ts';
+
+/** What a subject kind does with its invoices. Each move marks the invoice in the same transaction. */
+export interface SubjectHandler {
+  /** Moves the subject for its paid invoice; false when the subject no longer waits for this money. */
+  paid(inv: BookInvoice): boolean;
+  /** Moves the subject for its invoice that ran out unpaid; false when the subject does not wait on it. */
+  expired(inv: BookInvoice): boolean;
+  /** Why money arrived late (the credit's reason) and what to tell the payer (published with the credit). */
+  late(inv: BookInvoice): { reason: string; intents: PublishIntent[] };
+}
+
+export interface BookDeps {
+  db: Db;
+  payments: PaymentBackend;
+  publisher: Publisher;
+  clock: Clock;
+  log: Logger;
+  invoiceExpirySecs: number;
+}
+
+/** Who pays for a subject: the invoice's credits account. */
+export interface Payer {
+  subjectKind: SubjectKind;
+  subjectId: string;
+  pubkey: string | null; // hex; anonymous (HTTP) payers are credited on the subject's own account
+}
+
+/** The credits account of a payer: their pubkey, else the subject itself (`job:<id>`, `bootstrap:<id>`, ...). */
+export function creditAccount(p: Payer): string {
+  return p.pubkey ?? `${p.subjectKind}:${p.subjectId}`;
+}
+
+/** The result of a charge: the credit spent (as a ledger entry to commit) and the invoice for the rest. */
+export interface Charge {
+  creditMsats: number;
+  dueMsats: number;
+  invoice: NewBookInvoice | null; // null when credit covered the whole price
+  credits: CreditEntry[];
+}
+
+export const msatsText = (msats: number) => `${msats / 1000} sats`;
+
+export class InvoiceBook {
+  private readonly handlers = new Map<SubjectKind, SubjectHandler>();
+  private readonly accounts = new KeyedMutex(); // serialises credit spending per account
+  private stopping = false;
+
+  constructor(private readonly d: BookDeps) {}
+
+  /** Registers the handler of a subject kind (each service registers its own). */
+  handle(kind: SubjectKind, handler: SubjectHandler): void {
+    this.handlers.set(kind, handler);
+  }
+
+  get(paymentHash: string | null): BookInvoice | undefined {
+    return paymentHash ? store.getInvoice(this.d.db, paymentHash) : undefined;
+  }
+
+  of(kind: SubjectKind, subjectId: string): BookInvoice[] {
+    return store.invoicesOf(this.d.db, kind, subjectId);
+  }
+
+  /** How many invoices of a subject kind are open (one counter row). */
+  openCount(kind: SubjectKind): number {
+    return store.openInvoiceCount(this.d.db, kind);
+  }
+
+  /** Issues an invoice addressed to its subject; the subject's transaction records it (store insertInvoice). */
+  async issue(a: Payer & { purpose: InvoicePurpose; amountMsats: number; memo: string }): Promise<NewBookInvoice> {
+    let inv;
+    try {
+      inv = await this.d.payments.createInvoice({ amountMsats: a.amountMsats, memo: a.memo, expirySecs: this.d.invoiceExpirySecs });
+    } catch (err) {
+      this.d.log.error({ err, subjectKind: a.subjectKind, purpose: a.purpose }, 'invoice creation failed');
+      throw Refusal.of('unavailable', 'the payment backend cannot issue an invoice right now, try again later');
+    }
+    return { ...inv, subjectKind: a.subjectKind, subjectId: a.subjectId, purpose: a.purpose, account: creditAccount(a) };
+  }
+
+  /** Records an invoice whose subject exists already (a session top-up). */
+  record(inv: NewBookInvoice): void {
+    store.recordInvoice(this.d.db, inv, this.d.clock.nowMs());
+  }
+
+  /**
+   * Spends the payer's credit first (only a known pubkey has credit to spend) and invoices the rest. Run it
+   * inside `underAccount` and commit the returned entries with the subject's move, so two charges never
+   * spend the same credit.
+   */
+  async charge(a: Payer & { purpose: InvoicePurpose; priceMsats: number; memo: string }): Promise<Charge> {
+    const account = creditAccount(a);
+    const creditMsats = a.pubkey ? Math.max(0, Math.min(a.priceMsats, creditBalanceMsats(this.d.db, account))) : 0;
+    const dueMsats = a.priceMsats - creditMsats;
+    const invoice = dueMsats > 0 ? await this.issue({ ...a, amountMsats: dueMsats }) : null;
+    const credits: CreditEntry[] =
+      creditMsats > 0
+        ? [{ account, deltaMsats: -creditMsats, reason: `spent on the ${a.purpose} of ${a.subjectKind} ${a.subjectId.slice(0, 12)}`, jobId: a.subjectId, ref: `spend-${a.purpose}:${a.subjectId}` }]
+        : [];
+    return { creditMsats, dueMsats, invoice, credits };
+  }
+
+  /** Runs `fn` while no other charge of the same account runs. */
+  underAccount<T>(account: string, fn: () => Promise<T>): Promise<T> {
+    return this.accounts.run(account, fn);
+  }
+
+  /**
+   * A settlement report (pushed, polled, from the dev route, or a preimage shown to us). Idempotent: the
+   * subject moves once; money its subject no longer waits for is credited once.
+   */
+  async settle(paymentHash: string): Promise<void> {
+    const inv = store.getInvoice(this.d.db, paymentHash);
+    if (!inv) {
+      this.d.log.debug({ paymentHash }, 'settlement for an unknown invoice ignored');
+      return;
+    }
+    if (inv.status === 'paid') return;
+    const handler = this.handler(inv);
+    if (handler.paid(inv)) {
+      this.d.log.info({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, purpose: inv.purpose, amountMsats: inv.amountMsats }, 'invoice paid');
+      return;
+    }
+    const late = handler.late(inv);
+    const credit: CreditEntry = {
+      account: inv.account,
+      deltaMsats: inv.amountMsats,
+      reason: late.reason,
+      jobId: inv.subjectKind === 'session' ? null : inv.subjectId,
+      ref: `late:${paymentHash}`,
+    };
+    if (store.settleLate(this.d.db, { paymentHash, credit, subjectId: inv.subjectId, intents: late.intents }, this.d.clock.nowMs())) {
+      this.d.log.warn({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, account: inv.account, amountMsats: inv.amountMsats }, 'late payment credited');
+      if (late.intents.length) this.d.publisher.wake();
+    }
+  }
+
+  /** The backend's word on an invoice; null when it cannot be asked right now. */
+  private async askPaid(paymentHash: string): Promise<boolean | null> {
+    try {
+      return await this.d.payments.isPaid(paymentHash);
+    } catch (err) {
+      this.d.log.warn({ err, paymentHash }, 'invoice status check failed');
+      return null;
+    }
+  }
+
+  /** Asks the backend about an open invoice (a reader's GET after the push path missed it); settles it if paid. */
+  async refresh(paymentHash: string | null): Promise<void> {
+    const inv = this.get(paymentHash);
+    if (inv?.status === 'open' && (await this.askPaid(inv.paymentHash))) await this.settle(inv.paymentHash);
+  }
+
+  /** Expires the open invoices that ran out, checking once more with the backend that they are unpaid. */
+  async expireDue(nowS = Math.floor(this.d.clock.nowMs() / 1000)): Promise<void> {
+    for (const inv of store.dueInvoices(this.d.db, nowS)) {
+      if (this.stopping) return;
+      const paid = await this.askPaid(inv.paymentHash);
+      if (paid === null) continue; // unreachable: never expire what may have been paid; ask again next pass
+      if (paid) {
+        await this.settle(inv.paymentHash);
+        continue;
+      }
+      const fresh = store.getInvoice(this.d.db, inv.paymentHash);
+      if (fresh?.status !== 'open') continue;
+      if (!this.handler(fresh).expired(fresh)) store.markInvoice(this.d.db, fresh.paymentHash, 'expired', this.d.clock.nowMs());
+    }
+  }
+
+  /** After a restart: every open invoice is put under watch (or asked about once), a page at a time. */
+  async resume(): Promise<void> {
+    let after = '';
+    for (;;) {
+      const page = store.openInvoices(this.d.db, after);
+      if (page.length === 0) return;
+      for (const inv of page) {
+        if (this.stopping) return;
+        if (this.d.payments.watch) this.d.payments.watch(inv.paymentHash, inv.expiresAt);
+        else if (await this.askPaid(inv.paymentHash)) await this.settle(inv.paymentHash);
+      }
+      after = page[page.length - 1]!.paymentHash;
+      await new Promise((r) => setImmediate(r)); // let I/O (HTTP, relays) in between pages
+    }
+  }
+
+  stop(): void {
+    this.stopping = true;
+  }
+
+  private handler(inv: BookInvoice): SubjectHandler {
+    const h = this.handlers.get(inv.subjectKind);
+    if (!h) throw new Error(`no handler for invoices of ${inv.subjectKind}`);
+    return h;
+  }
+}

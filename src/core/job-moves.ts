@@ -1,0 +1,73 @@
+// How a text job moves: through the transition table, persisted with the events it publishes, the invoice
+// it issues or settles and the money it moves, in one transaction before any side effect. Shared by the
+// submission side (jobs.ts) and the working side (job-runner.ts).
+import type { Logger } from '../log.ts';
+import type { Db } from '../store/db.ts';
+import * as store from '../store/jobs.ts';
+import type { Publisher } from './ports.ts';
+import { nextJobState, TransitionError, type JobEvent } from './job-machine.ts';
+import type { Job, NewJob, PublishIntent } from './types.ts';
+import { REFUSAL_LABELS, type Refusal } from './refusal.ts';
+
+export interface JobContext {
+  db: Db;
+  log: Logger;
+  publisher: Publisher;
+  /** Test-only fault points (see README, TIMMY_FAULT). */
+  fault: (point: string) => void;
+}
+
+export type MoveExtras = Pick<store.TransitionArgs, 'settle' | 'credits' | 'sessionLedger' | 'invoice'>;
+
+export class JobMoves {
+  /** Called after a commit that put a job in a working state (evaluating, executing): run its step. */
+  onWorking: (jobId: string) => void = () => {};
+
+  constructor(readonly c: JobContext) {}
+
+  get(id: string): Job | undefined {
+    return store.getJob(this.c.db, id);
+  }
+
+  /** Applies `event` through the table; true when this call made the move. */
+  advance(job: Job, event: JobEvent, patch: store.JobPatch, intents: PublishIntent[], extra: MoveExtras = {}): boolean {
+    const to = nextJobState(job.state, event);
+    if (!to) throw new TransitionError(job.state, event);
+    const moved = store.transitionJob(this.c.db, { jobId: job.id, from: job.state, to, patch, intents: forSource(job, intents), ...extra });
+    if (moved) {
+      this.c.log.info({ jobId: job.id, from: job.state, to }, 'job transition');
+      if (intents.length) this.c.publisher.wake();
+      this.c.fault(`after-commit:${to}`);
+      if (to === 'evaluating' || to === 'executing') this.onWorking(job.id);
+    }
+    return moved;
+  }
+}
+
+/** HTTP jobs publish nothing to relays. */
+export function forSource(job: Pick<NewJob, 'source'>, intents: PublishIntent[]): PublishIntent[] {
+  return job.source === 'nostr' ? intents : [];
+}
+
+export function processing(message: string, content?: string): PublishIntent {
+  return { type: 'feedback', status: 'processing', message, ...(content ? { content } : {}) };
+}
+
+/** An `error` feedback; `label` is the public prefix (all an encrypted request's error shows in the clear). */
+export function errorFeedback(label: string, message: string): PublishIntent {
+  return { type: 'feedback', status: 'error', message, label };
+}
+
+/** The NIP-90 feedback of a refusal: its words, and its code's label as the public prefix. */
+export function refusalFeedback(r: Refusal): PublishIntent {
+  return errorFeedback(REFUSAL_LABELS[r.code], r.message);
+}
+
+/**
+ * Whether the customer has paid anything for this job. Relay URLs a customer names are dialled only
+ * then: an unpaid request cannot make Timmy connect anywhere.
+ */
+export function customerHasPaid(job: Pick<Job, 'state' | 'evalPaymentHash' | 'evalCreditMsats'>): boolean {
+  if (['evaluating', 'awaiting_work_payment', 'executing', 'complete', 'rejected'].includes(job.state)) return true;
+  return job.state === 'failed' && (job.evalPaymentHash !== null || job.evalCreditMsats > 0);
+}

@@ -1,0 +1,211 @@
+// The paid AI job (SPEC 3), working side: evaluate a paid request, quote and charge the work, execute it,
+// and end it (complete, debited on its session, or failed with what was paid credited back). Whoever wins
+// the compare-and-set runs the next step, so each step runs once per process; after a crash it runs again.
+import * as store from '../store/jobs.ts';
+import * as sessions from '../store/sessions.ts';
+import type { LedgerEntry } from '../store/sessions.ts';
+import type { PriceOracle } from '../pricing/oracle.ts';
+import { actualCostUsd, costLedger, quoteWork, usdToSats, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
+import type { Agent, Usage } from './ports.ts';
+import { creditAccount, msatsText, type InvoiceBook } from './book.ts';
+import { jobPayer } from './jobs.ts';
+import { errorFeedback, processing, type JobMoves } from './job-moves.ts';
+import type { CreditEntry, Job } from './types.ts';
+
+export interface RunnerDeps {
+  moves: JobMoves;
+  book: InvoiceBook;
+  agent: Agent;
+  oracle: PriceOracle;
+  pricing: PricingParams;
+}
+
+export class JobRunner {
+  private readonly running = new Map<string, Promise<void>>(); // background eval/work per job
+  private stopping = false;
+
+  constructor(private readonly d: RunnerDeps) {
+    d.moves.onWorking = (jobId) => this.runInBackground(jobId);
+  }
+
+  private get db() {
+    return this.d.moves.c.db;
+  }
+
+  private get log() {
+    return this.d.moves.c.log;
+  }
+
+  /** Resolves when the job's running step (if any) has committed. */
+  async settled(jobId: string): Promise<Job | undefined> {
+    await this.running.get(jobId);
+    return store.getJob(this.db, jobId);
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  private runInBackground(jobId: string): void {
+    if (this.running.has(jobId) || this.stopping) return;
+    const p = this.step(jobId)
+      .catch((err) => this.log.error({ err, jobId }, 'job step crashed'))
+      .finally(() => this.running.delete(jobId));
+    this.running.set(jobId, p);
+  }
+
+  private async step(jobId: string): Promise<void> {
+    const job = store.getJob(this.db, jobId);
+    if (!job) return;
+    if (job.state === 'evaluating') await this.evaluate(job);
+    else if (job.state === 'executing') await this.execute(job);
+  }
+
+  private async evaluate(job: Job): Promise<void> {
+    let verdict;
+    try {
+      verdict = await this.d.agent.evaluate(job.input);
+    } catch (err) {
+      this.fail(job, 'evaluation failed', `evaluation failed: ${(err as Error).message}`);
+      return;
+    }
+    if (!verdict.accept) {
+      this.d.moves.advance(job, 'rejected', { reason: verdict.reason }, [errorFeedback('rejected', verdict.reason)]);
+      return;
+    }
+    const btc = await this.d.oracle.btcUsd();
+    const pricing = quoteWork(this.d.pricing, job.input, btc.usd, job.params.maxTokens);
+    try {
+      await this.d.book.underAccount(creditAccount(jobPayer(job)), () => this.quote(job, verdict.reason, pricing));
+    } catch (err) {
+      this.log.warn({ err, jobId: job.id }, 'work invoice not issued');
+      this.fail(job, 'unavailable', 'unavailable: the payment backend could not issue the work invoice');
+    }
+  }
+
+  /** Charges the work (credit first, then an invoice) and moves to awaiting_work_payment. Under the account lock. */
+  private async quote(job: Job, reason: string, pricing: PricingBreakdown): Promise<void> {
+    const charge = await this.d.book.charge({ ...jobPayer(job), purpose: 'work', priceMsats: pricing.amountSats * 1000, memo: `Timmy: work for job ${job.id.slice(0, 12)}` });
+    const creditNote = charge.creditMsats > 0 ? ` (${msatsText(charge.creditMsats)} paid from your credit)` : '';
+    const moved = this.d.moves.advance(
+      job,
+      'accepted',
+      { reason, pricingJson: JSON.stringify(pricing), workPaymentHash: charge.invoice?.paymentHash ?? null, workCreditMsats: charge.creditMsats },
+      charge.invoice
+        ? [
+            {
+              type: 'feedback',
+              status: 'payment-required',
+              message: `Accepted. Pay ${msatsText(charge.dueMsats)} for the work${creditNote}.`,
+              amountMsats: charge.invoice.amountMsats,
+              bolt11: charge.invoice.bolt11,
+              content: JSON.stringify(pricing),
+            },
+          ]
+        : [],
+      { invoice: charge.invoice ?? undefined, credits: charge.credits },
+    );
+    if (moved && !charge.invoice) {
+      const next = store.getJob(this.db, job.id)!;
+      this.d.moves.advance(next, 'work_paid', {}, [processing(`Accepted; the work was paid from your credit${creditNote}. Working on it.`, JSON.stringify(pricing))]);
+    }
+  }
+
+  private async execute(job: Job): Promise<void> {
+    const pricing = job.pricing;
+    if (!pricing) {
+      this.fail(job, 'internal', 'internal: work started without a quote');
+      return;
+    }
+    let answer;
+    try {
+      answer = await this.d.agent.work(job.input, pricing.estimatedOutputTokens);
+    } catch (err) {
+      this.fail(job, 'work failed', `work failed: ${(err as Error).message}`);
+      return;
+    }
+    if (!answer.text.trim()) {
+      this.fail(job, 'work failed', 'work failed: the model returned no output');
+      return;
+    }
+    if (job.sessionId) {
+      this.completeOnSession(job, pricing, answer);
+      return;
+    }
+    const ledger = costLedger(this.d.pricing, answer.usage, pricing.amountSats);
+    this.d.moves.advance(job, 'completed', { result: answer.text, costLedgerJson: JSON.stringify(ledger) }, [
+      { type: 'result' },
+      { type: 'feedback', status: 'success', message: 'Done. Thank you for using Timmy.' },
+    ]);
+  }
+
+  /** Debits the actual cost (at the reservation's BTC price, rounded up, never above the reservation). */
+  private completeOnSession(job: Job, pricing: PricingBreakdown, answer: { text: string; usage: Usage }): void {
+    const sessionId = job.sessionId!;
+    const reservedMsats = sessions.reservedFor(this.db, job.id);
+    const costUsd = actualCostUsd(this.d.pricing, answer.usage.inputTokens, answer.usage.outputTokens);
+    const debitMsats = Math.min(reservedMsats, usdToSats(costUsd, pricing.btcPriceUsd) * 1000);
+    const ledger = costLedger(this.d.pricing, answer.usage, debitMsats / 1000);
+    // Computed and committed with no await in between: nothing else can move this balance meanwhile.
+    const balanceAfter = sessions.balanceMsats(this.db, sessionId) + reservedMsats - debitMsats;
+    const moved = this.d.moves.advance(
+      job,
+      'completed',
+      { result: answer.text, costLedgerJson: JSON.stringify(ledger) },
+      [
+        { type: 'result', balanceMsats: balanceAfter },
+        { type: 'feedback', status: 'success', message: `Done. ${msatsText(debitMsats)} debited from your session.` },
+      ],
+      { sessionLedger: settleReservation(job, reservedMsats, debitMsats) },
+    );
+    if (moved && balanceAfter <= 0) sessions.moveSession(this.db, { sessionId, from: ['active'], to: 'depleted' });
+  }
+
+  /** Ends a working job as failed; what the customer paid for the failed step becomes credit. */
+  private fail(job: Job, label: string, message: string): void {
+    if (job.sessionId) {
+      // Failed or empty output is not charged: the whole reservation goes back to the session.
+      const reserved = sessions.reservedFor(this.db, job.id);
+      this.log.warn({ jobId: job.id, message }, 'session job failed; reservation released');
+      this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}; nothing was debited`)], {
+        sessionLedger: settleReservation(job, reserved, 0),
+      });
+      return;
+    }
+    const stage = job.state === 'evaluating' ? 'eval' : 'work';
+    const invoiced = this.d.book.get(stage === 'eval' ? job.evalPaymentHash : job.workPaymentHash)?.amountMsats ?? 0;
+    const paidMsats = invoiced + (stage === 'eval' ? job.evalCreditMsats : job.workCreditMsats);
+    const account = creditAccount(jobPayer(job));
+    const credits: CreditEntry[] = paidMsats > 0 ? [{ account, deltaMsats: paidMsats, reason: `refund: ${message}`, jobId: job.id, ref: `fail:${job.id}` }] : [];
+    const note = paidMsats > 0 ? `; ${msatsText(paidMsats)} credited to ${job.customerPubkey ? 'your pubkey' : account}, spent automatically on your next request` : '';
+    this.log.warn({ jobId: job.id, message, creditedMsats: paidMsats }, 'job failed');
+    this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}${note}`)], { credits });
+  }
+
+  /** After a restart: rerun owed work (the AI call may repeat; the customer still sees one result). */
+  resume(): void {
+    for (const job of store.listJobs(this.db, { states: ['evaluating', 'executing'] })) {
+      if (job.sessionId && job.source === 'http') {
+        // Its HTTP caller is gone with the old process: release the reservation instead of rerunning.
+        this.fail(job, 'interrupted', 'interrupted by a restart');
+        continue;
+      }
+      this.log.info({ jobId: job.id, state: job.state }, 'resuming job');
+      this.runInBackground(job.id);
+    }
+  }
+
+  /** Stops starting new work and waits (up to `graceMs`) for running steps to commit. */
+  async stop(graceMs = 5000): Promise<void> {
+    this.stopping = true;
+    const all = Promise.allSettled([...this.running.values()]);
+    await Promise.race([all, new Promise((r) => setTimeout(r, graceMs).unref())]);
+  }
+}
+
+function settleReservation(job: Job, reservedMsats: number, debitMsats: number): LedgerEntry[] {
+  const sessionId = job.sessionId!;
+  const entries: LedgerEntry[] = [{ sessionId, kind: 'release', amountMsats: reservedMsats, jobId: job.id, ref: `release:${job.id}` }];
+  if (debitMsats > 0) entries.push({ sessionId, kind: 'debit', amountMsats: -debitMsats, jobId: job.id, ref: `debit:${job.id}` });
+  return entries;
+}

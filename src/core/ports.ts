@@ -1,0 +1,157 @@
+// The ports: the small interfaces the core owns and the outside systems implement (payments, AI,
+// provisioner), plus the core's own seams (clock, publisher, inbox lookup). Adapters import from here;
+// the core never imports an adapter.
+
+// --- payments: create invoices, learn when they are paid ---
+
+/** An invoice as the core and clients see it. */
+export interface Invoice {
+  paymentHash: string; // hex
+  bolt11: string;
+  amountMsats: number;
+  expiresAt: number; // unix s
+}
+
+export interface InvoiceRequest {
+  amountMsats: number;
+  memo: string;
+  expirySecs: number;
+}
+
+/** What the core needs of a Lightning backend (stub, LNbits). */
+export interface PaymentBackend {
+  readonly name: 'stub' | 'lnbits';
+  createInvoice(req: InvoiceRequest): Promise<Invoice>;
+  /** Asks the backend whether an invoice is settled (the poll path; settlements are also pushed). */
+  isPaid(paymentHash: string): Promise<boolean>;
+  /** Registers the one settlement listener; it may be called more than once per invoice. */
+  onSettled(listener: (paymentHash: string) => void): void;
+  /**
+   * Puts an invoice from an earlier process under watch (settlements are then pushed or polled, paced by
+   * the backend). Backends without it are asked with isPaid instead.
+   */
+  watch?(paymentHash: string, expiresAt: number): void;
+  close(): Promise<void>;
+}
+
+export class PaymentError extends Error {
+  override name = 'PaymentError';
+}
+
+// --- AI: an eval verdict and a work answer, each with token usage ---
+
+export interface Usage {
+  model: string;
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export interface Verdict {
+  accept: boolean;
+  reason: string;
+  usage: Usage;
+}
+
+export interface WorkAnswer {
+  text: string;
+  usage: Usage;
+}
+
+/** What the core needs of a model provider (stub, Anthropic). */
+export interface Agent {
+  readonly name: 'stub' | 'anthropic';
+  evaluate(input: string): Promise<Verdict>;
+  /** `maxTokens` comes from the price estimate, so the actual cost cannot exceed the quote. */
+  work(input: string, maxTokens: number): Promise<WorkAnswer>;
+}
+
+export class AgentError extends Error {
+  override name = 'AgentError';
+}
+
+// --- provisioner: a stub that pretends, or DigitalOcean. Secrets come first and separately so the core
+// can seal and commit them before any server exists; provision() is idempotent per job. ---
+
+export interface NodeSecrets {
+  /** OpenSSH `openssh-key-v1` PEM block; only when Timmy generated the key (null with a customer key). */
+  sshPrivateKey: string | null;
+  /** `ssh-ed25519 AAAA... comment` (or the customer's own key line). */
+  sshPublicKey: string;
+  /** The node's own Nostr identity. */
+  nodeNsec: string;
+  nodeNpub: string;
+}
+
+export interface NodeSpec {
+  jobId: string;
+  size: string;
+  region: string;
+  /** The customer's OpenSSH public key; then no private key is ever generated. */
+  customerSshKey?: string;
+}
+
+export interface ProvisionedNode {
+  ip: string;
+  /** The Tailscale machine name requested for the node, or null without Tailscale. */
+  tailscaleHostname: string | null;
+  sshUser: string;
+  dropletId: string | null;
+}
+
+export interface ProvisionOptions {
+  signal?: AbortSignal;
+  onProgress?: (message: string) => void;
+}
+
+export interface Provisioner {
+  readonly name: 'stub' | 'digitalocean';
+  /** Throws ProvisionError when `line` is not an acceptable OpenSSH public key (checked before invoicing). */
+  validatePublicKey(line: string): void;
+  /** Generates what must be stored (encrypted) BEFORE provisioning, so a restart reuses it. */
+  prepareSecrets(spec: NodeSpec): NodeSecrets;
+  /** Idempotent per jobId: finds an existing droplet by its job tag before creating one; polls until it has a public IPv4 (~2 min cap, backoff). */
+  provision(spec: NodeSpec, secrets: NodeSecrets, opts?: ProvisionOptions): Promise<ProvisionedNode>;
+}
+
+export interface ProvisionErrorDetails {
+  /** HTTP status of the refusing API, when there was one. */
+  status?: number;
+  /** The API's own error id (DigitalOcean `id`, e.g. "unprocessable_entity"). */
+  code?: string;
+  /** DigitalOcean's `request_id`, for support tickets. */
+  requestId?: string;
+}
+
+/** The message is user-facing (it ends up in the job's error feedback); it never holds a credential. */
+export class ProvisionError extends Error {
+  override name = 'ProvisionError';
+  readonly status?: number;
+  readonly code?: string;
+  readonly requestId?: string;
+
+  constructor(message: string, details: ProvisionErrorDetails = {}) {
+    super(message);
+    this.status = details.status;
+    this.code = details.code;
+    this.requestId = details.requestId;
+  }
+}
+
+// --- the core's own seams ---
+
+/** Wall-clock time, injected so tests can move it. */
+export interface Clock {
+  nowMs(): number; // unix ms
+}
+
+export const systemClock: Clock = { nowMs: () => Date.now() };
+
+/** Told after a commit that recorded events to publish (the outbox then signs and sends them). */
+export interface Publisher {
+  wake(): void;
+}
+
+/** The customer's NIP-17 inbox relays (kind 10050), already policy-filtered; [] when none. */
+export interface InboxDirectory {
+  inboxRelays(pubkey: string): Promise<string[]>;
+}

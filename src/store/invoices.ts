@@ -1,0 +1,132 @@
+// The invoice book's queries: one table for every invoice, whatever it pays for. Status moves are
+// compare-and-sets (open -> paid|expired, expired -> paid) that keep the open-invoice counters in step,
+// inside the caller's transaction.
+import { and, asc, count, eq, lte, sql } from 'drizzle-orm';
+import { counters, invoiceBook } from '../../schema/tables.ts';
+import { atomically, atomicallyIf, type Db } from './db.ts';
+import { addCredit } from './credits.ts';
+import { insertIntents } from './outbox.ts';
+import { prepared } from './prepared.ts';
+import type { BookInvoice, CreditEntry, NewBookInvoice, PublishIntent, SubjectKind } from '../core/types.ts';
+
+const openCounter = (kind: SubjectKind) => `open_invoices:${kind}`;
+
+function addToCounter(db: Db, name: string, delta: number): void {
+  const q = prepared(db, 'addToCounter', () =>
+    db
+      .insert(counters)
+      .values({ name: sql.placeholder('name'), value: sql.placeholder('delta') })
+      .onConflictDoUpdate({ target: counters.name, set: { value: sql`${counters.value} + excluded.value` } })
+      .prepare(),
+  );
+  q.run({ name, delta });
+}
+
+/** How many invoices of this subject kind are open: one row read, whatever the size of the book. */
+export function openInvoiceCount(db: Db, kind: SubjectKind): number {
+  const q = prepared(db, 'openInvoiceCount', () => db.select({ v: counters.value }).from(counters).where(eq(counters.name, sql.placeholder('name'))).prepare());
+  return q.get({ name: openCounter(kind) })?.v ?? 0;
+}
+
+/** Records an issued invoice as open. Call inside the transaction that records its subject. */
+export function insertInvoice(db: Db, inv: NewBookInvoice, nowMs: number): void {
+  const ph = (name: string) => sql.placeholder(name);
+  const q = prepared(db, 'insertInvoice', () =>
+    db
+      .insert(invoiceBook)
+      .values({
+        paymentHash: ph('paymentHash'), subjectKind: ph('subjectKind'), subjectId: ph('subjectId'), purpose: ph('purpose'),
+        account: ph('account'), amountMsats: ph('amountMsats'), bolt11: ph('bolt11'), status: 'open', expiresAt: ph('expiresAt'),
+        createdAt: ph('createdAt'),
+      })
+      .prepare(),
+  );
+  q.run({ ...inv, createdAt: nowMs });
+  addToCounter(db, openCounter(inv.subjectKind), 1);
+}
+
+/** Records an invoice on its own (its subject exists already, e.g. a session top-up). */
+export function recordInvoice(db: Db, inv: NewBookInvoice, nowMs: number): void {
+  atomically(db, () => insertInvoice(db, inv, nowMs));
+}
+
+export function getInvoice(db: Db, paymentHash: string): BookInvoice | undefined {
+  const q = prepared(db, 'getInvoice', () => db.select().from(invoiceBook).where(eq(invoiceBook.paymentHash, sql.placeholder('h'))).prepare());
+  return q.get({ h: paymentHash }) as BookInvoice | undefined;
+}
+
+/**
+ * open -> paid or expired, and expired -> paid (money that arrives late is still money). Returns whether
+ * this call moved it, so a settlement reported twice moves its subject once. Call inside a transaction.
+ */
+export function markInvoice(db: Db, paymentHash: string, status: 'paid' | 'expired', nowMs: number): boolean {
+  const q = prepared(db, 'markInvoice', () =>
+    db
+      .update(invoiceBook)
+      .set({ status: sql`${sql.placeholder('to')}`, paidAt: sql`${sql.placeholder('paidAt')}` })
+      .where(and(eq(invoiceBook.paymentHash, sql.placeholder('h')), eq(invoiceBook.status, sql.placeholder('from'))))
+      .returning({ kind: invoiceBook.subjectKind })
+      .prepare(),
+  );
+  const paidAt = status === 'paid' ? nowMs : null;
+  const fromOpen = q.get({ h: paymentHash, to: status, from: 'open', paidAt });
+  if (fromOpen) {
+    addToCounter(db, openCounter(fromOpen.kind), -1);
+    return true;
+  }
+  return status === 'paid' && q.get({ h: paymentHash, to: 'paid', from: 'expired', paidAt }) !== undefined;
+}
+
+/** Open invoices whose expiry has passed, oldest first. */
+export function dueInvoices(db: Db, nowS: number, limit = 500): BookInvoice[] {
+  return db
+    .select()
+    .from(invoiceBook)
+    .where(and(eq(invoiceBook.status, 'open'), lte(invoiceBook.expiresAt, nowS)))
+    .orderBy(asc(invoiceBook.expiresAt))
+    .limit(limit)
+    .all() as BookInvoice[];
+}
+
+/** Open invoices after `afterHash` in hash order: the resume pass pages through them. */
+export function openInvoices(db: Db, afterHash = '', limit = 500): BookInvoice[] {
+  return db
+    .select()
+    .from(invoiceBook)
+    .where(and(eq(invoiceBook.status, 'open'), sql`${invoiceBook.paymentHash} > ${afterHash}`))
+    .orderBy(asc(invoiceBook.paymentHash))
+    .limit(limit)
+    .all() as BookInvoice[];
+}
+
+/** Every invoice of one subject, oldest first. */
+export function invoicesOf(db: Db, kind: SubjectKind, subjectId: string): BookInvoice[] {
+  return db
+    .select()
+    .from(invoiceBook)
+    .where(and(eq(invoiceBook.subjectKind, kind), eq(invoiceBook.subjectId, subjectId)))
+    .orderBy(asc(invoiceBook.createdAt))
+    .all() as BookInvoice[];
+}
+
+/** Invoice counts by subject kind, purpose and status (for /metrics). */
+export function countInvoices(db: Db): { subjectKind: string; purpose: string; status: string; n: number }[] {
+  return db
+    .select({ subjectKind: invoiceBook.subjectKind, purpose: invoiceBook.purpose, status: invoiceBook.status, n: count() })
+    .from(invoiceBook)
+    .groupBy(invoiceBook.subjectKind, invoiceBook.purpose, invoiceBook.status)
+    .all();
+}
+
+/**
+ * Money for a subject that no longer waits for it: marks the invoice paid and credits the payer, with the
+ * events that tell them, in one transaction. False when the invoice was already settled (reported twice).
+ */
+export function settleLate(db: Db, a: { paymentHash: string; credit: CreditEntry; subjectId: string; intents: PublishIntent[] }, nowMs: number): boolean {
+  return atomicallyIf(db, () => {
+    if (!markInvoice(db, a.paymentHash, 'paid', nowMs)) return false;
+    addCredit(db, a.credit);
+    insertIntents(db, a.subjectId, a.intents, nowMs);
+    return true;
+  });
+}

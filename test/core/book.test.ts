@@ -1,0 +1,88 @@
+// The invoice book in process: one settlement path for every subject, exactly once; one late-payment rule;
+// one policy for an unreachable backend.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { coreHarness, newJob, type CoreHarness } from '../helpers/core.ts';
+import { creditBalanceMsats } from '../../src/store/credits.ts';
+import { openInvoiceCount } from '../../src/store/invoices.ts';
+
+let h: CoreHarness;
+beforeEach(async () => {
+  h = await coreHarness();
+});
+afterEach(() => h.close());
+
+const openRows = (kind: string) => (h.db.$client.prepare("select count(*) n from invoice_book where status = 'open' and subject_kind = ?").get(kind) as { n: number }).n;
+
+describe('invoice book', () => {
+  it('moves a job once however often its payment is reported, and keeps the open counter with the rows', async () => {
+    const r = await h.core.jobs.submit(newJob());
+    if (r.status !== 'created') throw new Error(r.status);
+    expect(openInvoiceCount(h.db, 'job')).toBe(1);
+    const hash = r.invoice!.paymentHash;
+    await Promise.all([h.pay(hash), h.core.book.settle(hash), h.core.book.settle(hash)]);
+    await h.core.runner.settled(r.job.id);
+    expect(h.core.jobs.get(r.job.id)!.state).toBe('awaiting_work_payment');
+    expect(h.intents(r.job.id).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'processing')).toHaveLength(1);
+    expect(h.core.book.get(hash)!.status).toBe('paid');
+    expect(openInvoiceCount(h.db, 'job')).toBe(openRows('job')); // the work invoice
+    expect(openRows('job')).toBe(1);
+  });
+
+  it('credits money that arrives after the subject stopped waiting, once, to the payer', async () => {
+    const job = newJob();
+    const r = await h.core.jobs.submit(job);
+    if (r.status !== 'created') throw new Error(r.status);
+    expect(h.core.jobs.cancel(job.id, job.customerPubkey!)).toBe(true);
+    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('expired'); // the invoice died with the request
+    expect(openInvoiceCount(h.db, 'job')).toBe(0);
+    await h.pay(r.invoice!.paymentHash);
+    await h.core.book.settle(r.invoice!.paymentHash);
+    expect(creditBalanceMsats(h.db, job.customerPubkey!)).toBe(r.invoice!.amountMsats);
+    expect(h.intents(job.id).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error' && o.intent.label === 'credited')).toHaveLength(1);
+    // An anonymous payer is credited on the subject's own account.
+    const anon = newJob({ source: 'http', customerPubkey: null, clientAddress: '192.0.2.1' });
+    const a = await h.core.jobs.submit(anon);
+    if (a.status !== 'created') throw new Error(a.status);
+    expect(h.core.book.get(a.invoice!.paymentHash)!.account).toBe(`job:${anon.id}`);
+  });
+
+  it('never expires an invoice the backend cannot be asked about; expires it once the backend answers', async () => {
+    const r = await h.core.jobs.submit(newJob());
+    if (r.status !== 'created') throw new Error(r.status);
+    const later = r.invoice!.expiresAt + 1;
+    const isPaid = h.backends.payments.isPaid.bind(h.backends.payments);
+    h.backends.payments.isPaid = async () => {
+      throw new Error('backend unreachable');
+    };
+    await h.core.book.expireDue(later);
+    expect(h.core.jobs.get(r.job.id)!.state).toBe('awaiting_eval_payment');
+    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('open');
+    h.backends.payments.isPaid = isPaid;
+    await h.core.book.expireDue(later);
+    expect(h.core.jobs.get(r.job.id)!.state).toBe('expired');
+    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('expired');
+    expect(openInvoiceCount(h.db, 'job')).toBe(0);
+  });
+
+  it('settles at expiry an invoice that was paid while no report arrived', async () => {
+    const r = await h.core.jobs.submit(newJob());
+    if (r.status !== 'created') throw new Error(r.status);
+    h.backends.stubPayments.onSettled(() => {}); // the push path is down
+    h.backends.stubPayments.pay(r.invoice!.paymentHash);
+    await h.core.book.expireDue(r.invoice!.expiresAt + 1);
+    await h.core.runner.settled(r.job.id);
+    expect(h.core.jobs.get(r.job.id)!.state).toBe('awaiting_work_payment');
+  });
+
+  it('after a restart asks about every open invoice once and settles the paid ones', async () => {
+    const a = await h.core.jobs.submit(newJob());
+    const b = await h.core.jobs.submit(newJob());
+    if (a.status !== 'created' || b.status !== 'created') throw new Error('not created');
+    h.backends.stubPayments.onSettled(() => {});
+    h.backends.stubPayments.pay(a.invoice!.paymentHash);
+    await h.core.book.resume();
+    await h.core.runner.settled(a.job.id);
+    expect(h.core.jobs.get(a.job.id)!.state).toBe('awaiting_work_payment');
+    expect(h.core.jobs.get(b.job.id)!.state).toBe('awaiting_eval_payment');
+  });
+});

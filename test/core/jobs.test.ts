@@ -1,0 +1,96 @@
+// Text jobs in process: the paid flow, typed refusals (caps, bid), credit spent before invoicing (once),
+// failures credited, sessions debited by actual cost.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { coreHarness, newJob, type CoreHarness } from '../helpers/core.ts';
+import { creditBalanceMsats } from '../../src/store/credits.ts';
+import { Refusal } from '../../src/core/refusal.ts';
+
+let h: CoreHarness;
+beforeEach(async () => {
+  h = await coreHarness({ MAX_OPEN_UNPAID_PER_CLIENT: '2', MAX_OPEN_UNPAID_TOTAL: '3' });
+});
+afterEach(() => h.close());
+
+async function submitted(job = newJob()) {
+  const r = await h.core.jobs.submit(job);
+  if (r.status !== 'created') throw new Error(`not created: ${r.status}`);
+  return r;
+}
+
+describe('text jobs', () => {
+  it('eval invoice -> evaluation -> work invoice -> work -> one result', async () => {
+    const r = await submitted();
+    expect(r.invoice!.amountMsats).toBe(10_000);
+    await h.pay(r.invoice!.paymentHash);
+    const quoted = (await h.core.runner.settled(r.job.id))!;
+    expect(quoted.state).toBe('awaiting_work_payment');
+    await h.pay(quoted.workPaymentHash!);
+    const done = (await h.core.runner.settled(r.job.id))!;
+    expect(done.state).toBe('complete');
+    expect(done.costLedger!.chargedSats).toBe(quoted.pricing!.amountSats);
+    expect(h.agent.calls).toEqual({ evaluate: 1, work: 1 });
+    expect(h.intents(r.job.id).map((o) => (o.intent.type === 'feedback' ? o.intent.status : o.intent.type))).toEqual([
+      'payment-required', 'processing', 'payment-required', 'processing', 'result', 'success',
+    ]);
+  });
+
+  it('refuses past the caps with a typed rate-limited refusal, per customer and in total', async () => {
+    const alice = 'b'.repeat(64);
+    await submitted(newJob({ customerPubkey: alice }));
+    await submitted(newJob({ customerPubkey: alice }));
+    const third = await h.core.jobs.submit(newJob({ customerPubkey: alice }));
+    expect(third.status).toBe('refused');
+    if (third.status !== 'refused') return;
+    expect(third.refusal).toBeInstanceOf(Refusal);
+    expect(third.refusal.code).toBe('rate-limited');
+    expect(third.refusal.message).toMatch(/^rate-limited: you have 2 unpaid jobs open/);
+    await submitted(newJob({ customerPubkey: 'c'.repeat(64) }));
+    const late = newJob({ customerPubkey: 'd'.repeat(64) });
+    const total = await h.core.jobs.submit(late);
+    expect(total.status === 'refused' && total.refusal.message).toBe('rate-limited: too many unpaid jobs are open, try again later');
+    // A refused Nostr request is recorded once and answered with the refusal's words and its label.
+    expect(h.intents(late.id).map((o) => o.intent)).toEqual([
+      { type: 'feedback', status: 'error', message: 'rate-limited: too many unpaid jobs are open, try again later', label: 'rate-limited' },
+    ]);
+    expect((await h.core.jobs.submit(late)).status).toBe('duplicate');
+  });
+
+  it('refuses a bid below the price with bid-too-low and issues no invoice', async () => {
+    const job = newJob({ bidMsats: 1000 });
+    const r = await h.core.jobs.submit(job);
+    expect(r.status === 'refused' && r.refusal.code).toBe('bid-too-low');
+    expect(h.core.book.of('job', job.id)).toEqual([]);
+    const [row] = h.intents(job.id);
+    expect(row!.intent).toMatchObject({ type: 'feedback', status: 'error', label: 'bid too low' });
+  });
+
+  it('a failure after payment is credited; the credit pays the next eval fee, once, even for concurrent requests', async () => {
+    const alice = 'e'.repeat(64);
+    const r = await submitted(newJob({ customerPubkey: alice }));
+    h.agent.onEvaluate = async () => {
+      throw new Error('model overloaded');
+    };
+    await h.pay(r.invoice!.paymentHash);
+    const failed = (await h.core.runner.settled(r.job.id))!;
+    expect(failed.state).toBe('failed');
+    expect(creditBalanceMsats(h.db, alice)).toBe(10_000);
+    h.agent.onEvaluate = null;
+    // Two requests at once: only one may spend the 10 sats of credit.
+    const [a, b] = await Promise.all([h.core.jobs.submit(newJob({ customerPubkey: alice })), h.core.jobs.submit(newJob({ customerPubkey: alice }))]);
+    if (a.status !== 'created' || b.status !== 'created') throw new Error('not created');
+    expect([a.invoice, b.invoice].filter((i) => i === null)).toHaveLength(1);
+    expect(creditBalanceMsats(h.db, alice)).toBe(0);
+  });
+
+  it('cancellation returns credit applied to the dead invoice', async () => {
+    const alice = 'f'.repeat(64);
+    h.db.$client.prepare("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 4000, 'test', 'seed', 0)").run(alice);
+    const job = newJob({ customerPubkey: alice });
+    const r = await submitted(job);
+    expect(r.invoice!.amountMsats).toBe(6000); // 10 sats less 4 of credit
+    expect(creditBalanceMsats(h.db, alice)).toBe(0);
+    expect(h.core.jobs.cancel(job.id, alice)).toBe(true);
+    expect(h.core.jobs.cancel(job.id, alice)).toBe(false);
+    expect(creditBalanceMsats(h.db, alice)).toBe(4000);
+  });
+});

@@ -1,0 +1,53 @@
+// Sessions in process: deposits and top-ups through the invoice book, reserve -> debit actual cost, unpaid
+// sessions purged with their invoice, typed refusals.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { coreHarness, newJob, type CoreHarness } from '../helpers/core.ts';
+import { balanceMsats, getSession } from '../../src/store/sessions.ts';
+import { Refusal } from '../../src/core/refusal.ts';
+import { creditBalanceMsats } from '../../src/store/credits.ts';
+
+let h: CoreHarness;
+beforeEach(async () => {
+  h = await coreHarness();
+});
+afterEach(() => h.close());
+
+describe('sessions', () => {
+  it('a deposit activates once; a top-up reported twice credits once; a request is debited its actual cost', async () => {
+    const s = await h.core.sessions.create({ amountSats: 1000, clientAddress: '192.0.2.7', origin: 'http' });
+    expect(h.core.sessions.view(s.sessionId)!.state).toBe('awaiting_deposit');
+    await h.pay(s.invoice.paymentHash);
+    await h.pay(s.invoice.paymentHash);
+    expect(h.core.sessions.view(s.sessionId)).toMatchObject({ state: 'active', balanceSats: 1000 });
+    const top = await h.core.sessions.topup(s.sessionId, 500);
+    await Promise.all([h.pay(top.invoice.paymentHash), h.core.book.settle(top.invoice.paymentHash)]);
+    expect(balanceMsats(h.db, s.sessionId)).toBe(1_500_000);
+    const r = await h.core.sessions.run(newJob({ source: 'http', customerPubkey: null }), s.sessionId, null);
+    if (r.status !== 'done') throw new Error(r.status);
+    expect(r.balanceMsats).toBe(1_500_000 - r.job.costLedger!.chargedSats * 1000);
+    expect(r.job.costLedger!.chargedSats).toBeLessThanOrEqual(r.job.pricing!.amountSats);
+  });
+
+  it('refuses with typed codes: caveat, unknown session, closed session', async () => {
+    const s = await h.core.sessions.create({ amountSats: 1000, clientAddress: null, origin: 'http' });
+    await h.pay(s.invoice.paymentHash);
+    await expect(h.core.sessions.run(newJob({ source: 'http' }), s.sessionId, 0)).rejects.toMatchObject({ code: 'caveat' });
+    await expect(h.core.sessions.topup('0'.repeat(32), 10)).rejects.toMatchObject({ code: 'not-found' });
+    h.core.sessions.close(s.sessionId);
+    const closed = h.core.sessions.topup(s.sessionId, 10);
+    await expect(closed).rejects.toBeInstanceOf(Refusal);
+    await expect(closed).rejects.toMatchObject({ code: 'conflict' });
+  });
+
+  it('an unpaid session is purged when its deposit invoice expires; paying afterwards is credited, not lost', async () => {
+    const s = await h.core.sessions.create({ amountSats: 50, pubkey: '9'.repeat(64), clientAddress: null, origin: 'http' });
+    await h.core.book.expireDue(s.invoice.expiresAt + 1);
+    expect(getSession(h.db, s.sessionId)).toBeUndefined();
+    expect(h.core.book.get(s.invoice.paymentHash)!.status).toBe('expired');
+    // A real backend may still report it paid (the stub wallet refuses expired invoices, so mark it there).
+    h.db.$client.prepare('update stub_invoices set paid_at = ? where payment_hash = ?').run(Date.now(), s.invoice.paymentHash);
+    await h.core.book.settle(s.invoice.paymentHash);
+    await h.core.book.settle(s.invoice.paymentHash);
+    expect(creditBalanceMsats(h.db, '9'.repeat(64))).toBe(50_000);
+  });
+});

@@ -1,0 +1,99 @@
+// The core in process, as the daemon builds it (buildBackends + buildCore), on a temporary SQLite file with
+// the stub payment backend, stub provisioner and a scriptable agent: fast tests of the services.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { openDb, closeDb, type Db } from '../../src/store/db.ts';
+import { buildBackends, buildCore, type Backends, type Core } from '../../src/daemon.ts';
+import { StubAgent } from '../../src/ai/stub.ts';
+import type { Agent, Verdict, WorkAnswer } from '../../src/core/ports.ts';
+import type { NewJob, OutboxRow } from '../../src/core/types.ts';
+import { outboxForJob } from '../../src/store/outbox.ts';
+import { tempDir } from './procs.ts';
+
+/** The stub agent, with hooks a test can set to fail, hang or count calls. */
+export class ScriptedAgent implements Agent {
+  readonly name = 'stub' as const;
+  readonly calls = { evaluate: 0, work: 0 };
+  onEvaluate: ((input: string) => Promise<Verdict> | null) | null = null;
+  onWork: ((input: string) => Promise<WorkAnswer> | null) | null = null;
+  private readonly inner = new StubAgent({ evalModel: 'claude-haiku-4-5', workModel: 'claude-sonnet-4-6' });
+
+  async evaluate(input: string): Promise<Verdict> {
+    this.calls.evaluate++;
+    return (await this.onEvaluate?.(input)) ?? this.inner.evaluate(input);
+  }
+
+  async work(input: string, maxTokens: number): Promise<WorkAnswer> {
+    this.calls.work++;
+    return (await this.onWork?.(input)) ?? this.inner.work(input, maxTokens);
+  }
+}
+
+export interface CoreHarness {
+  db: Db;
+  core: Core;
+  backends: Backends & { stubPayments: NonNullable<Backends['stubPayments']> };
+  agent: ScriptedAgent;
+  /** How many times the core said it committed events to publish. */
+  wakes: () => number;
+  /** Pays a stub invoice as a wallet would; the settlement reaches the book as the backend pushes it. */
+  pay(paymentHash: string): Promise<void>;
+  intents(subjectId: string): OutboxRow[];
+  close(): void;
+}
+
+export async function coreHarness(env: Record<string, string> = {}): Promise<CoreHarness> {
+  const dir = tempDir('timmy-core-');
+  const config = loadConfig({ DATA_DIR: dir, EMBEDDED_RELAY_PORT: 'off', RELAYS: 'ws://127.0.0.1:9', STUB_PROVISION_DELAY_MS: '0', ...env });
+  const log = createLogger('silent', pino.destination({ dest: '/dev/null', sync: true }));
+  const db = openDb(join(dir, 'timmy.db'));
+  const built = await buildBackends(config, db, log);
+  const agent = new ScriptedAgent();
+  const backends = { ...built, agent, stubPayments: built.stubPayments! };
+  let wakes = 0;
+  const core = buildCore(config, db, backends, { publisher: { wake: () => wakes++ }, inbox: { inboxRelays: async () => [] } }, log);
+  return {
+    db,
+    core,
+    backends,
+    agent,
+    wakes: () => wakes,
+    async pay(paymentHash) {
+      backends.stubPayments.pay(paymentHash);
+      await new Promise((r) => setImmediate(r)); // the stub reports on a microtask; let it land
+      await core.book.settle(paymentHash); // and idempotently once more, as a poll would
+    },
+    intents: (subjectId) => outboxForJob(db, subjectId),
+    close() {
+      core.jobs.stop();
+      closeDb(db);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let counter = 0;
+
+/** A parsed text request as intake or the HTTP shim would hand it to the core. */
+export function newJob(over: Partial<NewJob> = {}): NewJob {
+  counter++;
+  return {
+    id: (over.id ?? `${Date.now().toString(16)}${String(counter).padStart(8, '0')}`).padEnd(64, '0').slice(0, 64),
+    kind: 5050,
+    source: 'nostr',
+    customerPubkey: 'a'.repeat(63) + (counter % 10),
+    clientAddress: null,
+    requestJson: null,
+    encryption: 'none',
+    input: 'Explain Lightning invoices in two sentences.',
+    params: {},
+    relays: [],
+    bidMsats: null,
+    requestCreatedAt: Math.floor(Date.now() / 1000),
+    expiresAt: null,
+    ...over,
+  };
+}
