@@ -240,6 +240,8 @@ export interface NostrSide {
   handlerInfo: HandlerInfo;
   /** Renews the NIP-09 subscription when the set of unpaid jobs changed. */
   refreshDeletions(): void;
+  /** Stops the outbox and the pending timers (the pool is closed by its owner). */
+  stop(): void;
 }
 
 /**
@@ -326,7 +328,11 @@ export function buildNostr(
       return filterRelayUrls((events[0]?.tags ?? []).filter((t) => t[0] === 'relay' && t[1]).map((t) => t[1]!), relayPolicy).accepted;
     },
   });
-  return { pool, intake, outbox, relayPolicy, handlerInfo, refreshDeletions };
+  const stop = () => {
+    if (deletionTimer) clearTimeout(deletionTimer);
+    outbox.stop();
+  };
+  return { pool, intake, outbox, relayPolicy, handlerInfo, refreshDeletions, stop };
 }
 
 /** The HTTP shim over the same core. */
@@ -381,11 +387,14 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
   });
 }
 
-async function listen(app: App, host: string, port: number): Promise<ServerType> {
-  return new Promise((resolve, reject) => {
+/** Serves the app; resolves with the server and the port it got (HTTP_PORT=0 picks a free one). */
+async function listen(app: App, host: string, port: number): Promise<{ server: ServerType; port: number }> {
+  const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
     s.once('error', reject);
   });
+  const addr = server.address();
+  return { server, port: typeof addr === 'object' && addr ? addr.port : port };
 }
 
 async function startEmbeddedRelay(config: Config, log: Logger): Promise<RelayServer | null> {
@@ -412,9 +421,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const link = new NostrPorts();
   const core = buildCore(config, db, backends, { publisher: link, inbox: link, fault }, log);
   const nostr = buildNostr(config, db, keys, core, backends, { link, fault }, log);
-  const server = await listen(buildHttp(config, db, keys, core, backends, nostr, log), config.HTTP_HOST, config.HTTP_PORT);
-  const addr = server.address();
-  const httpPort = typeof addr === 'object' && addr ? addr.port : config.HTTP_PORT;
+  const { server, port: httpPort } = await listen(buildHttp(config, db, keys, core, backends, nostr, log), config.HTTP_HOST, config.HTTP_PORT);
   nostr.relayPolicy.ownPorts.push(httpPort);
   log.info({ url: `http://${config.HTTP_HOST}:${httpPort}/api` }, 'HTTP listening');
 
@@ -436,10 +443,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
 
   let stopped = false;
   return {
-    pubkey: keys.pubkey,
-    httpPort,
-    db,
-    log,
+    pubkey: keys.pubkey, httpPort, db, log,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -449,7 +453,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       core.book.stop();
       await Promise.all([core.runner.stop(5000), core.bootstrap.stop(5000), resumed]);
       await nostr.outbox.flush(2000);
-      nostr.outbox.stop();
+      nostr.stop();
       nostr.pool.close();
       await backends.payments.close();
       const closed = new Promise<void>((r) => server.close(() => r()));

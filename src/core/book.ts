@@ -44,6 +44,16 @@ export function creditAccount(p: Payer): string {
   return p.pubkey ?? `${p.subjectKind}:${p.subjectId}`;
 }
 
+/** Where credit for a payer went, in the customer's words. */
+export function creditedTo(p: Payer): string {
+  return p.pubkey ? 'your pubkey' : creditAccount(p);
+}
+
+/** Money received for work that was not delivered goes back as credit: once per subject (`fail:<id>`). */
+export function refundCredit(p: Payer, amountMsats: number, why: string): CreditEntry {
+  return { account: creditAccount(p), deltaMsats: amountMsats, reason: `refund: ${why}`, jobId: p.subjectId, ref: `fail:${p.subjectId}` };
+}
+
 /** The result of a charge: the credit spent (as a ledger entry to commit) and the invoice for the rest. */
 export interface Charge {
   creditMsats: number;

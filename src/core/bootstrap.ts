@@ -8,7 +8,7 @@ import * as store from '../store/bootstrap.ts';
 import { ProvisionError, type Clock, type InboxDirectory, type NodeSecrets, type Provisioner, type Publisher } from './ports.ts';
 import { nextBootstrapState, type BootstrapEvent } from './bootstrap-machine.ts';
 import type { SecretBox } from './sealed.ts';
-import { creditAccount, msatsText, type InvoiceBook, type SubjectHandler } from './book.ts';
+import { creditedTo, msatsText, refundCredit, type InvoiceBook, type SubjectHandler } from './book.ts';
 import { Refusal } from './refusal.ts';
 import { errorFeedback } from './job-moves.ts';
 import type { BookInvoice, BootstrapJob, NewBookInvoice, PublishIntent } from './types.ts';
@@ -266,11 +266,11 @@ export class BootstrapService {
   }
 
   private fail(job: BootstrapJob, message: string): void {
-    const account = creditAccount({ subjectKind: 'bootstrap', subjectId: job.id, pubkey: job.customerPubkey });
-    const note = `; ${msatsText(job.amountMsats)} credited to ${job.customerPubkey ? 'your pubkey' : account}`;
+    const payer = { subjectKind: 'bootstrap' as const, subjectId: job.id, pubkey: job.customerPubkey };
+    const note = `; ${msatsText(job.amountMsats)} credited to ${creditedTo(payer)}`;
     this.d.log.warn({ bootstrapId: job.id, message }, 'node order failed');
     const moved = this.move(job, 'failed', { errorMessage: message, progress: 'failed' }, [errorFeedback('failed', `${message}${note}`)], {
-      credits: [{ account, deltaMsats: job.amountMsats, reason: `refund: ${message}`, jobId: job.id, ref: `fail:${job.id}` }],
+      credits: [refundCredit(payer, job.amountMsats, message)],
     });
     if (moved) store.eraseCredentials(this.d.db, job.id, null);
   }

@@ -7,7 +7,7 @@ import type { LedgerEntry } from '../store/sessions.ts';
 import type { PriceOracle } from '../pricing/oracle.ts';
 import { actualCostUsd, costLedger, quoteWork, usdToSats, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
 import type { Agent, Usage } from './ports.ts';
-import { creditAccount, msatsText, type InvoiceBook } from './book.ts';
+import { creditAccount, creditedTo, msatsText, refundCredit, type InvoiceBook } from './book.ts';
 import { jobPayer } from './jobs.ts';
 import { errorFeedback, processing, type JobMoves } from './job-moves.ts';
 import type { CreditEntry, Job } from './types.ts';
@@ -175,9 +175,8 @@ export class JobRunner {
     const stage = job.state === 'evaluating' ? 'eval' : 'work';
     const invoiced = this.d.book.get(stage === 'eval' ? job.evalPaymentHash : job.workPaymentHash)?.amountMsats ?? 0;
     const paidMsats = invoiced + (stage === 'eval' ? job.evalCreditMsats : job.workCreditMsats);
-    const account = creditAccount(jobPayer(job));
-    const credits: CreditEntry[] = paidMsats > 0 ? [{ account, deltaMsats: paidMsats, reason: `refund: ${message}`, jobId: job.id, ref: `fail:${job.id}` }] : [];
-    const note = paidMsats > 0 ? `; ${msatsText(paidMsats)} credited to ${job.customerPubkey ? 'your pubkey' : account}, spent automatically on your next request` : '';
+    const credits: CreditEntry[] = paidMsats > 0 ? [refundCredit(jobPayer(job), paidMsats, message)] : [];
+    const note = paidMsats > 0 ? `; ${msatsText(paidMsats)} credited to ${creditedTo(jobPayer(job))}, spent automatically on your next request` : '';
     this.log.warn({ jobId: job.id, message, creditedMsats: paidMsats }, 'job failed');
     this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}${note}`)], { credits });
   }

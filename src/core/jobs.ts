@@ -6,7 +6,7 @@ import * as store from '../store/jobs.ts';
 import * as sessions from '../store/sessions.ts';
 import type { PriceOracle } from '../pricing/oracle.ts';
 import { quoteWork, type PricingParams } from '../pricing/pricing.ts';
-import { creditAccount, msatsText, type InvoiceBook, type SubjectHandler } from './book.ts';
+import { creditAccount, creditedTo, msatsText, type InvoiceBook, type SubjectHandler } from './book.ts';
 import { JOB_INITIAL_STATES, nextJobState, UNPAID_JOB_STATES, type JobState } from './job-machine.ts';
 import { errorFeedback, forSource, processing, refusalFeedback, type JobMoves } from './job-moves.ts';
 import { Refusal } from './refusal.ts';
@@ -287,8 +287,7 @@ export class JobService {
       late: (inv) => {
         const job = store.getJob(this.db, inv.subjectId);
         const state = job?.state ?? 'gone';
-        const to = job?.customerPubkey ? 'your pubkey' : inv.account;
-        const message = `payment received after the job was ${state}: ${msatsText(inv.amountMsats)} credited to ${to}, spent automatically on your next request`;
+        const message = `payment received after the job was ${state}: ${msatsText(inv.amountMsats)} credited to ${creditedTo(jobPayer(job ?? { id: inv.subjectId, customerPubkey: null }))}, spent automatically on your next request`;
         return { reason: `payment after the job was ${state}`, intents: job ? forSource(job, [errorFeedback('credited', message)]) : [] };
       },
     };

@@ -53,6 +53,7 @@ const MAX_BACKOFF_MS = 30_000;
 
 export class OutboxWorker {
   private scheduled = false;
+  private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly sent = new Map<number, { at: number; attempts: number }>(); // outbox id -> last send, for backoff
   private readonly resendWindowMs: number;
@@ -66,14 +67,16 @@ export class OutboxWorker {
     this.kick();
   }
 
+  /** Stops for good: nothing is signed or sent after this. */
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
   }
 
   /** New intents were committed: sign and send them soon (coalesced). */
   kick(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.stopped) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -83,6 +86,7 @@ export class OutboxWorker {
 
   /** Signs what is unsigned, then (re)sends what no relay has acked, with per-event backoff. */
   drain(): void {
+    if (this.stopped) return;
     try {
       this.signPending();
       this.sendUnacked();
@@ -190,6 +194,7 @@ export class OutboxWorker {
 
   /** A relay's OK: `duplicate:` means it already has the event, which is as good as accepted. */
   onOk(relay: string, eventId: string, ok: boolean, message: string): void {
+    if (this.stopped) return;
     const accepted = ok || message.startsWith('duplicate:');
     if (!accepted) this.d.log.warn({ relay, eventId, message }, 'relay refused our event');
     const id = this.d.store.recordAck(eventId, relay, accepted, message);

@@ -6,7 +6,9 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { openDb, closeDb, type Db } from '../../src/store/db.ts';
-import { buildBackends, buildCore, type Backends, type Core } from '../../src/daemon.ts';
+import { buildBackends, buildCore, buildNostr, NostrPorts, type Backends, type Core, type NostrSide } from '../../src/daemon.ts';
+import type { Event } from 'nostr-tools';
+import { generateSecretKey, getPublicKey, initCrypto } from '../../src/nostr/crypto.ts';
 import { StubAgent } from '../../src/ai/stub.ts';
 import type { Agent, Verdict, WorkAnswer } from '../../src/core/ports.ts';
 import type { NewJob, OutboxRow } from '../../src/core/types.ts';
@@ -34,6 +36,14 @@ export class ScriptedAgent implements Agent {
 
 export interface CoreHarness {
   db: Db;
+  config: ReturnType<typeof loadConfig>;
+  /** Timmy's keys in this harness. */
+  keys: { secretKey: Uint8Array; pubkey: string };
+  /** The Nostr side (intake, outbox) on a transport that records what it is given; relays ack when told. */
+  nostr: NostrSide;
+  sent: Event[];
+  /** When true (default), the transport acks every event it is given, as a relay would. */
+  autoAck: { on: boolean };
   core: Core;
   backends: Backends & { stubPayments: NonNullable<Backends['stubPayments']> };
   agent: ScriptedAgent;
@@ -42,21 +52,41 @@ export interface CoreHarness {
   /** Pays a stub invoice as a wallet would; the settlement reaches the book as the backend pushes it. */
   pay(paymentHash: string): Promise<void>;
   intents(subjectId: string): OutboxRow[];
-  close(): void;
+  close(): Promise<void>;
 }
 
 export async function coreHarness(env: Record<string, string> = {}): Promise<CoreHarness> {
   const dir = tempDir('timmy-core-');
   const config = loadConfig({ DATA_DIR: dir, EMBEDDED_RELAY_PORT: 'off', RELAYS: 'ws://127.0.0.1:9', STUB_PROVISION_DELAY_MS: '0', ...env });
   const log = createLogger('silent', pino.destination({ dest: '/dev/null', sync: true }));
+  await initCrypto();
   const db = openDb(join(dir, 'timmy.db'));
+  const secretKey = generateSecretKey();
+  const keys = { secretKey, pubkey: getPublicKey(secretKey) };
   const built = await buildBackends(config, db, log);
   const agent = new ScriptedAgent();
   const backends = { ...built, agent, stubPayments: built.stubPayments! };
   let wakes = 0;
-  const core = buildCore(config, db, backends, { publisher: { wake: () => wakes++ }, inbox: { inboxRelays: async () => [] } }, log);
+  const link = new NostrPorts();
+  const core = buildCore(config, db, backends, { publisher: { wake: () => (wakes++, link.wake()) }, inbox: { inboxRelays: async () => [] } }, log);
+  const sent: Event[] = [];
+  const autoAck = { on: true };
+  const transport = {
+    publish(event: Event): string[] {
+      sent.push(event);
+      if (autoAck.on) setImmediate(() => nostr.outbox.onOk('stub://relay', event.id, true, ''));
+      return ['stub://relay'];
+    },
+    connectedCount: 1,
+  };
+  const nostr: NostrSide = buildNostr(config, db, keys, core, backends, { link, transport }, log);
   return {
     db,
+    config,
+    keys,
+    nostr,
+    sent,
+    autoAck,
     core,
     backends,
     agent,
@@ -67,8 +97,11 @@ export async function coreHarness(env: Record<string, string> = {}): Promise<Cor
       await core.book.settle(paymentHash); // and idempotently once more, as a poll would
     },
     intents: (subjectId) => outboxForJob(db, subjectId),
-    close() {
+    async close() {
+      nostr.stop();
       core.jobs.stop();
+      await core.runner.stop(1000);
+      await new Promise((r) => setImmediate(r)); // acks already queued by the transport land first
       closeDb(db);
       rmSync(dir, { recursive: true, force: true });
     },
