@@ -2,6 +2,7 @@
 // passed the relay policy already; here the resolved address is checked again right before connecting,
 // so a public name that resolves to a private address (DNS rebinding) is refused too.
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
 import WebSocket from 'ws';
 import type { Event } from 'nostr-tools';
 import { classifyAddress } from './relay-policy.ts';
@@ -15,8 +16,8 @@ export interface EphemeralOptions {
 export type PublishOutcome = { ok: boolean; message: string };
 
 /** A `lookup` for ws/http that refuses addresses the policy forbids. */
-function guardedLookup(allowPrivate: boolean) {
-  return (hostname: string, options: object, callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void) => {
+function guardedLookup(allowPrivate: boolean): LookupFunction {
+  return (hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, []);
       const list = addresses as LookupAddress[];
@@ -26,7 +27,7 @@ function guardedLookup(allowPrivate: boolean) {
           return callback(new Error(`refused: ${hostname} resolves to ${bad.reason}`), []);
         }
       }
-      const wantAll = (options as { all?: boolean }).all;
+      const wantAll = options.all;
       if (wantAll) return callback(null, list);
       return callback(null, list[0]!.address, list[0]!.family);
     });
@@ -52,7 +53,7 @@ export function publishOnce(url: string, event: Event, o: EphemeralOptions): Pro
         handshakeTimeout: timeoutMs,
         maxPayload: o.maxMessageBytes ?? 256 * 1024,
         followRedirects: false,
-        lookup: guardedLookup(o.allowPrivate) as never,
+        lookup: guardedLookup(o.allowPrivate),
       });
     } catch (err) {
       done({ ok: false, message: (err as Error).message });

@@ -16,13 +16,13 @@ export interface Route {
 /** What the worker needs of the store: intents in order, signed once, acked per relay. */
 export interface OutboxStore {
   unsigned(afterId: number, limit?: number): OutboxRow[];
-  /** Stores the signed event once; false when another signer got there first. */
-  storeSigned(id: number, eventId: string, signedJson: string): boolean;
+  /** Stores signed events once, in one transaction; returns the ids stored (another signer may have been first). */
+  storeSigned(rows: { id: number; eventId: string; signedJson: string }[]): number[];
   unacked(limit?: number): OutboxRow[];
   notAckedBy(relay: string, sinceMs: number): OutboxRow[];
   noteAttempt(id: number): void;
-  /** Records a relay's OK; returns the row id, or null for an event that is not ours. */
-  recordAck(eventId: string, relay: string, ok: boolean, message: string): number | null;
+  /** Records relays' OKs in one transaction; returns the row ids of the accepted ones (not ours: ignored). */
+  recordAcks(acks: { eventId: string; relay: string; ok: boolean; message: string }[]): number[];
   /** Removes an intent that can no longer be built. */
   drop(id: number): void;
 }
@@ -95,40 +95,46 @@ export class OutboxWorker {
     }
   }
 
+  /** Signs every unsigned intent, stores a page of signed events in one transaction, then sends them. */
   private signPending(): void {
     let after = 0;
     for (;;) {
       const rows = this.d.store.unsigned(after);
       if (rows.length === 0) return;
-      for (const row of rows) this.sign(row);
+      const signed = rows.flatMap((row) => {
+        const event = this.sign(row);
+        return event ? [{ row, event, json: JSON.stringify(event) }] : [];
+      });
+      const stored = new Set(this.d.store.storeSigned(signed.map((s) => ({ id: s.row.id, eventId: s.event.id, signedJson: s.json }))));
+      for (const s of signed) {
+        if (!stored.has(s.row.id)) continue;
+        this.d.fault(`after-sign:${s.row.intent.type === 'feedback' ? s.row.intent.status : s.row.intent.type}`);
+        this.sendNow({ ...s.row, eventId: s.event.id, signedJson: s.json }, s.event);
+      }
       after = rows[rows.length - 1]!.id;
     }
   }
 
-  private sign(row: OutboxRow): void {
+  /** The intent's event, signed with Timmy's key (gift wraps come signed); null when it cannot or need not be built. */
+  private sign(row: OutboxRow): Event | null {
     let built: EventTemplate | Event | null;
     try {
       built = this.d.events.build(row);
     } catch (err) {
       this.d.log.error({ err, outboxId: row.id }, 'cannot build the event of an intent; left for the next pass');
-      return;
+      return null;
     }
     if (!built) {
       this.d.store.drop(row.id);
-      return;
+      return null;
     }
-    const event = 'sig' in built ? (built as Event) : finalizeEvent(built, this.d.secretKey);
-    if (this.d.store.storeSigned(row.id, event.id, JSON.stringify(event))) {
-      const label = row.intent.type === 'feedback' ? row.intent.status : row.intent.type;
-      this.d.fault(`after-sign:${label}`);
-      this.sendNow({ ...row, eventId: event.id, signedJson: JSON.stringify(event) });
-    }
+    return 'sig' in built ? (built as Event) : finalizeEvent(built, this.d.secretKey);
   }
 
   /** First send: our relays now (when routed there), the customer's relays with a few attempts. */
-  private sendNow(row: OutboxRow): void {
+  private sendNow(row: OutboxRow, event: Event): void {
     const route = this.d.events.route(row);
-    if (route.pool && this.d.pool.publish(JSON.parse(row.signedJson!) as Event).length > 0) {
+    if (route.pool && this.d.pool.publish(event).length > 0) {
       this.sent.set(row.id, { at: Date.now(), attempts: 1 });
     }
     if (route.extra.length > 0) void this.toExtraRelays(row, route.extra);
@@ -147,7 +153,7 @@ export class OutboxWorker {
           for (let attempt = 1; attempt <= attempts; attempt++) {
             const r = await this.d.publishOnce(url, event);
             if (r.ok || attempt === attempts) {
-              this.d.store.recordAck(event.id, url, r.ok, r.message);
+              this.d.store.recordAcks([{ eventId: event.id, relay: url, ok: r.ok, message: r.message }]);
               if (r.ok) this.d.events.onExtraAck?.(row, url);
               else this.d.log.info({ relay: url, eventId: event.id, message: r.message }, 'customer relay did not take our event');
               return;
@@ -192,13 +198,27 @@ export class OutboxWorker {
     }
   }
 
-  /** A relay's OK: `duplicate:` means it already has the event, which is as good as accepted. */
+  private pendingAcks: { eventId: string; relay: string; ok: boolean; message: string }[] = [];
+
+  /** A relay's OK: `duplicate:` means it already has the event, which is as good as accepted. Recorded in batches. */
   onOk(relay: string, eventId: string, ok: boolean, message: string): void {
     if (this.stopped) return;
     const accepted = ok || message.startsWith('duplicate:');
     if (!accepted) this.d.log.warn({ relay, eventId, message }, 'relay refused our event');
-    const id = this.d.store.recordAck(eventId, relay, accepted, message);
-    if (accepted && id !== null) this.sent.delete(id);
+    this.pendingAcks.push({ eventId, relay, ok: accepted, message });
+    if (this.pendingAcks.length === 1) setImmediate(() => this.recordPendingAcks());
+  }
+
+  /** One transaction for the OKs that arrived in one turn (an ack lost to a crash only means one more send). */
+  private recordPendingAcks(): void {
+    const batch = this.pendingAcks;
+    this.pendingAcks = [];
+    if (this.stopped || batch.length === 0) return;
+    try {
+      for (const id of this.d.store.recordAcks(batch)) this.sent.delete(id);
+    } catch (err) {
+      this.d.log.error({ err }, 'recording relay acks failed');
+    }
   }
 
   /** Sends what is pending once more and waits up to `ms` for the acks (used at shutdown). */

@@ -44,8 +44,8 @@ export function unsignedIntents(db: Db, afterId = 0, limit = 200): OutboxRow[] {
   return q.all({ afterId, limit }).map(toRow);
 }
 
-/** Stores the signed event once; false when another signer got there first. */
-export function storeSigned(db: Db, id: number, eventId: string, signedJson: string): boolean {
+/** Stores signed events (a page at once, one transaction); returns the ids stored (another signer may have been first). */
+export function storeSigned(db: Db, rows: { id: number; eventId: string; signedJson: string }[]): number[] {
   const q = prepared(db, 'storeSigned', () =>
     db
       .update(outbox)
@@ -53,7 +53,8 @@ export function storeSigned(db: Db, id: number, eventId: string, signedJson: str
       .where(and(eq(outbox.id, sql.placeholder('id')), isNull(outbox.signedJson)))
       .prepare(),
   );
-  return q.run({ id, eventId, signedJson, at: Date.now() }).changes === 1;
+  const at = Date.now();
+  return db.$client.transaction(() => rows.filter((r) => q.run({ ...r, at }).changes === 1).map((r) => r.id))();
 }
 
 /** Signed events no relay has acked yet, oldest first. */
@@ -92,8 +93,18 @@ export function noteAttempt(db: Db, id: number): void {
   db.update(outbox).set({ attempts: sql`${outbox.attempts} + 1` }).where(eq(outbox.id, id)).run();
 }
 
-/** Records a relay's OK answer for an event; an accepted event marks the row acked. Returns the row id. */
-export function recordAck(db: Db, eventId: string, relay: string, ok: boolean, message: string): number | null {
+export interface RelayAck {
+  eventId: string;
+  relay: string;
+  ok: boolean;
+  message: string;
+}
+
+/**
+ * Records relays' OK answers (a batch in one transaction); an accepted event marks its row acked. Returns
+ * the row ids of the accepted ones (answers for events that are not ours are ignored).
+ */
+export function recordAcks(db: Db, acks: RelayAck[]): number[] {
   const s = prepared(db, 'recordAck', () => ({
     find: db.select({ id: outbox.id }).from(outbox).where(eq(outbox.eventId, sql.placeholder('eventId'))).prepare(),
     ack: db
@@ -113,11 +124,17 @@ export function recordAck(db: Db, eventId: string, relay: string, ok: boolean, m
   const at = Date.now();
   // better-sqlite3's own transaction: the prepared statements belong to this connection.
   return db.$client.transaction(() => {
-    const row = s.find.get({ eventId });
-    if (!row) return null;
-    s.ack.run({ id: row.id, relay, ok: ok ? 1 : 0, message, at });
-    if (ok) s.acked.run({ id: row.id, at });
-    return row.id;
+    const accepted: number[] = [];
+    for (const a of acks) {
+      const row = s.find.get({ eventId: a.eventId });
+      if (!row) continue;
+      s.ack.run({ id: row.id, relay: a.relay, ok: a.ok ? 1 : 0, message: a.message, at });
+      if (a.ok) {
+        s.acked.run({ id: row.id, at });
+        accepted.push(row.id);
+      }
+    }
+    return accepted;
   })();
 }
 
@@ -138,11 +155,11 @@ export function dropIntent(db: Db, id: number): void {
 export function outboxStore(db: Db) {
   return {
     unsigned: (afterId: number, limit?: number) => unsignedIntents(db, afterId, limit),
-    storeSigned: (id: number, eventId: string, signedJson: string) => storeSigned(db, id, eventId, signedJson),
+    storeSigned: (rows: { id: number; eventId: string; signedJson: string }[]) => storeSigned(db, rows),
     unacked: (limit?: number) => unackedEvents(db, limit),
     notAckedBy: (relay: string, sinceMs: number) => notAckedBy(db, relay, sinceMs),
     noteAttempt: (id: number) => noteAttempt(db, id),
-    recordAck: (eventId: string, relay: string, ok: boolean, message: string) => recordAck(db, eventId, relay, ok, message),
+    recordAcks: (acks: RelayAck[]) => recordAcks(db, acks),
     drop: (id: number) => dropIntent(db, id),
   };
 }

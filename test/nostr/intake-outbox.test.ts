@@ -90,6 +90,7 @@ describe('outbox', () => {
     await waitFor(() => feedbackFor(ev.id).length >= 2, 'resend');
     expect(new Set(feedbackFor(ev.id).map((e) => e.id))).toEqual(new Set([first.id]));
     h.nostr.outbox.onOk('stub://relay', first.id, false, 'duplicate: already have it'); // as good as accepted
+    await waitFor(() => h.intents(ev.id)[0]!.ackedAt !== null, 'ack recorded');
     const n = feedbackFor(ev.id).length;
     h.nostr.outbox.onConnected('stub://relay');
     expect(feedbackFor(ev.id).length).toBe(n);
