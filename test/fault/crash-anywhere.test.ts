@@ -5,11 +5,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from '../helpers/procs.ts';
 import { Customer, invoiceOf, paymentHash, queryRelay, status } from '../helpers/customer.ts';
 import { readDb } from '../helpers/store.ts';
-import { waitFor } from '../helpers/wait.ts';
+import { waitForProgress } from '../helpers/wait.ts';
+import { SEED, mulberry32, printSeedOnFailure } from '../helpers/seed.ts';
 import * as nip17 from 'nostr-tools/nip17';
 
 const ROUNDS = Number(process.env.FAULT_ROUNDS ?? 6);
 const JOBS_PER_CUSTOMER = Number(process.env.FAULT_JOBS ?? 4);
+/** The kill moments come from the run's seed (TEST_SEED, printed on failure). */
+const random = mulberry32(SEED);
+/** The waits fail once nothing moved for this long, not on a deadline; the test timeout is only a backstop. */
+const STALL_MS = 30_000;
+printSeedOnFailure();
 
 let relay: RelayProc;
 let daemon: DaemonProc | null = null;
@@ -88,7 +94,7 @@ describe('crash anywhere', () => {
         orders.push(order.id);
       }
       // Let some work happen, then kill at a random moment.
-      await new Promise((r) => setTimeout(r, 100 + Math.floor(Math.random() * 700)));
+      await new Promise((r) => setTimeout(r, 100 + Math.floor(random() * 700)));
       await daemon!.kill('SIGKILL');
       await start();
     }
@@ -96,8 +102,14 @@ describe('crash anywhere', () => {
       for (const c of customers.slice(0, 3)) requests.push((await c.request(`tail question ${j}`)).id);
     }
 
-    // Everything settles on the last daemon.
-    await waitFor(
+    // Everything settles on the last daemon, however long that takes here, while something moves: job states,
+    // outbox rows written and acked, payments, events seen by the customers.
+    const settling = () => [
+      readDb(dataDir, (db) => [db.prepare('select state, count(*) n from jobs group by state').all(), db.prepare('select max(id) last, count(acked_at) acked from outbox').get()]),
+      pay.paid.size,
+      customers.map((c) => c.seen.length),
+    ];
+    await waitForProgress(
       () =>
         readDb(dataDir, (db) => {
           const open = db
@@ -105,21 +117,21 @@ describe('crash anywhere', () => {
             .get(...requests, ...sessionRequests) as { n: number };
           return open.n === 0;
         }),
+      settling,
       'all jobs finished',
-      90_000,
-      200,
+      { stallMs: STALL_MS, intervalMs: 200 },
     );
-    await waitFor(
+    await waitForProgress(
       () =>
         readDb(dataDir, (db) =>
           (db.prepare(`select state from bootstrap_jobs where id in (${orders.map(() => '?').join(',')})`).all(...orders) as { state: string }[]).every((o) => o.state === 'ready'),
         ),
+      settling,
       'all nodes ready',
-      60_000,
-      200,
+      { stallMs: STALL_MS, intervalMs: 200 },
     );
     pay.stop();
-    await waitFor(() => readDb(dataDir, (db) => (db.prepare('select count(*) n from outbox where acked_at is null').get() as { n: number }).n === 0), 'outbox drained', 30_000);
+    await waitForProgress(() => readDb(dataDir, (db) => (db.prepare('select count(*) n from outbox where acked_at is null').get() as { n: number }).n === 0), settling, 'outbox drained', { stallMs: STALL_MS });
 
     // Node orders: one public result, one credentials DM each, and the same node after every restart.
     const nodeEvents = await queryRelay(relay.url, { authors: [daemon!.pubkey], '#e': orders });
@@ -162,5 +174,5 @@ describe('crash anywhere', () => {
       expect(balance).toBe(500_000 + k('debit').s);
       expect(balance).toBeGreaterThanOrEqual(0);
     });
-  }, 240_000);
+  }, 10 * 60_000); // a backstop: the waits above fail on a stall
 });

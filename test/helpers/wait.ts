@@ -1,4 +1,7 @@
-// Polling with a deadline: the only way tests wait (no sleeps for synchronisation).
+// Polling: the only way tests wait (no sleeps for synchronisation). `waitFor` has a fixed deadline and
+// is for things that take a bounded time on any machine; when the wait is for a backlog of work, use
+// `waitForProgress`, which fails only when a progress measure stopped moving, so a slow machine is
+// never mistaken for a stuck one.
 export async function waitFor<T>(
   probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
   what: string,
@@ -18,5 +21,104 @@ export async function waitFor<T>(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
     }
     await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/**
+ * Lets the event loop take in pending I/O after a long synchronous stretch (e.g. generating thousands of
+ * fast-check samples). Without it the next fetch can pick a keep-alive connection the daemon closed
+ * meanwhile (its idle timeout is 5 s; a slow machine takes longer than that to sample) and fail with
+ * "other side closed" before the close was noticed.
+ */
+export async function letIoIn(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+}
+
+export interface ProgressOptions {
+  /** Fail when the progress measure has not changed for this long (default 30 s). */
+  stallMs?: number;
+  /** Poll interval (default 100 ms). */
+  intervalMs?: number;
+}
+
+/** A progress measure: any JSON-serialisable value; a change (in either direction) counts as progress. */
+export type Progress = () => unknown;
+
+/** Watches a progress measure; `stalled()` is a message once it has not moved for `stallMs`, else null. */
+function stallDetector(progress: Progress, what: string, stallMs: number) {
+  let last: string | undefined;
+  let lastMove = Date.now();
+  let lastErr: unknown;
+  return {
+    async stalled(): Promise<string | null> {
+      // Sampled before the clock is read: a test process that was itself descheduled for a while
+      // sees the work done meanwhile as progress, not as a stall.
+      let now: string | undefined;
+      try {
+        now = JSON.stringify(await progress());
+        lastErr = undefined;
+      } catch (err) {
+        lastErr = err; // e.g. the daemon busy or down: no progress, unless it comes back
+      }
+      if (now !== undefined && now !== last) {
+        last = now;
+        lastMove = Date.now();
+        return null;
+      }
+      const idle = Date.now() - lastMove;
+      if (idle < stallMs) return null;
+      return `no progress for ${idle} ms waiting for ${what} (progress stuck at ${last ?? 'nothing'}${lastErr ? `; last error: ${String(lastErr)}` : ''})`;
+    },
+  };
+}
+
+/**
+ * Polls `probe` until it is truthy, for as long as `progress` keeps moving: fails only after `stallMs`
+ * without any change of the progress measure (e.g. the daemon's intake or outbox counters).
+ */
+export async function waitForProgress<T>(
+  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  progress: Progress,
+  what: string,
+  { stallMs = 30_000, intervalMs = 100 }: ProgressOptions = {},
+): Promise<T> {
+  const detector = stallDetector(progress, what, stallMs);
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    const stalled = await detector.stalled();
+    if (stalled) throw new Error(`${stalled}${lastErr ? ` (last probe error: ${String(lastErr)})` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/**
+ * Runs `work` and fails it when `progress` stops moving for `stallMs` before it settles: a guard for
+ * long loops whose speed depends on the machine, instead of a test timeout.
+ */
+export async function whileProgressing<T>(work: Promise<T>, progress: Progress, what: string, { stallMs = 30_000, intervalMs = 250 }: ProgressOptions = {}): Promise<T> {
+  const detector = stallDetector(progress, what, stallMs);
+  let timer: NodeJS.Timeout | undefined;
+  let settled = false;
+  const guard = new Promise<never>((_, reject) => {
+    const tick = async () => {
+      if (settled) return;
+      const stalled = await detector.stalled();
+      if (settled) return;
+      if (stalled) reject(new Error(stalled));
+      else timer = setTimeout(tick, intervalMs);
+    };
+    timer = setTimeout(tick, intervalMs);
+  });
+  try {
+    return await Promise.race([work, guard]);
+  } finally {
+    settled = true;
+    clearTimeout(timer);
   }
 }
