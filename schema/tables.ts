@@ -1,4 +1,5 @@
 // The store's tables: the one source of truth. `npm run db:generate` writes schema/migrations from this file.
+import { sql } from 'drizzle-orm';
 import { sqliteTable, text, integer, index, primaryKey } from 'drizzle-orm/sqlite-core';
 
 /**
@@ -37,8 +38,9 @@ export const jobs = sqliteTable(
   },
   (t) => [
     index('jobs_state').on(t.state, t.createdAt),
-    index('jobs_customer_state').on(t.customerPubkey, t.state),
-    index('jobs_client_state').on(t.clientAddress, t.state),
+    // Partial: a Nostr job has no client address, an HTTP job no pubkey; neither pays for the other's index.
+    index('jobs_customer_state').on(t.customerPubkey, t.state).where(sql`customer_pubkey is not null`),
+    index('jobs_client_state').on(t.clientAddress, t.state).where(sql`client_address is not null`),
   ],
 );
 
@@ -64,8 +66,9 @@ export const invoiceBook = sqliteTable(
     createdAt: integer('created_at').notNull(), // unix ms
   },
   (t) => [
-    index('invoice_book_status_expiry').on(t.status, t.expiresAt),
-    index('invoice_book_status_hash').on(t.status, t.paymentHash),
+    // Partial: only open invoices are looked for by expiry (the expiry pass) or paged (the resume pass).
+    index('invoice_book_open_expiry').on(t.expiresAt).where(sql`status = 'open'`),
+    index('invoice_book_open_hash').on(t.paymentHash).where(sql`status = 'open'`),
     index('invoice_book_subject').on(t.subjectKind, t.subjectId),
   ],
 );
@@ -96,7 +99,12 @@ export const outbox = sqliteTable(
     ackedAt: integer('acked_at'), // first relay OK true (or duplicate)
     attempts: integer('attempts').notNull().default(0),
   },
-  (t) => [index('outbox_acked').on(t.ackedAt), index('outbox_job').on(t.jobId), index('outbox_event').on(t.eventId)],
+  (t) => [
+    // Partial: only rows still waiting for an ack are looked for; an ack takes the row out.
+    index('outbox_unacked').on(t.id).where(sql`acked_at is null`),
+    index('outbox_job').on(t.jobId),
+    index('outbox_event').on(t.eventId),
+  ],
 );
 
 /** OK answers per relay for each outbox event. */

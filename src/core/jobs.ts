@@ -3,6 +3,7 @@
 // refused with a typed reason. Also the job's invoice handler (paid, expired, late), NIP-09 cancel, and
 // reads. The working side (evaluate, quote, execute) is job-runner.ts.
 import * as store from '../store/jobs.ts';
+import { groupCommit } from '../store/db.ts';
 import * as sessions from '../store/sessions.ts';
 import type { PriceOracle } from '../pricing/oracle.ts';
 import { quoteWork, type PricingParams } from '../pricing/pricing.ts';
@@ -95,7 +96,7 @@ export class JobService {
       memo: `Timmy: evaluation fee for job ${req.id.slice(0, 12)}`,
     });
     const creditNote = charge.creditMsats > 0 ? ` (${msatsText(charge.creditMsats)} paid from your credit)` : '';
-    const created = store.createJob(this.db, {
+    const row: store.CreateJobArgs = {
       job: req,
       state: JOB_INITIAL_STATES.invoiced,
       patch: { evalPaymentHash: charge.invoice?.paymentHash ?? null, evalCreditMsats: charge.creditMsats },
@@ -115,7 +116,9 @@ export class JobService {
           : [],
       ),
       credits: charge.credits,
-    });
+    };
+    // Grouped with the other creations of this turn: one commit for a burst of requests.
+    const created = await groupCommit(this.db, () => store.createJob(this.db, row));
     if (!created) return { status: 'duplicate' };
     this.d.moves.c.publisher.wake();
     this.log.info({ jobId: req.id, source: req.source, creditMsats: charge.creditMsats }, 'job created');

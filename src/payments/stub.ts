@@ -2,7 +2,7 @@
 // settled only when someone pays them through the dev route (POST /api/dev/stub/pay/:paymentHash).
 import { createHash, randomBytes } from 'node:crypto';
 import bolt11 from 'bolt11';
-import type { Db } from '../store/db.ts';
+import { groupCommit, type Db } from '../store/db.ts';
 import { getStubInvoice, insertStubInvoice, markStubInvoicePaid } from '../store/stub-invoices.ts';
 import { getKv, setKv } from '../store/kv.ts';
 import type { Invoice, InvoiceRequest, PaymentBackend } from '../core/ports.ts';
@@ -51,7 +51,7 @@ export class StubPayments implements PaymentBackend {
     const bolt = bolt11.sign(unsigned, this.nodeKey).paymentRequest;
     if (!bolt) throw new PaymentError('stub invoice encoding failed');
     const invoice = { paymentHash, bolt11: bolt, amountMsats: req.amountMsats, expiresAt: timestamp + req.expirySecs };
-    insertStubInvoice(this.db, { ...invoice, preimage: preimage.toString('hex') });
+    await groupCommit(this.db, () => insertStubInvoice(this.db, { ...invoice, preimage: preimage.toString('hex') }));
     return invoice;
   }
 

@@ -52,3 +52,53 @@ export function atomicallyIf(db: Db, fn: () => boolean): boolean {
     throw err;
   }
 }
+
+interface Pending {
+  fn: () => unknown;
+  resolve: (v: unknown) => void;
+  reject: (err: unknown) => void;
+}
+const groups = new WeakMap<object, Pending[]>();
+
+/**
+ * Group commit: runs `fn` in its own savepoint inside one transaction shared with every other grouped write
+ * of this event-loop turn, and resolves once that transaction has committed. A commit costs far more than
+ * the statements of one job (WAL pages, checkpoints); a burst of requests pays for one. `fn` either
+ * commits whole or not at all, as with `atomically`; a throw rejects only its own promise.
+ */
+export function groupCommit<T>(db: Db, fn: () => T): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let queue = groups.get(db.$client);
+    if (!queue) {
+      queue = [];
+      groups.set(db.$client, queue);
+      setImmediate(() => flushGroup(db));
+    }
+    queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+  });
+}
+
+function flushGroup(db: Db): void {
+  const queue = groups.get(db.$client) ?? [];
+  groups.delete(db.$client);
+  const results: ({ ok: true; value: unknown } | { ok: false; err: unknown })[] = [];
+  try {
+    db.$client.transaction(() => {
+      for (const p of queue) {
+        try {
+          results.push({ ok: true, value: db.$client.transaction(p.fn)() }); // a savepoint: a throw undoes only this one
+        } catch (err) {
+          results.push({ ok: false, err });
+        }
+      }
+    })();
+  } catch (err) {
+    for (const p of queue) p.reject(err); // the commit itself failed: nothing of the group was written
+    return;
+  }
+  queue.forEach((p, i) => {
+    const r = results[i]!;
+    if (r.ok) p.resolve(r.value);
+    else p.reject(r.err);
+  });
+}

@@ -10,6 +10,8 @@ import { prepared } from './prepared.ts';
 import type { BookInvoice, CreditEntry, NewBookInvoice, PublishIntent, SubjectKind } from '../core/types.ts';
 
 const openCounter = (kind: SubjectKind) => `open_invoices:${kind}`;
+/** A literal (not a bound parameter), so SQLite can use the partial indexes on open invoices. */
+const OPEN = sql`${invoiceBook.status} = 'open'`;
 
 function addToCounter(db: Db, name: string, delta: number): void {
   const q = prepared(db, 'addToCounter', () =>
@@ -82,7 +84,7 @@ export function dueInvoices(db: Db, nowS: number, limit = 500): BookInvoice[] {
   return db
     .select()
     .from(invoiceBook)
-    .where(and(eq(invoiceBook.status, 'open'), lte(invoiceBook.expiresAt, nowS)))
+    .where(and(OPEN, lte(invoiceBook.expiresAt, nowS)))
     .orderBy(asc(invoiceBook.expiresAt))
     .limit(limit)
     .all() as BookInvoice[];
@@ -93,7 +95,7 @@ export function openInvoices(db: Db, afterHash = '', limit = 500): BookInvoice[]
   return db
     .select()
     .from(invoiceBook)
-    .where(and(eq(invoiceBook.status, 'open'), sql`${invoiceBook.paymentHash} > ${afterHash}`))
+    .where(and(OPEN, sql`${invoiceBook.paymentHash} > ${afterHash}`))
     .orderBy(asc(invoiceBook.paymentHash))
     .limit(limit)
     .all() as BookInvoice[];
