@@ -3,8 +3,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Backstops only (x4 of what a fast machine needs, like every deadline in test/helpers/wait.ts): tests
+    // wait on events and progress, and a slow machine must not be mistaken for a stuck one.
+    testTimeout: 240_000,
+    hookTimeout: 240_000,
     pool: 'forks',
     maxWorkers: 2,
     reporters: ['default', ['json', { outputFile: '.vitest-results.json' }]],

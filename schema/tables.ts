@@ -100,7 +100,9 @@ export const outbox = sqliteTable(
     attempts: integer('attempts').notNull().default(0),
   },
   (t) => [
-    // Partial: only rows still waiting for an ack are looked for; an ack takes the row out.
+    // Partial: only intents still to sign, and events still waiting for an ack, are looked for; signing
+    // (or the ack) takes the row out, so each drain costs what is pending, not the table's size.
+    index('outbox_unsigned').on(t.id).where(sql`signed_json is null`),
     index('outbox_unacked').on(t.id).where(sql`acked_at is null`),
     index('outbox_job').on(t.jobId),
     index('outbox_event').on(t.eventId),

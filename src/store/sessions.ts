@@ -1,6 +1,6 @@
 // Session queries. The balance is the ledger sum, and every check-then-write on it runs in one
 // SQLite transaction, so concurrent requests can never take it below zero.
-import { and, asc, count, eq, inArray, lte, sql, sum } from 'drizzle-orm';
+import { and, asc, eq, inArray, lte, sum } from 'drizzle-orm';
 import { sessionLedger, sessions } from '../../schema/tables.ts';
 import { atomically, atomicallyIf, type Db } from './db.ts';
 import { insertInvoice, markInvoice } from './invoices.ts';

@@ -2,12 +2,20 @@
 // is for things that take a bounded time on any machine; when the wait is for a backlog of work, use
 // `waitForProgress`, which fails only when a progress measure stopped moving, so a slow machine is
 // never mistaken for a stuck one.
+/**
+ * Every fixed deadline in the tests is multiplied by this (TEST_TIME_SCALE, default 4): a deadline that a
+ * fast machine meets with room to spare still holds on a 2-core machine three times slower with the other
+ * core busy. Deadlines are there to end a stuck test, never to measure speed.
+ */
+export const TIME_SCALE = Number(process.env.TEST_TIME_SCALE ?? 4);
+
 export async function waitFor<T>(
   probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
   what: string,
   timeoutMs = 15_000,
   intervalMs = 25,
 ): Promise<T> {
+  timeoutMs *= TIME_SCALE;
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   for (;;) {
