@@ -48,46 +48,52 @@ export function buildBootstrapResult(job: BootstrapJob): EventTemplate {
 }
 
 export function createEventFactory(d: EventDeps): EventFactory {
-  const subject = (row: OutboxRow): { job?: Job; boot?: BootstrapJob } => {
+  type Subject = { job?: Job; boot?: BootstrapJob };
+  const subject = (row: OutboxRow): Subject => {
     if (!row.jobId) return {};
     const job = d.job(row.jobId);
     return job ? { job } : { boot: d.order(row.jobId) };
   };
 
+  const eventOf = (row: OutboxRow, { job, boot }: Subject): EventTemplate | Event | null => {
+    const intent = row.intent;
+    if (job) {
+      const encrypt = (plain: string) => encryptFor(job, plain, d.secretKey);
+      if (intent.type === 'result') return buildResult(job, encrypt, intent.balanceMsats);
+      if (intent.type === 'feedback') return buildFeedback(job, intent, encrypt);
+    }
+    if (boot) {
+      if (intent.type === 'feedback') return buildFeedback({ id: boot.id, customerPubkey: boot.customerPubkey, encryption: 'none' }, intent, () => null);
+      if (intent.type === 'bootstrap_result') return buildBootstrapResult(boot);
+      if (intent.type === 'dm') {
+        const text = d.credentialsMessage(boot);
+        if (text === null) return null; // already claimed or erased: nothing to send
+        return nip17.wrapEvent(d.secretKey, { publicKey: boot.customerPubkey! }, text, DM_SUBJECT, { eventId: boot.id });
+      }
+    }
+    throw new Error(`intent ${intent.type} of outbox row ${row.id} has no subject`);
+  };
+
+  const routeOf = (row: OutboxRow, { job, boot }: Subject): Route => {
+    const intent = row.intent;
+    if (intent.type === 'dm') {
+      // NIP-17: the customer's inbox relays only; without a 10050 list, the request's relays and ours.
+      return intent.inboxRelays.length > 0 ? { pool: false, extra: intent.inboxRelays } : { pool: true, extra: boot?.relays ?? [] };
+    }
+    if (job) return { pool: true, extra: customerHasPaid(job) ? job.relays : [] };
+    if (boot) return { pool: true, extra: boot.state === 'awaiting_payment' || boot.state === 'expired' ? [] : boot.relays };
+    return { pool: true, extra: [] };
+  };
+
   return {
+    // The subject is read once for both the event and its first route.
     build(row) {
-      const { job, boot } = subject(row);
-      const intent = row.intent;
-      if (job) {
-        const encrypt = (plain: string) => encryptFor(job, plain, d.secretKey);
-        if (intent.type === 'result') return buildResult(job, encrypt, intent.balanceMsats);
-        if (intent.type === 'feedback') return buildFeedback(job, intent, encrypt);
-      }
-      if (boot) {
-        if (intent.type === 'feedback') {
-          return buildFeedback({ id: boot.id, customerPubkey: boot.customerPubkey, encryption: 'none' }, intent, () => null);
-        }
-        if (intent.type === 'bootstrap_result') return buildBootstrapResult(boot);
-        if (intent.type === 'dm') {
-          const text = d.credentialsMessage(boot);
-          if (text === null) return null; // already claimed or erased: nothing to send
-          return nip17.wrapEvent(d.secretKey, { publicKey: boot.customerPubkey! }, text, DM_SUBJECT, { eventId: boot.id });
-        }
-      }
-      throw new Error(`intent ${intent.type} of outbox row ${row.id} has no subject`);
+      const sub = subject(row);
+      const event = eventOf(row, sub);
+      return event && { event, route: routeOf(row, sub) };
     },
 
-    route(row): Route {
-      const { job, boot } = subject(row);
-      const intent = row.intent;
-      if (intent.type === 'dm') {
-        // NIP-17: the customer's inbox relays only; without a 10050 list, the request's relays and ours.
-        return intent.inboxRelays.length > 0 ? { pool: false, extra: intent.inboxRelays } : { pool: true, extra: boot?.relays ?? [] };
-      }
-      if (job) return { pool: true, extra: customerHasPaid(job) ? job.relays : [] };
-      if (boot) return { pool: true, extra: boot.state === 'awaiting_payment' || boot.state === 'expired' ? [] : boot.relays };
-      return { pool: true, extra: [] };
-    },
+    route: (row) => routeOf(row, subject(row)),
 
     onExtraAck(row, relay) {
       if (row.intent.type === 'dm' && row.intent.inboxRelays.includes(relay) && row.jobId) d.onDmDelivered(row.jobId, relay);

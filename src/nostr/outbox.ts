@@ -29,8 +29,12 @@ export interface OutboxStore {
 
 /** Turns intents into events and says where they go (see nostr/events.ts). */
 export interface EventFactory {
-  /** An unsigned template (signed here with Timmy's key), a finished event (gift wraps), or null to drop the intent. */
-  build(row: OutboxRow): EventTemplate | Event | null;
+  /**
+   * The intent's event — an unsigned template (signed here with Timmy's key) or a finished one (gift wraps) —
+   * and where it goes now; null to drop the intent.
+   */
+  build(row: OutboxRow): { event: EventTemplate | Event; route: Route } | null;
+  /** Where an event goes when it is sent again (the subject may have moved since). */
   route(row: OutboxRow): Route;
   /** A customer-named relay accepted the event (NIP-17 delivery confirmation). */
   onExtraAck?(row: OutboxRow, relay: string): void;
@@ -102,22 +106,22 @@ export class OutboxWorker {
       const rows = this.d.store.unsigned(after);
       if (rows.length === 0) return;
       const signed = rows.flatMap((row) => {
-        const event = this.sign(row);
-        return event ? [{ row, event, json: JSON.stringify(event) }] : [];
+        const built = this.sign(row);
+        return built ? [{ row, ...built, json: JSON.stringify(built.event) }] : [];
       });
       const stored = new Set(this.d.store.storeSigned(signed.map((s) => ({ id: s.row.id, eventId: s.event.id, signedJson: s.json }))));
       for (const s of signed) {
         if (!stored.has(s.row.id)) continue;
         this.d.fault(`after-sign:${s.row.intent.type === 'feedback' ? s.row.intent.status : s.row.intent.type}`);
-        this.sendNow({ ...s.row, eventId: s.event.id, signedJson: s.json }, s.event);
+        this.sendNow({ ...s.row, eventId: s.event.id, signedJson: s.json }, s.event, s.route);
       }
       after = rows[rows.length - 1]!.id;
     }
   }
 
-  /** The intent's event, signed with Timmy's key (gift wraps come signed); null when it cannot or need not be built. */
-  private sign(row: OutboxRow): Event | null {
-    let built: EventTemplate | Event | null;
+  /** The intent's event, signed with Timmy's key (gift wraps come signed), and its route; null when it cannot or need not be built. */
+  private sign(row: OutboxRow): { event: Event; route: Route } | null {
+    let built: ReturnType<EventFactory['build']>;
     try {
       built = this.d.events.build(row);
     } catch (err) {
@@ -128,12 +132,12 @@ export class OutboxWorker {
       this.d.store.drop(row.id);
       return null;
     }
-    return 'sig' in built ? (built as Event) : finalizeEvent(built, this.d.secretKey);
+    const event = 'sig' in built.event ? (built.event as Event) : finalizeEvent(built.event, this.d.secretKey);
+    return { event, route: built.route };
   }
 
   /** First send: our relays now (when routed there), the customer's relays with a few attempts. */
-  private sendNow(row: OutboxRow, event: Event): void {
-    const route = this.d.events.route(row);
+  private sendNow(row: OutboxRow, event: Event, route: Route): void {
     if (route.pool && this.d.pool.publish(event).length > 0) {
       this.sent.set(row.id, { at: Date.now(), attempts: 1 });
     }

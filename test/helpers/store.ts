@@ -12,9 +12,9 @@ export function readDb<T>(dataDir: string, fn: (db: Database.Database) => T): T 
 }
 
 export function jobRow(dataDir: string, id: string): { state: string; error_message: string | null } | undefined {
-  return readDb(dataDir, (db) => db.prepare('select * from jobs where id = ?').get(id) as never);
+  return readDb(dataDir, (db) => db.prepare('select * from jobs where id = ?').get(id) as { state: string; error_message: string | null } | undefined);
 }
 
 export function outboxRows(dataDir: string, jobId: string): { id: number; intent_json: string; event_id: string | null; acked_at: number | null }[] {
-  return readDb(dataDir, (db) => db.prepare('select * from outbox where job_id = ? order by id').all(jobId) as never);
+  return readDb(dataDir, (db) => db.prepare('select * from outbox where job_id = ? order by id').all(jobId) as { id: number; intent_json: string; event_id: string | null; acked_at: number | null }[]);
 }
