@@ -240,7 +240,7 @@ export interface NostrSide {
   handlerInfo: HandlerInfo;
   /** Renews the NIP-09 subscription when the set of unpaid jobs changed. */
   refreshDeletions(): void;
-  /** Stops the outbox and the pending timers (the pool is closed by its owner). */
+  /** Stops the outbox (the pool is closed by its owner). */
   stop(): void;
 }
 
@@ -309,16 +309,11 @@ export function buildNostr(
   const refreshDeletions = () => {
     if (intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
   };
-  let deletionTimer: NodeJS.Timeout | null = null;
+  // The NIP-09 subscription follows the unpaid jobs at the pace of the periodic pass (every 2 s), not on
+  // every commit: under a burst each renewal resends up to 500 ids, and the relay stores deletions, so one
+  // that arrives in between is still delivered by the next renewal (its `since` reaches back).
   ports.link.connect({
-    wake: () => {
-      outbox.kick();
-      // The set of unpaid jobs may have changed: renew the NIP-09 subscription shortly (coalesced).
-      deletionTimer ??= setTimeout(() => {
-        deletionTimer = null;
-        refreshDeletions();
-      }, 200).unref();
-    },
+    wake: () => outbox.kick(),
     inboxRelays: async (pubkey) => {
       // NIP-17: the newest valid kind 10050 by the customer, on our read relays; its relays pass the policy.
       const events = (await pool.query({ kinds: [10050], authors: [pubkey], limit: 5 }))
@@ -328,10 +323,7 @@ export function buildNostr(
       return filterRelayUrls((events[0]?.tags ?? []).filter((t) => t[0] === 'relay' && t[1]).map((t) => t[1]!), relayPolicy).accepted;
     },
   });
-  const stop = () => {
-    if (deletionTimer) clearTimeout(deletionTimer);
-    outbox.stop();
-  };
+  const stop = () => outbox.stop();
   return { pool, intake, outbox, relayPolicy, handlerInfo, refreshDeletions, stop };
 }
 
