@@ -25,6 +25,15 @@ describe('configuration', () => {
     for (const key of ['HTTP_PORT="eighty"', 'EVAL_FEE_SATS="-1"', 'LOG_LEVEL="loud"', 'EMBEDDED_RELAY_PORT="on"']) expect(message).toContain(key);
   });
 
+  it('reads TRUST_PROXY as a number of trusted proxy hops (1 for true/yes, 0 when unset)', () => {
+    expect(loadConfig({}).TRUST_PROXY).toBe(0);
+    expect(loadConfig({ TRUST_PROXY: '1' }).TRUST_PROXY).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).TRUST_PROXY).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: '2' }).TRUST_PROXY).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: 'no' }).TRUST_PROXY).toBe(0);
+    expect(() => loadConfig({ TRUST_PROXY: 'lots' })).toThrow(/TRUST_PROXY/);
+  });
+
   it('checks RELAYS and requires the LNbits key with its URL', () => {
     expect(() => loadConfig({ RELAYS: 'http://example.invalid' })).toThrow(/RELAYS: not a ws/);
     expect(() => loadConfig({ LNBITS_URL: 'http://127.0.0.1:5000' })).toThrow(/LNBITS_API_KEY/);

@@ -78,7 +78,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   TAILSCALE_TAILNET: { default: 'unset', doc: 'the tailnet name (required with TAILSCALE_API_KEY)' },
   TAILSCALE_API_URL: { default: 'https://api.tailscale.com', doc: 'Tailscale API base URL' },
   STUB_PROVISION_DELAY_MS: { default: '1500', doc: 'how long the stub provisioner pretends to work' },
-  TRUST_PROXY: { default: 'unset', doc: 'take the client address from X-Forwarded-For (behind a reverse proxy only)' },
+  TRUST_PROXY: { default: 'unset', doc: 'trusted reverse-proxy hops: the client address is that many X-Forwarded-For entries from the right (`1` = one proxy; `true`/`yes` = 1)' },
 };
 
 const EnvSchema = z.object({
@@ -142,7 +142,11 @@ const EnvSchema = z.object({
   TAILSCALE_TAILNET: z.string().min(1).optional(),
   TAILSCALE_API_URL: z.url({ protocol: /^https?$/ }).default('https://api.tailscale.com'),
   STUB_PROVISION_DELAY_MS: int(0).default(1500),
-  TRUST_PROXY: bool.default(false),
+  TRUST_PROXY: z
+    .string()
+    .regex(/^(\d{1,2}|true|false|yes|no|)$/, 'must be a number of proxy hops (0-99), or true/false')
+    .transform((v) => (v === 'true' || v === 'yes' ? 1 : v === 'false' || v === 'no' || v === '' ? 0 : Number(v)))
+    .default(0),
   TIMMY_FAULT: z.string().optional(),
 });
 

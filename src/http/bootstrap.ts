@@ -8,7 +8,7 @@ import { ErrorBody, Invoice, invoiceBody } from './schemas.ts';
 
 export interface BootstrapRoutesDeps {
   bootstrap: Pick<BootstrapService, 'submit' | 'refresh' | 'invoice' | 'claim'>;
-  trustProxy: boolean;
+  trustProxy: number; // trusted proxy hops (TRUST_PROXY)
 }
 
 const Id = z.string().regex(/^[0-9a-f]{32}$|^[0-9a-f]{64}$/, 'must be a 32- or 64-character lowercase hex id');

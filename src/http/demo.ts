@@ -7,7 +7,7 @@ import { ErrorBody } from './schemas.ts';
 
 export interface DemoDeps {
   demo: DemoService;
-  trustProxy: boolean;
+  trustProxy: number; // trusted proxy hops (TRUST_PROXY)
   maxInputChars: number;
   perHour?: number;
 }

@@ -11,7 +11,7 @@ export interface JobRoutesDeps {
   jobs: Pick<JobService, 'submit' | 'refresh'>;
   book: Pick<InvoiceBook, 'get'>;
   maxInputChars: number;
-  trustProxy: boolean;
+  trustProxy: number; // trusted proxy hops (TRUST_PROXY)
 }
 
 const JobView = z

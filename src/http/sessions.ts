@@ -15,7 +15,7 @@ export interface SessionRoutesDeps {
   maxInputChars: number;
   maxDepositSats: number;
   l402DepositSats: number;
-  trustProxy: boolean;
+  trustProxy: number; // trusted proxy hops (TRUST_PROXY)
 }
 
 const SessionId = z.string().regex(/^[0-9a-f]{32}$/, 'must be a 32-character lowercase hex session id');
