@@ -21,7 +21,7 @@ const port = z.coerce.number().int().min(0).max(65535);
 
 /** Every environment variable Timmy reads: default and one-line meaning (the README table is built from this). */
 export const ENV_DOC: Record<string, { default: string; doc: string }> = {
-  DATA_DIR: { default: './data', doc: 'directory for the database, the generated Nostr key and the embedded relay store' },
+  DATA_DIR: { default: './data', doc: 'directory for the database, the generated keys and the embedded relay store (kept owner-only: 0700, files 0600)' },
   DATABASE_PATH: { default: '$DATA_DIR/timmy.db', doc: 'SQLite database file' },
   RELAYS: { default: 'from relays.json', doc: 'comma-separated relay URLs (read and write); overrides relays.json' },
   RELAYS_FILE: { default: '<package>/relays.json', doc: 'relay list file: [{url, read, write}]' },

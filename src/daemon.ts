@@ -2,6 +2,7 @@
 // the core, the Nostr side, the HTTP side — and the lifecycle: start, resume, periodic passes, stop.
 import { serve, type ServerType } from '@hono/node-server';
 import { nip19 } from 'nostr-tools';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -54,6 +55,18 @@ const PASS_INTERVAL_MS = 2000; // ms between expiry passes
 
 export class StartupError extends Error {
   override name = 'StartupError';
+}
+
+/**
+ * The data directory holds the decrypted words of private requests and the keys: owner only. New files
+ * (SQLite's -wal/-shm included) are created 0600 through the umask; files from older versions are fixed.
+ */
+function protectDataDir(config: Config): void {
+  process.umask(0o077);
+  mkdirSync(config.DATA_DIR, { recursive: true, mode: 0o700 });
+  chmodSync(config.DATA_DIR, 0o700);
+  const files = [config.databasePath, join(config.DATA_DIR, 'relay.db')].flatMap((f) => [f, `${f}-wal`, `${f}-shm`]);
+  for (const f of files) if (existsSync(f)) chmodSync(f, 0o600);
 }
 
 /** Test-only crash points: TIMMY_FAULT=<point> kills the process (SIGKILL) when that point is reached. */
@@ -403,6 +416,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     throw new StartupError('NODE_ENV=production with the stub payment backend: set LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
   }
   await initCrypto();
+  protectDataDir(config);
   const fault = faultInjector(config.TIMMY_FAULT, log);
   const secretKey = loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY);
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
