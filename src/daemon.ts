@@ -52,6 +52,8 @@ const CURSOR_KEY = 'intake_cursor';
 const MAX_EVENT_BYTES = 64 * 1024; // bytes of content + tags accepted in a request
 const MAX_RELAY_MESSAGE_BYTES = 512 * 1024; // bytes; larger websocket frames close the connection
 const PASS_INTERVAL_MS = 2000; // ms between expiry passes
+const NO_RELAY_GRACE_MS = 5000; // ms after start before "no relay connected" is worth a warning
+const NO_RELAY_WARN_EVERY_MS = 60_000; // ms between repeated warnings while it lasts
 
 export class StartupError extends Error {
   override name = 'StartupError';
@@ -402,11 +404,39 @@ async function listen(app: App, host: string, port: number): Promise<{ server: S
   return { server, port: typeof addr === 'object' && addr ? addr.port : port };
 }
 
-async function startEmbeddedRelay(config: Config, log: Logger): Promise<RelayServer | null> {
-  if (config.EMBEDDED_RELAY_PORT === 'off') return null;
+/** The embedded relay's default address, as the committed relays.json names it. */
+export const EMBEDDED_RELAY_DEFAULT_URL = 'ws://127.0.0.1:7777';
+
+/**
+ * Starts the embedded relay (unless `off`); the relay list's entry for the embedded relay follows the port
+ * it really got (EMBEDDED_RELAY_PORT=17977 must not dial 7777).
+ */
+async function startEmbeddedRelay(config: Config, log: Logger): Promise<{ relay: RelayServer | null; config: Config }> {
+  if (config.EMBEDDED_RELAY_PORT === 'off') return { relay: null, config };
   const relay = await startRelayServer({ host: '127.0.0.1', port: config.EMBEDDED_RELAY_PORT, dbPath: join(config.DATA_DIR, 'relay.db'), log: log.child({ module: 'embedded-relay' }) });
   log.info({ url: relay.url }, 'embedded relay listening');
-  return relay;
+  const relays = config.relays.map((r) => (r.url.replace(/\/$/, '') === EMBEDDED_RELAY_DEFAULT_URL ? { ...r, url: relay.url } : r));
+  return { relay, config: { ...config, relays } };
+}
+
+/**
+ * The periodic passes (expiry, erasure, NIP-09 renewal) and a watch on the relays: with none connected the
+ * daemon cannot hear anyone, which must not go unnoticed — warned after a grace period, then every minute.
+ */
+function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger): () => void {
+  const startedAt = Date.now();
+  let lastWarn = 0;
+  const timer = setInterval(() => {
+    for (const pass of [core.book.expireDue(), core.sessions.expireDue(), core.bootstrap.expireDue()]) pass.catch((err) => log.error({ err }, 'periodic pass failed'));
+    nostr.refreshDeletions();
+    const now = Date.now();
+    if (nostr.pool.connectedCount > 0) lastWarn = 0;
+    else if (now - startedAt >= NO_RELAY_GRACE_MS && now - lastWarn >= NO_RELAY_WARN_EVERY_MS) {
+      lastWarn = now;
+      log.warn({ relays }, 'no relay connected: requests cannot reach Timmy and nothing is published; check RELAYS / relays.json');
+    }
+  }, PASS_INTERVAL_MS);
+  return () => clearInterval(timer);
 }
 
 // --- lifecycle ---
@@ -422,7 +452,8 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
   const db = openDb(config.databasePath);
   log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: config.databasePath }, 'Timmy starting');
-  const embedded = await startEmbeddedRelay(config, log);
+  const { relay: embedded, config: cfg } = await startEmbeddedRelay(config, log);
+  config = cfg;
   const backends = await buildBackends(config, db, log);
   const link = new NostrPorts();
   const core = buildCore(config, db, backends, { publisher: link, inbox: link, fault }, log);
@@ -441,10 +472,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     await core.book.resume();
     log.info('resume pass done');
   })().catch((err) => log.error({ err }, 'resume pass failed'));
-  const passes = setInterval(() => {
-    for (const pass of [core.book.expireDue(), core.sessions.expireDue(), core.bootstrap.expireDue()]) pass.catch((err) => log.error({ err }, 'periodic pass failed'));
-    nostr.refreshDeletions();
-  }, PASS_INTERVAL_MS);
+  const stopPasses = startPasses(core, nostr, config.relays.map((r) => r.url), log);
   log.info({ relays: config.relays.map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
 
   let stopped = false;
@@ -454,7 +482,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       if (stopped) return;
       stopped = true;
       log.info('stopping: intake closed, letting running steps commit');
-      clearInterval(passes);
+      stopPasses();
       core.jobs.stop();
       core.book.stop();
       await Promise.all([core.runner.stop(5000), core.bootstrap.stop(5000), resumed]);
