@@ -25,7 +25,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   DATABASE_PATH: { default: '$DATA_DIR/timmy.db', doc: 'SQLite database file' },
   RELAYS: { default: 'from relays.json', doc: 'comma-separated relay URLs (read and write); overrides relays.json' },
   RELAYS_FILE: { default: '<package>/relays.json', doc: 'relay list file: [{url, read, write}]' },
-  EMBEDDED_RELAY_PORT: { default: '7777', doc: 'port of the embedded relay on 127.0.0.1; `off` disables it' },
+  EMBEDDED_RELAY_PORT: { default: '7777', doc: 'port of the embedded relay on 127.0.0.1 (relays.json\'s ws://127.0.0.1:7777 entry follows it); `off` disables it' },
   HTTP_HOST: { default: '127.0.0.1', doc: 'HTTP listen address' },
   HTTP_PORT: { default: '8080', doc: 'HTTP listen port (0 picks a free one)' },
   NOSTR_SECRET_KEY: { default: 'generated into $DATA_DIR/nostr.key', doc: "Timmy's Nostr secret key, nsec or hex" },
