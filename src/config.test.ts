@@ -34,6 +34,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ TRUST_PROXY: 'lots' })).toThrow(/TRUST_PROXY/);
   });
 
+  it('tags Tailscale node keys (tag:timmy-node by default) and refuses Tailscale without a tag', () => {
+    const ts = { TAILSCALE_API_KEY: 'tskey-api-x', TAILSCALE_TAILNET: 'example.com' };
+    expect(loadConfig(ts).TAILSCALE_TAGS).toEqual(['tag:timmy-node']);
+    expect(loadConfig({ ...ts, TAILSCALE_TAGS: 'tag:a, tag:b' }).TAILSCALE_TAGS).toEqual(['tag:a', 'tag:b']);
+    expect(() => loadConfig({ ...ts, TAILSCALE_TAGS: ',' })).toThrow(/TAILSCALE_TAGS: at least one ACL tag/);
+    expect(() => loadConfig({ ...ts, TAILSCALE_TAGS: 'timmy' })).toThrow(/TAILSCALE_TAGS/);
+  });
+
   it('checks RELAYS and requires the LNbits key with its URL', () => {
     expect(() => loadConfig({ RELAYS: 'http://example.invalid' })).toThrow(/RELAYS: not a ws/);
     expect(() => loadConfig({ LNBITS_URL: 'http://127.0.0.1:5000' })).toThrow(/LNBITS_API_KEY/);

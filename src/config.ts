@@ -77,6 +77,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   TAILSCALE_API_KEY: { default: 'unset (no Tailscale)', doc: 'Tailscale API key: nodes join your tailnet with a one-off auth key' },
   TAILSCALE_TAILNET: { default: 'unset', doc: 'the tailnet name (required with TAILSCALE_API_KEY)' },
   TAILSCALE_API_URL: { default: 'https://api.tailscale.com', doc: 'Tailscale API base URL' },
+  TAILSCALE_TAGS: { default: 'tag:timmy-node', doc: 'comma-separated ACL tags on node auth keys (required with Tailscale: untagged customer nodes would reach your whole tailnet)' },
   STUB_PROVISION_DELAY_MS: { default: '1500', doc: 'how long the stub provisioner pretends to work' },
   TRUST_PROXY: { default: 'unset', doc: 'trusted reverse-proxy hops: the client address is that many X-Forwarded-For entries from the right (`1` = one proxy; `true`/`yes` = 1)' },
 };
@@ -141,6 +142,11 @@ const EnvSchema = z.object({
   TAILSCALE_API_KEY: z.string().min(1).optional(),
   TAILSCALE_TAILNET: z.string().min(1).optional(),
   TAILSCALE_API_URL: z.url({ protocol: /^https?$/ }).default('https://api.tailscale.com'),
+  TAILSCALE_TAGS: z
+    .string()
+    .default('tag:timmy-node')
+    .transform((v) => v.split(',').map((t) => t.trim()).filter(Boolean))
+    .refine((tags) => tags.every((t) => /^tag:[a-zA-Z][a-zA-Z0-9-]*$/.test(t)), 'each tag must look like tag:name'),
   STUB_PROVISION_DELAY_MS: int(0).default(1500),
   TRUST_PROXY: z
     .string()
@@ -206,6 +212,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   const env = parsed.data;
   if (env.TAILSCALE_API_KEY && !env.TAILSCALE_TAILNET) throw new ConfigError('invalid configuration:\n  TAILSCALE_TAILNET: required with TAILSCALE_API_KEY');
+  if (env.TAILSCALE_API_KEY && env.TAILSCALE_TAGS.length === 0) {
+    throw new ConfigError('invalid configuration:\n  TAILSCALE_TAGS: at least one ACL tag is required with Tailscale (untagged customer nodes would reach your whole tailnet)');
+  }
   if (env.LNBITS_URL && !env.LNBITS_API_KEY) throw new ConfigError('invalid configuration:\n  LNBITS_API_KEY: required when LNBITS_URL is set (the invoice/read key)');
   const dataDir = resolve(env.DATA_DIR);
   return {

@@ -162,7 +162,7 @@ export async function buildBackends(config: Config, db: Db, log: Logger): Promis
         pollStartMs: config.DO_POLL_START_MS,
         tailscale:
           config.TAILSCALE_API_KEY && config.TAILSCALE_TAILNET
-            ? new (await import('./provision/tailscale.ts')).TailscaleClient({ apiKey: config.TAILSCALE_API_KEY, tailnet: config.TAILSCALE_TAILNET, apiUrl: config.TAILSCALE_API_URL })
+            ? new (await import('./provision/tailscale.ts')).TailscaleClient({ apiKey: config.TAILSCALE_API_KEY, tailnet: config.TAILSCALE_TAILNET, apiUrl: config.TAILSCALE_API_URL, tags: config.TAILSCALE_TAGS })
             : undefined,
       })
     : new StubProvisioner({ delayMs: config.STUB_PROVISION_DELAY_MS });

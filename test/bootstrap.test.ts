@@ -194,8 +194,10 @@ describe('DigitalOcean (local fake)', () => {
   it('uploads the key, creates the droplet with user_data and a job tag, polls for the IP; a restart polls the same droplet', async () => {
     const { startFakeDigitalOcean } = await import('./fakes/digitalocean.ts');
     const fake = await startFakeDigitalOcean({ ipAfterPolls: 4 });
+    const { startFakeTailscale } = await import('./fakes/tailscale.ts');
+    const ts = await startFakeTailscale();
     const dataDir = tempDir();
-    const env = { DO_API_TOKEN: fake.token, DO_API_URL: fake.url, DO_POLL_START_MS: '100' };
+    const env = { DO_API_TOKEN: fake.token, DO_API_URL: fake.url, DO_POLL_START_MS: '100', TAILSCALE_API_KEY: ts.apiKey, TAILSCALE_TAILNET: ts.tailnet, TAILSCALE_API_URL: ts.url };
     let d = await startDaemon({ relays: [relay.url], dataDir, env });
     const c = await new Customer([relay.url], d.pubkey).connect();
     try {
@@ -214,10 +216,14 @@ describe('DigitalOcean (local fake)', () => {
       const result = (await queryRelay(relay.url, { kinds: [6960], '#e': [req.id] }))[0]!;
       expect(JSON.parse(result.content).ip).toBe(fake.ipOf(droplet.id));
       expect(JSON.stringify(fake.requests)).not.toContain('PRIVATE KEY');
+      // The node joins the tailnet tagged, so the operator's ACL can fence it off (issue 14, item 1).
+      expect(ts.keys.length).toBeGreaterThanOrEqual(1);
+      for (const k of ts.keys) expect(k.tags).toEqual(['tag:timmy-node']);
     } finally {
       c.close();
       await d.kill();
       await fake.close();
+      await ts.close();
     }
   });
 
