@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { nip19 } from 'nostr-tools';
 import { loadConfig, ConfigError } from './config.ts';
 import { createLogger } from './log.ts';
+import { jsonLine, terminalSafe } from './terminal.ts';
 import { openDb, closeDb } from './store/db.ts';
 import { listJobs } from './store/jobs.ts';
 import { creditBalanceMsats, creditBalances, creditEntries } from './store/credits.ts';
@@ -101,11 +102,13 @@ program
     const rows = listJobs(db, { states, limit: Number(opts.limit) || 20 });
     for (const j of rows) {
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ id: j.id, state: j.state, source: j.source, customer: j.customerPubkey, createdAt: j.createdAt, input: j.input.slice(0, 80), error: j.errorMessage })}\n`);
+        process.stdout.write(`${jsonLine({ id: j.id, state: j.state, source: j.source, customer: j.customerPubkey, createdAt: j.createdAt, input: j.input.slice(0, 80), error: j.errorMessage })}\n`);
       } else {
         const when = new Date(j.createdAt).toISOString();
         const note = j.errorMessage ?? j.reason ?? '';
-        process.stdout.write(`${when}  ${j.id}  ${j.source.padEnd(5)}  ${j.state.padEnd(22)}  ${j.input.slice(0, 40).replace(/\s+/g, ' ')}${note ? `  (${note.slice(0, 60)})` : ''}\n`);
+        // The input and the reasons come from strangers: never let them drive the terminal.
+        const text = terminalSafe(j.input.slice(0, 40).replace(/\s+/g, ' '), { oneLine: true });
+        process.stdout.write(`${when}  ${j.id}  ${j.source.padEnd(5)}  ${j.state.padEnd(22)}  ${text}${note ? `  (${terminalSafe(note.slice(0, 60), { oneLine: true })})` : ''}\n`);
       }
     }
     if (!opts.json) process.stdout.write(`${rows.length} job(s)\n`);
@@ -152,7 +155,7 @@ program
     if (account) {
       const key = account.startsWith('npub1') ? (nip19.decode(account).data as string) : account;
       for (const e of creditEntries(db, key)) {
-        process.stdout.write(`${new Date(e.createdAt).toISOString()}  ${String(e.deltaMsats / 1000).padStart(8)} sats  ${e.reason}${e.jobId ? `  (job ${e.jobId})` : ''}\n`);
+        process.stdout.write(`${new Date(e.createdAt).toISOString()}  ${String(e.deltaMsats / 1000).padStart(8)} sats  ${terminalSafe(e.reason, { oneLine: true })}${e.jobId ? `  (job ${e.jobId})` : ''}\n`);
       }
       process.stdout.write(`balance ${creditBalanceMsats(db, key) / 1000} sats\n`);
     } else {
@@ -202,7 +205,7 @@ interface SessionCreated {
 
 const session = program.command('session').description('pre-funded sessions (through the HTTP API); macaroons are kept in $DATA_DIR/client-sessions');
 const wallet = () => new SessionWallet(join(configOrExit().DATA_DIR, 'client-sessions'));
-const print = (l: string) => process.stdout.write(`${l}\n`);
+const print = (l: string) => process.stdout.write(`${terminalSafe(l)}\n`);
 const fail = (err: unknown) => {
   process.stderr.write(`${(err as Error).message}\n`);
   process.exit(1);

@@ -10,6 +10,10 @@ import { nip19, type Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import { decode as decodeBolt11 } from 'light-bolt11-decoder';
 import { initCrypto, finalizeEvent, generateSecretKey, getPublicKey } from './nostr/crypto.ts';
+import { terminalSafe } from './terminal.ts';
+
+/** Prints a line whose text may come from relays or strangers (results, reasons): never raw to the terminal. */
+const stdoutLine = (l: string) => process.stdout.write(`${terminalSafe(l)}\n`);
 
 useWebSocketImplementation(WebSocket);
 
@@ -64,7 +68,7 @@ async function discover(opts: RequestOptions): Promise<{ pubkey: string; relays:
 
 /** Runs one job as a customer; resolves to the process exit code (0 = result received). */
 export async function runRequest(prompt: string, opts: RequestOptions): Promise<number> {
-  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const out = opts.out ?? stdoutLine;
   await initCrypto();
   let target: { pubkey: string; relays: string[] };
   try {
@@ -226,7 +230,7 @@ export interface BootstrapOptions {
 
 /** Orders a node over Nostr, follows it, and reads the credentials DM (gift wraps are backdated up to 2 days). */
 export async function runBootstrap(opts: BootstrapOptions): Promise<number> {
-  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const out = opts.out ?? stdoutLine;
   await initCrypto();
   let target: { pubkey: string; relays: string[] };
   try {
