@@ -125,7 +125,9 @@ export class JobRunner {
       return;
     }
     if (!answer.text.trim()) {
-      this.fail(job, 'work failed', 'work failed: the model returned no output');
+      // Only the output is free when it is empty: the input the model read is charged like any other.
+      const inputMsats = usdToSats(actualCostUsd(this.d.pricing, answer.usage.inputTokens, 0), pricing.btcPriceUsd) * 1000;
+      this.fail(job, 'work failed', 'work failed: the model returned no output', { msats: inputMsats, what: `the ${answer.usage.inputTokens} input tokens it read` });
       return;
     }
     if (job.sessionId) {
@@ -161,23 +163,30 @@ export class JobRunner {
     if (moved && balanceAfter <= 0) sessions.moveSession(this.db, { sessionId, from: ['active'], to: 'depleted' });
   }
 
-  /** Ends a working job as failed; what the customer paid for the failed step becomes credit. */
-  private fail(job: Job, label: string, message: string): void {
+  /**
+   * Ends a working job as failed; what the customer paid for the failed step becomes credit, less `kept`
+   * (the input a model did read, charged even when its output was empty).
+   */
+  private fail(job: Job, label: string, message: string, kept: { msats: number; what: string } | null = null): void {
     if (job.sessionId) {
-      // Failed or empty output is not charged: the whole reservation goes back to the session.
       const reserved = sessions.reservedFor(this.db, job.id);
-      this.log.warn({ jobId: job.id, message }, 'session job failed; reservation released');
-      this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}; nothing was debited`)], {
-        sessionLedger: settleReservation(job, reserved, 0),
+      const debitMsats = Math.min(reserved, kept?.msats ?? 0);
+      const note = debitMsats > 0 ? `${msatsText(debitMsats)} debited for ${kept!.what}` : 'nothing was debited';
+      this.log.warn({ jobId: job.id, message, debitMsats }, 'session job failed; reservation released');
+      this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}; ${note}`)], {
+        sessionLedger: settleReservation(job, reserved, debitMsats),
       });
       return;
     }
     const stage = job.state === 'evaluating' ? 'eval' : 'work';
     const invoiced = this.d.book.get(stage === 'eval' ? job.evalPaymentHash : job.workPaymentHash)?.amountMsats ?? 0;
     const paidMsats = invoiced + (stage === 'eval' ? job.evalCreditMsats : job.workCreditMsats);
-    const credits: CreditEntry[] = paidMsats > 0 ? [refundCredit(jobPayer(job), paidMsats, message)] : [];
-    const note = paidMsats > 0 ? `; ${msatsText(paidMsats)} credited to ${creditedTo(jobPayer(job))}, spent automatically on your next request` : '';
-    this.log.warn({ jobId: job.id, message, creditedMsats: paidMsats }, 'job failed');
+    const keptMsats = Math.min(paidMsats, kept?.msats ?? 0);
+    const refundMsats = paidMsats - keptMsats;
+    const credits: CreditEntry[] = refundMsats > 0 ? [refundCredit(jobPayer(job), refundMsats, message)] : [];
+    const keptNote = keptMsats > 0 ? `; ${msatsText(keptMsats)} kept for ${kept!.what}` : '';
+    const note = refundMsats > 0 ? `${keptNote}; ${msatsText(refundMsats)} credited to ${creditedTo(jobPayer(job))}, spent automatically on your next request` : keptNote;
+    this.log.warn({ jobId: job.id, message, creditedMsats: refundMsats, keptMsats }, 'job failed');
     this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}${note}`)], { credits });
   }
 

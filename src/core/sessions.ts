@@ -40,7 +40,7 @@ export interface SessionView {
 
 export type SessionRunOutcome =
   | { status: 'done'; job: Job; balanceMsats: number }
-  | { status: 'failed'; job: Job }
+  | { status: 'failed'; job: Job; debitedMsats: number } // debited: the input a model read, when its output was empty
   | { status: 'insufficient'; balanceMsats: number; neededMsats: number };
 
 export class SessionService {
@@ -183,7 +183,7 @@ export class SessionService {
     if (r.status === 'insufficient') return r;
     if (r.status === 'duplicate') throw new Refusal('invalid', 'duplicate request id');
     const job = (await this.d.runner.settled(r.job.id))!;
-    if (job.state !== 'complete') return { status: 'failed', job };
+    if (job.state !== 'complete') return { status: 'failed', job, debitedMsats: store.debitedFor(this.d.db, job.id) };
     return { status: 'done', job, balanceMsats: store.balanceMsats(this.d.db, sessionId) };
   }
 

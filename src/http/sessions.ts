@@ -70,6 +70,8 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     return s.authorize(cred.macaroon, { sessionId, preimage: cred.scheme === 'l402' ? cred.preimage : undefined });
   };
   const balanceSats = (msats: number) => Math.floor(msats / 1000);
+  const failure = (r: { job: { errorMessage: string | null }; debitedMsats: number }) =>
+    `${r.job.errorMessage ?? 'failed'}; ${r.debitedMsats > 0 ? `${r.debitedMsats / 1000} sats debited for the input the model read` : 'nothing was debited'}`;
 
   app.openapi(
     createRoute({
@@ -149,7 +151,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
         200: json(RunResult, 'the answer, its cost and the balance left'),
         ...errors,
         402: json(Insufficient, 'the balance cannot cover the estimate'),
-        502: json(ErrorBody, 'the model failed; nothing was debited'),
+        502: json(ErrorBody, 'the model failed; nothing was debited, or only the input it read when its answer was empty'),
       },
     }),
     async (c) => {
@@ -157,7 +159,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       const a = await authorize(c, id);
       const r = await s.run(httpJob(c.req.valid('json'), clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest);
       if (r.status === 'done') return c.json({ result: r.job.result!, costLedger: r.job.costLedger!, balanceSats: balanceSats(r.balanceMsats) }, 200);
-      if (r.status === 'failed') return c.json({ error: `${r.job.errorMessage ?? 'failed'}; nothing was debited` }, 502);
+      if (r.status === 'failed') return c.json({ error: failure(r) }, 502);
       return c.json({ error: 'payment required: top up the session', balanceSats: balanceSats(r.balanceMsats), neededSats: Math.ceil(r.neededMsats / 1000) }, 402);
     },
   );
@@ -231,7 +233,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
           'pay the invoice, then retry with Authorization: L402 <macaroon>:<preimage> (also in WWW-Authenticate)',
         ),
         429: json(ErrorBody, 'too many unpaid front-door sessions from this address'),
-        502: json(ErrorBody, 'the model failed; nothing was debited'),
+        502: json(ErrorBody, 'the model failed; nothing was debited, or only the input it read when its answer was empty'),
       },
     }),
     async (c) => {
@@ -251,7 +253,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
         return challenge(top.macaroon, top.invoice, 'payment required: the session balance is spent; pay to top it up');
       }
       if (r.status === 'done') return c.json({ result: r.job.result!, costLedger: r.job.costLedger!, balanceSats: balanceSats(r.balanceMsats) }, 200);
-      return c.json({ error: `${r.job.errorMessage ?? 'failed'}; nothing was debited` }, 502);
+      return c.json({ error: failure(r) }, 502);
     },
   );
 }

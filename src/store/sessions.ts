@@ -135,3 +135,13 @@ export function reservedFor(db: Db, jobId: string): number {
     .get();
   return -Number(r?.total ?? 0);
 }
+
+/** What a job was debited in the end (0 when its failure left nothing to charge). */
+export function debitedFor(db: Db, jobId: string): number {
+  const r = db
+    .select({ total: sum(sessionLedger.amountMsats) })
+    .from(sessionLedger)
+    .where(and(eq(sessionLedger.jobId, jobId), eq(sessionLedger.kind, 'debit')))
+    .get();
+  return -Number(r?.total ?? 0);
+}

@@ -82,6 +82,22 @@ describe('text jobs', () => {
     expect(creditBalanceMsats(h.db, alice)).toBe(0);
   });
 
+  it('an empty answer refunds the work payment less the input the model read', async () => {
+    const alice = '7'.repeat(64);
+    const r = await submitted(newJob({ customerPubkey: alice }));
+    await h.pay(r.invoice!.paymentHash);
+    const quoted = (await h.core.runner.settled(r.job.id))!;
+    h.agent.onWork = async () => ({ text: '', usage: { model: 'claude-sonnet-4-6', inputTokens: 1000, outputTokens: 0 } });
+    await h.pay(quoted.workPaymentHash!);
+    const failed = (await h.core.runner.settled(r.job.id))!;
+    expect(failed.state).toBe('failed');
+    const inputSats = Math.ceil(((1000 * 3) / 1e6 + 20 / 10_000) * 1.2 * 1e8 / 100_000);
+    expect(creditBalanceMsats(h.db, alice)).toBe((quoted.pricing!.amountSats - inputSats) * 1000);
+    const error = h.intents(r.job.id).at(-1)!.intent;
+    expect(error).toMatchObject({ status: 'error', label: 'work failed' });
+    expect((error as { message: string }).message).toContain(`${inputSats} sats kept for the 1000 input tokens it read`);
+  });
+
   it('cancellation returns credit applied to the dead invoice', async () => {
     const alice = 'f'.repeat(64);
     h.db.$client.prepare("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 4000, 'test', 'seed', 0)").run(alice);

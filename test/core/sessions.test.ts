@@ -28,6 +28,18 @@ describe('sessions', () => {
     expect(r.job.costLedger!.chargedSats).toBeLessThanOrEqual(r.job.pricing!.amountSats);
   });
 
+  it('an empty answer is not free: the input the model read is debited, the rest of the reservation released', async () => {
+    const s = await h.core.sessions.create({ amountSats: 1000, clientAddress: null, origin: 'http' });
+    await h.pay(s.invoice.paymentHash);
+    h.agent.onWork = async () => ({ text: '  \n ', usage: { model: 'claude-sonnet-4-6', inputTokens: 19_000, outputTokens: 3 } });
+    const r = await h.core.sessions.run(newJob({ source: 'http', customerPubkey: null, input: 'x'.repeat(19_000 * 4) }), s.sessionId, null);
+    if (r.status !== 'failed') throw new Error(r.status);
+    // 19,000 tokens at 3 USD/Mtok plus infra, with margin, at 100,000 USD/BTC, rounded up.
+    const expectedSats = Math.ceil(((19_000 * 3) / 1e6 + 20 / 10_000) * 1.2 * 1e8 / 100_000);
+    expect(r.debitedMsats).toBe(expectedSats * 1000);
+    expect(balanceMsats(h.db, s.sessionId)).toBe(1_000_000 - expectedSats * 1000);
+  });
+
   it('refuses with typed codes: caveat, unknown session, closed session', async () => {
     const s = await h.core.sessions.create({ amountSats: 1000, clientAddress: null, origin: 'http' });
     await h.pay(s.invoice.paymentHash);
