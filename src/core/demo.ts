@@ -1,9 +1,9 @@
 // The free demo (SPEC 7 `GET /api/demo`): runs the work model directly on a short budget, within a
 // daily spend cap in USD. Per-address rate limits are the HTTP side's business.
-import type { Db } from '../store/db.ts';
+import { atomically, type Db } from '../store/db.ts';
 import { getKv, setKv } from '../store/kv.ts';
 import type { Agent, Usage } from './ports.ts';
-import { OUTPUT_TIERS, estimateTokens, WORK_SYSTEM_PROMPT, type PricingParams } from '../pricing/pricing.ts';
+import { OUTPUT_TIERS, WORK_SYSTEM_PROMPT, type PricingParams } from '../pricing/pricing.ts';
 
 export class DemoBudgetSpent extends Error {
   override name = 'DemoBudgetSpent';
@@ -35,16 +35,36 @@ export class DemoService {
     return Number(getKv(this.d.db, this.dayKey()) ?? 0);
   }
 
-  /** Refuses before calling the model when the worst case would cross today's budget. */
+  /**
+   * Reserves the worst case (the whole output budget) against today's budget before calling the model, in
+   * one step with the check, so concurrent calls cannot together spend more than the budget; the
+   * reservation becomes the actual cost afterwards (or is released when the call fails).
+   */
   async run(input: string): Promise<DemoAnswer> {
-    const worstCase = this.inferenceUsd(estimateTokens(WORK_SYSTEM_PROMPT) + estimateTokens(input), DEMO_MAX_TOKENS);
-    if (this.spentTodayUsd() + worstCase > this.d.dailyBudgetUsd) {
-      throw new DemoBudgetSpent('the demo has spent its budget for today; try again tomorrow, or pay for a job');
-    }
-    const answer = await this.d.agent.work(input, DEMO_MAX_TOKENS);
-    const costUsd = this.inferenceUsd(answer.usage.inputTokens, answer.usage.outputTokens);
+    // A token is at least one byte of UTF-8, so the byte count bounds the input from above (characters / 4
+    // is an estimate, not a bound: CJK text runs at about one token per character).
+    const worstCase = this.inferenceUsd(Buffer.byteLength(WORK_SYSTEM_PROMPT + input, 'utf8'), DEMO_MAX_TOKENS);
     const key = this.dayKey();
-    setKv(this.d.db, key, String(Number(getKv(this.d.db, key) ?? 0) + costUsd));
+    const reserved = atomically(this.d.db, () => {
+      const spent = Number(getKv(this.d.db, key) ?? 0);
+      if (spent + worstCase > this.d.dailyBudgetUsd) return false;
+      setKv(this.d.db, key, String(spent + worstCase));
+      return true;
+    });
+    if (!reserved) throw new DemoBudgetSpent('the demo has spent its budget for today; try again tomorrow, or pay for a job');
+    let answer;
+    try {
+      answer = await this.d.agent.work(input, DEMO_MAX_TOKENS);
+    } catch (err) {
+      this.adjust(key, -worstCase);
+      throw err;
+    }
+    const costUsd = this.inferenceUsd(answer.usage.inputTokens, answer.usage.outputTokens);
+    this.adjust(key, costUsd - worstCase);
     return { result: answer.text, usage: answer.usage, costUsd };
+  }
+
+  private adjust(key: string, deltaUsd: number): void {
+    atomically(this.d.db, () => setKv(this.d.db, key, String(Math.max(0, Number(getKv(this.d.db, key) ?? 0) + deltaUsd))));
   }
 }
