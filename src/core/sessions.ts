@@ -106,13 +106,16 @@ export class SessionService {
     const s = store.getSession(this.d.db, sessionId);
     if (!s) throw new Refusal('not-found', 'no such session');
     if (s.state === 'closed') throw new Refusal('conflict', 'the session is closed');
+    // Unpaid invoices are capped like everywhere else: none before the deposit is paid, a few open at once.
+    if (s.state === 'awaiting_deposit') throw new Refusal('conflict', 'pay the deposit invoice first; the session is not funded yet');
+    const openTopups = this.d.book.of('session', sessionId).filter((i) => i.purpose === 'topup' && i.status === 'open');
     if (opts.reuseOpen) {
       const soon = this.nowS() + 60; // s: leave the payer time to pay
-      const open = this.d.book
-        .of('session', sessionId)
-        .find((i) => i.purpose === 'topup' && i.status === 'open' && i.expiresAt > soon && i.amountMsats >= amountSats * 1000);
+      const open = openTopups.find((i) => i.expiresAt > soon && i.amountMsats >= amountSats * 1000);
       if (open) return { invoice: open, macaroon: this.mint(sessionId, open.paymentHash) };
     }
+    const max = this.d.settings.maxOpenUnpaidPerClient;
+    if (openTopups.length >= max) throw Refusal.of('rate-limited', `${max} top-up invoices of this session are open; pay one or let them expire first`);
     const inv = await this.invoice(s, 'topup', amountSats);
     this.d.book.record(inv);
     return { invoice: inv, macaroon: this.mint(sessionId, inv.paymentHash) };

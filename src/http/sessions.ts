@@ -130,7 +130,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
         params: z.object({ id: SessionId }),
         body: { required: true, content: { 'application/json': { schema: z.object({ amountSats: z.number().int().min(1).max(deps.maxDepositSats) }).openapi('TopUp') } } },
       },
-      responses: { 200: json(z.object({ invoice: Invoice }).openapi('TopUpInvoice'), 'the invoice'), ...errors, 409: json(ErrorBody, 'session closed') },
+      responses: { 200: json(z.object({ invoice: Invoice }).openapi('TopUpInvoice'), 'the invoice'), ...errors, 409: json(ErrorBody, 'session closed, or its deposit not paid yet'), 429: json(ErrorBody, 'too many open top-up invoices') },
     }),
     async (c) => {
       const { id } = c.req.valid('param');

@@ -40,6 +40,18 @@ describe('sessions', () => {
     expect(balanceMsats(h.db, s.sessionId)).toBe(1_000_000 - expectedSats * 1000);
   });
 
+  it('no top-up before the deposit is paid, and at most MAX_OPEN_UNPAID_PER_CLIENT open at once', async () => {
+    const s = await h.core.sessions.create({ amountSats: 10, clientAddress: null, origin: 'http' });
+    await expect(h.core.sessions.topup(s.sessionId, 1_000_000)).rejects.toMatchObject({ code: 'conflict' });
+    await h.pay(s.invoice.paymentHash);
+    const open = [];
+    for (let i = 0; i < 5; i++) open.push(await h.core.sessions.topup(s.sessionId, 1_000_000));
+    await expect(h.core.sessions.topup(s.sessionId, 1_000_000)).rejects.toMatchObject({ code: 'rate-limited' });
+    await h.pay(open[0]!.invoice.paymentHash); // one paid: room for one more
+    await h.core.sessions.topup(s.sessionId, 1);
+    expect(h.core.book.of('session', s.sessionId).filter((i) => i.status === 'open')).toHaveLength(5);
+  });
+
   it('refuses with typed codes: caveat, unknown session, closed session', async () => {
     const s = await h.core.sessions.create({ amountSats: 1000, clientAddress: null, origin: 'http' });
     await h.pay(s.invoice.paymentHash);
