@@ -54,11 +54,17 @@ describe.each(Object.entries(schemes))('encrypted request (%s)', (name, scheme) 
     expect(tag(result, 'encrypted')).toEqual(['encrypted']);
     expect(tag(result, 'i')).toBeUndefined();
     expect(scheme.decrypt(customer.sk, daemon.pubkey, result.content)).toContain(secret);
+    // The cost ledger tells the input's size: its value is encrypted too (issue 14, item 11).
+    const ledgerTag = tag(result, 'cost_ledger')![1]!;
+    expect(() => JSON.parse(ledgerTag)).toThrow();
+    expect(JSON.parse(scheme.decrypt(customer.sk, daemon.pubkey, ledgerTag)).actualInputTokens).toBeGreaterThan(0);
 
-    // The HTTP view of the job (its id is public) does not reveal it either.
+    // The HTTP view of the job (its id is public) does not reveal it, nor its size.
     const view = await (await fetch(`${daemon.api}/api/jobs/${req.id}`)).json();
     expect(JSON.stringify(view)).not.toContain('sealed-bid');
     expect((view as { state: string }).state).toBe('complete');
+    expect(view).not.toHaveProperty('pricingBreakdown');
+    expect(view).not.toHaveProperty('costLedger');
 
     const everything = await queryRelay(relay.url, { since: req.created_at - 5 });
     expect(everything.length).toBeGreaterThan(3);

@@ -43,9 +43,10 @@ export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
       ...(workInv ? { workInvoice: invoiceBody(workInv) } : {}),
       // An encrypted Nostr job's id is public (the event id) but its words are not: never shown here.
       ...(job.reason ? { reason: job.encryption === 'none' ? job.reason : PRIVATE } : {}),
-      ...(job.pricing ? { pricingBreakdown: job.pricing } : {}),
+      // Its pricing and cost ledger tell the size of the words: shown only for requests in the clear.
+      ...(job.pricing && job.encryption === 'none' ? { pricingBreakdown: job.pricing } : {}),
       ...(job.state === 'complete' && job.result !== null ? { result: job.encryption === 'none' ? job.result : PRIVATE } : {}),
-      ...(job.state === 'complete' && job.costLedger ? { costLedger: job.costLedger } : {}),
+      ...(job.state === 'complete' && job.costLedger && job.encryption === 'none' ? { costLedger: job.costLedger } : {}),
       ...(job.errorMessage ? { errorMessage: job.encryption === 'none' ? job.errorMessage : PRIVATE } : {}),
     };
   };

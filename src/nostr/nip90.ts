@@ -126,7 +126,9 @@ export function buildResult(job: Job, encrypt: (plain: string) => string | null,
   }
   const chargedMsats = (job.costLedger?.chargedSats ?? 0) * 1000;
   tags.push(['amount', String(chargedMsats)]);
-  tags.push(['cost_ledger', JSON.stringify(job.costLedger)]);
+  // The ledger tells the input's size: for an encrypted request its value is encrypted like the content.
+  const ledger = JSON.stringify(job.costLedger);
+  tags.push(['cost_ledger', sealed === null ? ledger : (encrypt(ledger) ?? ledger)]);
   if (balanceMsats !== undefined) tags.push(['balance', String(balanceMsats)]);
   return { kind: job.kind + 1000, created_at: Math.floor(Date.now() / 1000), tags, content: sealed ?? job.result ?? '' };
 }
