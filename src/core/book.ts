@@ -69,7 +69,9 @@ export class InvoiceBook {
   private readonly accounts = new KeyedMutex(); // serialises credit spending per account
   private stopping = false;
 
-  constructor(private readonly d: BookDeps) {}
+  constructor(private readonly d: BookDeps) {
+    store.recountOpenInvoices(d.db); // the counters are kept in step; a crash of an older version may not have
+  }
 
   /** Registers the handler of a subject kind (each service registers its own). */
   handle(kind: SubjectKind, handler: SubjectHandler): void {
@@ -178,16 +180,22 @@ export class InvoiceBook {
   async expireDue(nowS = Math.floor(this.d.clock.nowMs() / 1000)): Promise<void> {
     for (const inv of store.dueInvoices(this.d.db, nowS)) {
       if (this.stopping) return;
-      const paid = await this.askPaid(inv.paymentHash);
-      if (paid === null) continue; // unreachable: never expire what may have been paid; ask again next pass
-      if (paid) {
-        await this.settle(inv.paymentHash);
-        continue;
+      try {
+        await this.expireOne(inv);
+      } catch (err) {
+        // One invoice that cannot be handled must not stop the others behind it from expiring.
+        this.d.log.error({ err, paymentHash: inv.paymentHash, subjectKind: inv.subjectKind }, 'expiring an invoice failed');
       }
-      const fresh = store.getInvoice(this.d.db, inv.paymentHash);
-      if (fresh?.status !== 'open') continue;
-      if (!this.handler(fresh).expired(fresh)) store.markInvoice(this.d.db, fresh.paymentHash, 'expired', this.d.clock.nowMs());
     }
+  }
+
+  private async expireOne(inv: BookInvoice): Promise<void> {
+    const paid = await this.askPaid(inv.paymentHash);
+    if (paid === null) return; // unreachable: never expire what may have been paid; ask again next pass
+    if (paid) return this.settle(inv.paymentHash);
+    const fresh = store.getInvoice(this.d.db, inv.paymentHash);
+    if (fresh?.status !== 'open') return;
+    if (!this.handler(fresh).expired(fresh)) store.expireInvoice(this.d.db, fresh.paymentHash, this.d.clock.nowMs());
   }
 
   /** After a restart: every open invoice is put under watch (or asked about once), a page at a time. */

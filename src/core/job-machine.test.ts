@@ -7,6 +7,7 @@ const ALLOWED: [JobState, JobEvent, JobState][] = [
   ['awaiting_eval_payment', 'invoice_expired', 'expired'],
   ['awaiting_eval_payment', 'deleted', 'cancelled'],
   ['evaluating', 'accepted', 'awaiting_work_payment'],
+  ['evaluating', 'accepted_on_credit', 'executing'],
   ['evaluating', 'rejected', 'rejected'],
   ['evaluating', 'failed', 'failed'],
   ['awaiting_work_payment', 'work_paid', 'executing'],

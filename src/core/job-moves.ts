@@ -62,12 +62,3 @@ export function errorFeedback(label: string, message: string): PublishIntent {
 export function refusalFeedback(r: Refusal): PublishIntent {
   return errorFeedback(REFUSAL_LABELS[r.code], r.message);
 }
-
-/**
- * Whether the customer has paid anything for this job. Relay URLs a customer names are dialled only
- * then: an unpaid request cannot make Timmy connect anywhere.
- */
-export function customerHasPaid(job: Pick<Job, 'state' | 'evalPaymentHash' | 'evalCreditMsats'>): boolean {
-  if (['evaluating', 'awaiting_work_payment', 'executing', 'complete', 'rejected'].includes(job.state)) return true;
-  return job.state === 'failed' && (job.evalPaymentHash !== null || job.evalCreditMsats > 0);
-}

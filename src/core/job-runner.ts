@@ -22,6 +22,7 @@ export interface RunnerDeps {
 
 export class JobRunner {
   private readonly running = new Map<string, Promise<void>>(); // background eval/work per job
+  private readonly again = new Set<string>(); // jobs whose running step asked for the next one
   private stopping = false;
 
   constructor(private readonly d: RunnerDeps) {
@@ -36,9 +37,9 @@ export class JobRunner {
     return this.d.moves.c.log;
   }
 
-  /** Resolves when the job's running step (if any) has committed. */
+  /** Resolves when the job's running steps (if any, including one queued behind them) have committed. */
   async settled(jobId: string): Promise<Job | undefined> {
-    await this.running.get(jobId);
+    for (let p = this.running.get(jobId); p; p = this.running.get(jobId)) await p;
     return store.getJob(this.db, jobId);
   }
 
@@ -47,10 +48,19 @@ export class JobRunner {
   }
 
   private runInBackground(jobId: string): void {
-    if (this.running.has(jobId) || this.stopping) return;
+    if (this.stopping) return;
+    if (this.running.has(jobId)) {
+      // A step moved its own job into the next working state (evaluation accepted, work paid from credit):
+      // run that step once this one has finished.
+      this.again.add(jobId);
+      return;
+    }
     const p = this.step(jobId)
       .catch((err) => this.log.error({ err, jobId }, 'job step crashed'))
-      .finally(() => this.running.delete(jobId));
+      .finally(() => {
+        this.running.delete(jobId);
+        if (this.again.delete(jobId)) this.runInBackground(jobId);
+      });
     this.running.set(jobId, p);
   }
 
@@ -87,28 +97,30 @@ export class JobRunner {
   private async quote(job: Job, reason: string, pricing: PricingBreakdown): Promise<void> {
     const charge = await this.d.book.charge({ ...jobPayer(job), purpose: 'work', priceMsats: pricing.amountSats * 1000, memo: `Timmy: work for job ${job.id.slice(0, 12)}` });
     const creditNote = charge.creditMsats > 0 ? ` (${msatsText(charge.creditMsats)} paid from your credit)` : '';
-    const moved = this.d.moves.advance(
+    const patch = { reason, pricingJson: JSON.stringify(pricing), workPaymentHash: charge.invoice?.paymentHash ?? null, workCreditMsats: charge.creditMsats };
+    if (!charge.invoice) {
+      // Paid in full from credit: accepted and working in one move (nothing can strand between the two).
+      this.d.moves.advance(job, 'accepted_on_credit', patch, [processing(`Accepted; the work was paid from your credit${creditNote}. Working on it.`, JSON.stringify(pricing))], {
+        credits: charge.credits,
+      });
+      return;
+    }
+    this.d.moves.advance(
       job,
       'accepted',
-      { reason, pricingJson: JSON.stringify(pricing), workPaymentHash: charge.invoice?.paymentHash ?? null, workCreditMsats: charge.creditMsats },
-      charge.invoice
-        ? [
-            {
-              type: 'feedback',
-              status: 'payment-required',
-              message: `Accepted. Pay ${msatsText(charge.dueMsats)} for the work${creditNote}.`,
-              amountMsats: charge.invoice.amountMsats,
-              bolt11: charge.invoice.bolt11,
-              content: JSON.stringify(pricing),
-            },
-          ]
-        : [],
-      { invoice: charge.invoice ?? undefined, credits: charge.credits },
+      patch,
+      [
+        {
+          type: 'feedback',
+          status: 'payment-required',
+          message: `Accepted. Pay ${msatsText(charge.dueMsats)} for the work${creditNote}.`,
+          amountMsats: charge.invoice.amountMsats,
+          bolt11: charge.invoice.bolt11,
+          content: JSON.stringify(pricing),
+        },
+      ],
+      { invoice: charge.invoice, credits: charge.credits },
     );
-    if (moved && !charge.invoice) {
-      const next = store.getJob(this.db, job.id)!;
-      this.d.moves.advance(next, 'work_paid', {}, [processing(`Accepted; the work was paid from your credit${creditNote}. Working on it.`, JSON.stringify(pricing))]);
-    }
   }
 
   private async execute(job: Job): Promise<void> {

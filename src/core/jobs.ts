@@ -11,7 +11,7 @@ import { creditAccount, creditedTo, msatsText, type InvoiceBook, type SubjectHan
 import { JOB_INITIAL_STATES, nextJobState, UNPAID_JOB_STATES, type JobState } from './job-machine.ts';
 import { errorFeedback, forSource, processing, refusalFeedback, type JobMoves } from './job-moves.ts';
 import { Refusal } from './refusal.ts';
-import type { BookInvoice, CreditEntry, Job, NewBookInvoice, NewJob } from './types.ts';
+import type { BookInvoice, CreditEntry, Job, NewBookInvoice, NewJob, PublishIntent } from './types.ts';
 
 export interface JobSettings {
   evalFeeSats: number;
@@ -96,38 +96,37 @@ export class JobService {
       memo: `Timmy: evaluation fee for job ${req.id.slice(0, 12)}`,
     });
     const creditNote = charge.creditMsats > 0 ? ` (${msatsText(charge.creditMsats)} paid from your credit)` : '';
+    // Nothing left to pay (credit, or no fee): the job starts evaluating, in the same commit.
+    const intents: PublishIntent[] = charge.invoice
+      ? [
+          {
+            type: 'feedback',
+            status: 'payment-required',
+            message: `Pay the evaluation fee of ${msatsText(charge.dueMsats)} to have your request reviewed${creditNote}.`,
+            amountMsats: charge.invoice.amountMsats,
+            bolt11: charge.invoice.bolt11,
+          },
+        ]
+      : [processing(charge.creditMsats > 0 ? `Evaluation fee paid from your credit${creditNote}; evaluating.` : 'Evaluating your request.')];
     const row: store.CreateJobArgs = {
       job: req,
-      state: JOB_INITIAL_STATES.invoiced,
+      state: charge.invoice ? JOB_INITIAL_STATES.invoiced : JOB_INITIAL_STATES.credited,
       patch: { evalPaymentHash: charge.invoice?.paymentHash ?? null, evalCreditMsats: charge.creditMsats },
       invoice: charge.invoice ?? undefined,
-      intents: forSource(
-        req,
-        charge.invoice
-          ? [
-              {
-                type: 'feedback',
-                status: 'payment-required',
-                message: `Pay the evaluation fee of ${msatsText(charge.dueMsats)} to have your request reviewed${creditNote}.`,
-                amountMsats: charge.invoice.amountMsats,
-                bolt11: charge.invoice.bolt11,
-              },
-            ]
-          : [],
-      ),
+      intents: forSource(req, intents),
       credits: charge.credits,
     };
-    // Grouped with the other creations of this turn: one commit for a burst of requests.
-    const created = await groupCommit(this.db, () => store.createJob(this.db, row));
+    // Grouped with the other creations of this turn: one commit for a burst of requests. The caps are
+    // checked again inside it, so a burst that passed the first check together cannot overshoot them.
+    const created = await groupCommit(this.db, () => {
+      if (charge.invoice) this.checkCaps(req);
+      return store.createJob(this.db, row);
+    });
     if (!created) return { status: 'duplicate' };
     this.d.moves.c.publisher.wake();
     this.log.info({ jobId: req.id, source: req.source, creditMsats: charge.creditMsats }, 'job created');
-    let job = store.getJob(this.db, req.id)!;
-    if (!charge.invoice) {
-      this.d.moves.advance(job, 'eval_paid', {}, [processing(`Evaluation fee paid from your credit${creditNote}; evaluating.`)]);
-      job = store.getJob(this.db, req.id)!;
-    }
-    return { status: 'created', job, invoice: charge.invoice };
+    if (!charge.invoice) this.d.moves.onWorking(req.id);
+    return { status: 'created', job: store.getJob(this.db, req.id)!, invoice: charge.invoice };
   }
 
   /** A Nostr request naming a session: only the session's bound pubkey may spend it. */
@@ -238,11 +237,10 @@ export class JobService {
   cancel(jobId: string, byPubkey: string): boolean {
     const job = store.getJob(this.db, jobId);
     if (!job || job.customerPubkey !== byPubkey || !nextJobState(job.state, 'deleted')) return false;
-    const hash = job.state === 'awaiting_eval_payment' ? job.evalPaymentHash : job.workPaymentHash;
+    // The invoice stays open in the book (still payable until it runs out): the expiry pass asks the backend
+    // about it then, and money that arrives meanwhile is credited like any late payment.
     return this.d.moves.advance(job, 'deleted', { errorMessage: 'cancelled by the customer' }, [errorFeedback('cancelled', 'cancelled: the request was deleted by its author')], {
       credits: this.refundOfAppliedCredit(job),
-      // The invoice dies with the request (paid later, it is credited like any late payment).
-      ...(hash ? { settle: { paymentHash: hash, status: 'expired' as const } } : {}),
     });
   }
 

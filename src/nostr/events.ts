@@ -2,7 +2,7 @@
 // jobs, and the bootstrap job's public result and NIP-17 credentials DM.
 import type { Event, EventTemplate } from 'nostr-tools';
 import * as nip17 from 'nostr-tools/nip17';
-import { customerHasPaid } from '../core/job-moves.ts';
+import { customerHasPaid } from '../core/job-machine.ts';
 import type { BootstrapJob, Job, OutboxRow } from '../core/types.ts';
 import { buildFeedback, buildResult, FEEDBACK_KIND } from './nip90.ts';
 import { encryptFor } from './encryption.ts';

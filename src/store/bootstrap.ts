@@ -5,6 +5,7 @@ import { atomically, atomicallyIf, type Db } from './db.ts';
 import { insertInvoice, markInvoice } from './invoices.ts';
 import { insertIntents } from './outbox.ts';
 import { addCredit } from './credits.ts';
+import { prepared } from './prepared.ts';
 import type { BootstrapJob, CreditEntry, NewBookInvoice, PublishIntent } from '../core/types.ts';
 import { isBootstrapState, type BootstrapState } from '../core/bootstrap-machine.ts';
 
@@ -85,8 +86,8 @@ export function staleCredentials(db: Db, beforeMs: number): BootstrapJob[] {
 /** Unpaid node orders of one customer (or client address), counted up to `upTo` (a bounded index range). */
 export function countUnpaidBootstraps(db: Db, by: { customerPubkey: string } | { clientAddress: string }, upTo: number): number {
   const byPubkey = 'customerPubkey' in by;
-  const q = db.$client.prepare(
-    `select count(*) n from (select 1 from bootstrap_jobs where ${byPubkey ? 'customer_pubkey' : 'client_address'} = ? and state = 'awaiting_payment' limit ?)`,
+  const q = prepared(db, `countUnpaidBootstraps:${byPubkey ? 'pubkey' : 'address'}`, () =>
+    db.$client.prepare(`select count(*) n from (select 1 from bootstrap_jobs where ${byPubkey ? 'customer_pubkey' : 'client_address'} = ? and state = 'awaiting_payment' limit ?)`),
   );
   return (q.get(byPubkey ? by.customerPubkey : by.clientAddress, upTo) as { n: number }).n;
 }

@@ -89,11 +89,13 @@ function flushGroup(db: Db): void {
           results.push({ ok: true, value: db.$client.transaction(p.fn)() }); // a savepoint: a throw undoes only this one
         } catch (err) {
           results.push({ ok: false, err });
+          // Some errors (disk full, I/O) end the whole transaction: run nothing more outside it.
+          if (!db.$client.inTransaction) throw err;
         }
       }
     })();
   } catch (err) {
-    for (const p of queue) p.reject(err); // the commit itself failed: nothing of the group was written
+    for (const p of queue) p.reject(err); // the transaction failed: nothing of the group was written
     return;
   }
   queue.forEach((p, i) => {

@@ -79,6 +79,24 @@ export function markInvoice(db: Db, paymentHash: string, status: 'paid' | 'expir
   return status === 'paid' && q.get({ h: paymentHash, to: 'paid', from: 'expired', paidAt }) !== undefined;
 }
 
+/** Expires an open invoice on its own (its subject no longer waits on it); the counter moves with it. */
+export function expireInvoice(db: Db, paymentHash: string, nowMs: number): boolean {
+  return atomically(db, () => markInvoice(db, paymentHash, 'expired', nowMs));
+}
+
+/**
+ * Counts the open invoices again from the rows (at start): the counters are kept in step transaction by
+ * transaction, and this makes sure no earlier version or crash left them off.
+ */
+export function recountOpenInvoices(db: Db): void {
+  atomically(db, () => {
+    for (const kind of ['job', 'session', 'bootstrap'] as const) {
+      const n = db.$client.prepare(`select count(*) n from invoice_book where status = 'open' and subject_kind = ?`).get(kind) as { n: number };
+      db.$client.prepare('insert into counters (name, value) values (?, ?) on conflict(name) do update set value = excluded.value').run(openCounter(kind), n.n);
+    }
+  });
+}
+
 /** Open invoices whose expiry has passed, oldest first. */
 export function dueInvoices(db: Db, nowS: number, limit = 500): BookInvoice[] {
   return db

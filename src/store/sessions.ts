@@ -7,6 +7,7 @@ import { insertInvoice, markInvoice } from './invoices.ts';
 import type { CreditEntry, NewBookInvoice } from '../core/types.ts';
 import { isSessionState, type SessionState } from '../core/session-machine.ts';
 import { addCredit } from './credits.ts';
+import { prepared } from './prepared.ts';
 
 export interface Session {
   id: string;
@@ -109,7 +110,7 @@ export function idleSessions(db: Db, states: SessionState[], beforeMs: number, l
 
 /** Sessions in `states` opened from one client address, counted up to `upTo` (a bounded index range). */
 export function countSessionsOf(db: Db, states: SessionState[], clientAddress: string, upTo: number): number {
-  const q = db.$client.prepare('select count(*) n from (select 1 from sessions where client_address = ? and state = ? limit ?)');
+  const q = prepared(db, 'countSessionsOf', () => db.$client.prepare('select count(*) n from (select 1 from sessions where client_address = ? and state = ? limit ?)'));
   let n = 0;
   for (const state of states) n += (q.get(clientAddress, state, upTo) as { n: number }).n;
   return n;

@@ -4,6 +4,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { coreHarness, newJob, type CoreHarness } from '../helpers/core.ts';
 import { creditBalanceMsats } from '../../src/store/credits.ts';
 import { openInvoiceCount } from '../../src/store/invoices.ts';
+import { InvoiceBook } from '../../src/core/book.ts';
+import { systemClock } from '../../src/core/ports.ts';
+import { createLogger } from '../../src/log.ts';
+
+const silent = createLogger('silent');
 
 let h: CoreHarness;
 beforeEach(async () => {
@@ -33,9 +38,10 @@ describe('invoice book', () => {
     const r = await h.core.jobs.submit(job);
     if (r.status !== 'created') throw new Error(r.status);
     expect(h.core.jobs.cancel(job.id, job.customerPubkey!)).toBe(true);
-    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('expired'); // the invoice died with the request
-    expect(openInvoiceCount(h.db, 'job')).toBe(0);
+    // The invoice stays payable (and followed) until it runs out: money that still arrives is credited.
+    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('open');
     await h.pay(r.invoice!.paymentHash);
+    expect(openInvoiceCount(h.db, 'job')).toBe(0);
     await h.core.book.settle(r.invoice!.paymentHash);
     expect(creditBalanceMsats(h.db, job.customerPubkey!)).toBe(r.invoice!.amountMsats);
     expect(h.intents(job.id).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error' && o.intent.label === 'credited')).toHaveLength(1);
@@ -72,6 +78,23 @@ describe('invoice book', () => {
     await h.core.book.expireDue(r.invoice!.expiresAt + 1);
     await h.core.runner.settled(r.job.id);
     expect(h.core.jobs.get(r.job.id)!.state).toBe('awaiting_work_payment');
+  });
+
+  it('one invoice that cannot be handled does not stop the others from expiring', async () => {
+    h.db.$client
+      .prepare("insert into invoice_book (payment_hash, subject_kind, subject_id, purpose, account, amount_msats, bolt11, status, expires_at, created_at) values (?, 'zap', 'x', 'eval', 'a', 1, 'lnbcrt1', 'open', 1, 0)")
+      .run('0'.repeat(64));
+    const r = await h.core.jobs.submit(newJob());
+    if (r.status !== 'created') throw new Error(r.status);
+    await h.core.book.expireDue(r.invoice!.expiresAt + 1);
+    expect(h.core.jobs.get(r.job.id)!.state).toBe('expired');
+  });
+
+  it('recounts its open-invoice counters from the rows when it opens', async () => {
+    await h.core.jobs.submit(newJob());
+    h.db.$client.prepare("update counters set value = 999 where name = 'open_invoices:job'").run();
+    new InvoiceBook({ db: h.db, payments: h.backends.payments, publisher: { wake() {} }, clock: systemClock, log: silent, invoiceExpirySecs: 600 });
+    expect(openInvoiceCount(h.db, 'job')).toBe(1);
   });
 
   it('after a restart asks about every open invoice once and settles the paid ones', async () => {

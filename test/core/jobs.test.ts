@@ -98,6 +98,19 @@ describe('text jobs', () => {
     expect((error as { message: string }).message).toContain(`${inputSats} sats kept for the 1000 input tokens it read`);
   });
 
+  it('a customer whose credit covers everything never waits on an invoice: one move per paid stage', async () => {
+    const rich = '8'.repeat(64);
+    h.db.$client.prepare("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 10000000, 'test', 'seed-rich', 0)").run(rich);
+    const r = await submitted(newJob({ customerPubkey: rich }));
+    expect(r.invoice).toBeNull();
+    expect(r.job.state).toBe('evaluating'); // created evaluating: nothing could strand it in awaiting_eval_payment
+    const done = (await h.core.runner.settled(r.job.id))!;
+    const final = done.state === 'complete' ? done : (await h.core.runner.settled(r.job.id))!;
+    expect(final.state).toBe('complete');
+    expect(h.core.book.of('job', r.job.id)).toEqual([]);
+    expect(h.intents(r.job.id).map((o) => (o.intent.type === 'feedback' ? o.intent.status : o.intent.type))).toEqual(['processing', 'processing', 'result', 'success']);
+  });
+
   it('cancellation returns credit applied to the dead invoice', async () => {
     const alice = 'f'.repeat(64);
     h.db.$client.prepare("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 4000, 'test', 'seed', 0)").run(alice);
