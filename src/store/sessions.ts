@@ -128,21 +128,17 @@ export function openReservations(db: Db): { sessionId: string; jobId: string; am
     .all() as { sessionId: string; jobId: string; amountMsats: number }[];
 }
 
-export function reservedFor(db: Db, jobId: string): number {
+/** What was taken from a session for one job, by kind (`reserve`: held while it runs; `debit`: charged). */
+function takenFor(db: Db, jobId: string, kind: 'reserve' | 'debit'): number {
   const r = db
     .select({ total: sum(sessionLedger.amountMsats) })
     .from(sessionLedger)
-    .where(and(eq(sessionLedger.jobId, jobId), eq(sessionLedger.kind, 'reserve')))
+    .where(and(eq(sessionLedger.jobId, jobId), eq(sessionLedger.kind, kind)))
     .get();
   return -Number(r?.total ?? 0);
 }
 
+export const reservedFor = (db: Db, jobId: string): number => takenFor(db, jobId, 'reserve');
+
 /** What a job was debited in the end (0 when its failure left nothing to charge). */
-export function debitedFor(db: Db, jobId: string): number {
-  const r = db
-    .select({ total: sum(sessionLedger.amountMsats) })
-    .from(sessionLedger)
-    .where(and(eq(sessionLedger.jobId, jobId), eq(sessionLedger.kind, 'debit')))
-    .get();
-  return -Number(r?.total ?? 0);
-}
+export const debitedFor = (db: Db, jobId: string): number => takenFor(db, jobId, 'debit');
