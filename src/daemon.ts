@@ -472,8 +472,8 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     await core.book.resume();
     log.info('resume pass done');
   })().catch((err) => log.error({ err }, 'resume pass failed'));
-  const stopPasses = startPasses(core, nostr, config.relays.map((r) => r.url), log);
-  log.info({ relays: config.relays.map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
+  const stopPasses = startPasses(core, nostr, nostr.pool.status().map((r) => r.url), log);
+  log.info({ relays: nostr.pool.status().map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
 
   let stopped = false;
   return {

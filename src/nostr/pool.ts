@@ -3,6 +3,7 @@
 import WebSocket from 'ws';
 import type { Event, EventTemplate } from 'nostr-tools';
 import type { Logger } from '../log.ts';
+import { redactRelayUrl } from './relay-policy.ts';
 import type { RelayConfig } from '../config.ts';
 
 export type Filter = Record<string, unknown>;
@@ -41,13 +42,17 @@ class RelayConnection {
   private alive = true;
   private closed = false;
   private authEventId: string | null = null;
+  /** The relay as it is shown and keyed everywhere (logs, status, acks): its URL without credentials. */
+  readonly name: string;
 
   constructor(
     readonly cfg: RelayConfig,
     private readonly h: PoolHandlers,
     private readonly opts: Required<PoolOptions>,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.name = redactRelayUrl(cfg.url);
+  }
 
   start(): void {
     this.closed = false;
@@ -56,14 +61,14 @@ class RelayConnection {
 
   private connect(): void {
     if (this.closed) return;
-    const ws = new WebSocket(this.cfg.url, { maxPayload: this.opts.maxMessageBytes, handshakeTimeout: 5000 });
+    const ws = new WebSocket(this.cfg.url /* the real URL: only the socket sees it */, { maxPayload: this.opts.maxMessageBytes, handshakeTimeout: 5000 });
     this.ws = ws;
     ws.on('open', () => {
       this.connected = true;
       this.alive = true;
-      this.log.info({ relay: this.cfg.url }, 'relay connected');
+      this.log.info({ relay: this.name }, 'relay connected');
       this.subscribe();
-      this.h.onConnected(this.cfg.url);
+      this.h.onConnected(this.name);
       this.ping = setInterval(() => this.keepalive(), this.opts.pingIntervalMs);
     });
     ws.on('pong', () => {
@@ -74,14 +79,14 @@ class RelayConnection {
       this.attempt = 0; // a relay that talks to us is healthy: reset the backoff
       this.onMessage(data.toString());
     });
-    ws.on('error', (err) => this.log.debug({ relay: this.cfg.url, err: err.message }, 'relay socket error'));
+    ws.on('error', (err) => this.log.debug({ relay: this.name, err: err.message }, 'relay socket error'));
     ws.on('close', () => this.onClose(ws));
   }
 
   private keepalive(): void {
     if (!this.ws) return;
     if (!this.alive) {
-      this.log.warn({ relay: this.cfg.url }, 'relay did not answer ping; reconnecting');
+      this.log.warn({ relay: this.name }, 'relay did not answer ping; reconnecting');
       this.ws.terminate();
       return;
     }
@@ -91,7 +96,7 @@ class RelayConnection {
 
   private onClose(ws: WebSocket): void {
     if (this.ws !== ws) return;
-    if (this.connected) this.log.warn({ relay: this.cfg.url }, 'relay disconnected');
+    if (this.connected) this.log.warn({ relay: this.name }, 'relay disconnected');
     this.connected = false;
     this.ws = null;
     this.open.clear();
@@ -116,7 +121,7 @@ class RelayConnection {
         if (this.open.delete(sub.id)) this.send(['CLOSE', sub.id]);
         continue;
       }
-      this.log.debug({ relay: this.cfg.url, sub: sub.id, filters: sub.filters }, 'subscribing');
+      this.log.debug({ relay: this.name, sub: sub.id, filters: sub.filters }, 'subscribing');
       if (this.send(['REQ', sub.id, ...sub.filters])) this.open.add(sub.id);
     }
   }
@@ -132,13 +137,13 @@ class RelayConnection {
     try {
       msg = JSON.parse(text);
     } catch {
-      this.log.debug({ relay: this.cfg.url }, 'relay sent non-JSON; dropped');
+      this.log.debug({ relay: this.name }, 'relay sent non-JSON; dropped');
       return;
     }
     if (!Array.isArray(msg) || typeof msg[0] !== 'string') return;
     switch (msg[0]) {
       case 'EVENT':
-        if (typeof msg[1] === 'string' && this.open.has(msg[1])) this.h.onEvent(this.cfg.url, msg[1], msg[2]);
+        if (typeof msg[1] === 'string' && this.open.has(msg[1])) this.h.onEvent(this.name, msg[1], msg[2]);
         else if (typeof msg[1] === 'string') this.queries.get(msg[1])?.onEvent(msg[2]);
         return;
       case 'OK':
@@ -146,15 +151,15 @@ class RelayConnection {
           const ok = msg[2] === true;
           const message = typeof msg[3] === 'string' ? msg[3] : '';
           if (msg[1] === this.authEventId) {
-            this.log.info({ relay: this.cfg.url, ok, message }, 'relay AUTH answered');
+            this.log.info({ relay: this.name, ok, message }, 'relay AUTH answered');
             if (ok) {
               // Re-subscribe and re-send: the relay may have refused both before we authenticated.
               this.subscribe();
-              this.h.onConnected(this.cfg.url);
+              this.h.onConnected(this.name);
             }
             return;
           }
-          this.h.onOk(this.cfg.url, msg[1], ok, message);
+          this.h.onOk(this.name, msg[1], ok, message);
         }
         return;
       case 'AUTH':
@@ -162,13 +167,13 @@ class RelayConnection {
         return;
       case 'EOSE':
         if (typeof msg[1] === 'string' && this.queries.has(msg[1])) this.queries.get(msg[1])!.onEose();
-        else this.log.debug({ relay: this.cfg.url }, 'end of stored events');
+        else this.log.debug({ relay: this.name }, 'end of stored events');
         return;
       case 'CLOSED':
-        this.log.warn({ relay: this.cfg.url, reason: msg[2] }, 'relay closed our subscription');
+        this.log.warn({ relay: this.name, reason: msg[2] }, 'relay closed our subscription');
         return;
       case 'NOTICE':
-        this.log.debug({ relay: this.cfg.url, notice: String(msg[1]).slice(0, 200) }, 'relay notice');
+        this.log.debug({ relay: this.name, notice: String(msg[1]).slice(0, 200) }, 'relay notice');
         return;
       default:
         return;
@@ -180,7 +185,7 @@ class RelayConnection {
       kind: 22242,
       created_at: Math.floor(Date.now() / 1000),
       tags: [
-        ['relay', this.cfg.url],
+        ['relay', this.cfg.url], // NIP-42: the URL we dialled
         ['challenge', challenge],
       ],
       content: '',
@@ -220,8 +225,8 @@ export class RelayPool {
   publish(event: Event, relay?: string): string[] {
     const sent: string[] = [];
     for (const c of this.conns) {
-      if (!c.cfg.write || (relay && c.cfg.url !== relay)) continue;
-      if (c.send(['EVENT', event])) sent.push(c.cfg.url);
+      if (!c.cfg.write || (relay && c.name !== relay)) continue;
+      if (c.send(['EVENT', event])) sent.push(c.name);
     }
     return sent;
   }
@@ -260,7 +265,7 @@ export class RelayPool {
   }
 
   status(): { url: string; read: boolean; write: boolean; connected: boolean }[] {
-    return this.conns.map((c) => ({ ...c.cfg, connected: c.connected }));
+    return this.conns.map((c) => ({ url: c.name, read: c.cfg.read, write: c.cfg.write, connected: c.connected }));
   }
 
   get connectedCount(): number {

@@ -3,7 +3,7 @@
 import { Socket } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi, type MockInstance } from 'vitest';
-import { checkRelayUrl, classifyAddress, filterRelayUrls, isPublicAddress, MAX_RELAY_URL_LENGTH, type RelayPolicy } from './relay-policy.ts';
+import { checkRelayUrl, classifyAddress, filterRelayUrls, isPublicAddress, MAX_RELAY_URL_LENGTH, redactRelayUrl, type RelayPolicy } from './relay-policy.ts';
 
 const OWN_HTTP = 8080;
 const OWN_RELAY = 7777;
@@ -394,5 +394,16 @@ describe('isPublicAddress (for the resolved address, against DNS rebinding)', ()
     expect(classifyAddress('169.254.169.254')).toEqual({ reason: 'cloud metadata endpoint (169.254.169.254/32)', tier: 'never' });
     expect(classifyAddress('nope')).toEqual({ reason: 'not an IP address', tier: 'never' });
     expect(classifyAddress('8.8.8.8')).toBeUndefined();
+  });
+});
+
+describe('redactRelayUrl', () => {
+  it('hides userinfo and query, keeps everything else as written', () => {
+    expect(redactRelayUrl('wss://relay.example.com')).toBe('wss://relay.example.com');
+    expect(redactRelayUrl('ws://127.0.0.1:7777')).toBe('ws://127.0.0.1:7777');
+    expect(redactRelayUrl('wss://relay.example.com/nostr')).toBe('wss://relay.example.com/nostr');
+    expect(redactRelayUrl('ws://user:pass@host.example:7000/?token=abc')).toBe('ws://***@host.example:7000/?***');
+    expect(redactRelayUrl('wss://relay.example.com?auth=s3cret')).toBe('wss://relay.example.com?***');
+    expect(redactRelayUrl('wss://alice@relay.example.com/inbox')).toBe('wss://***@relay.example.com/inbox');
   });
 });

@@ -323,3 +323,19 @@ export function filterRelayUrls(
   }
   return { accepted, refused };
 }
+
+/**
+ * A relay URL as it may be shown (logs, /api/info, /api/healthz, /metrics labels): credentials in the
+ * userinfo and the query (tokens) replaced by `***`. A URL without either is returned as written.
+ */
+export function redactRelayUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return '[unparseable relay URL]';
+  }
+  if (!u.username && !u.password && !u.search) return url;
+  const path = u.pathname === '/' && !url.replace(/^[a-z]+:\/\/[^/]*/i, '').startsWith('/') ? '' : u.pathname;
+  return `${u.protocol}//${u.username || u.password ? '***@' : ''}${u.host}${path}${u.search ? '?***' : ''}`;
+}
