@@ -2,7 +2,7 @@
 // the core, the Nostr side, the HTTP side — and the lifecycle: start, resume, periodic passes, stop.
 import { serve, type ServerType } from '@hono/node-server';
 import { nip19 } from 'nostr-tools';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -69,6 +69,37 @@ function protectDataDir(config: Config): void {
   chmodSync(config.DATA_DIR, 0o700);
   const files = [config.databasePath, join(config.DATA_DIR, 'relay.db')].flatMap((f) => [f, `${f}-wal`, `${f}-shm`]);
   for (const f of files) if (existsSync(f)) chmodSync(f, 0o600);
+}
+
+/**
+ * One daemon per data directory (two writing one SQLite store and one outbox would each send the other's
+ * events, and fight over the embedded relay): `timmy.lock` holds the owner's pid, created exclusively.
+ * A lock whose pid is gone (a crash) is taken over. Returns the release.
+ */
+function lockDataDir(config: Config): () => void {
+  const file = join(config.DATA_DIR, 'timmy.lock');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return () => rmSync(file, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+    }
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      throw new StartupError(`another Timmy (pid ${pid}) is running on DATA_DIR ${config.DATA_DIR}; stop it first, or give this one its own DATA_DIR`);
+    }
+    rmSync(file, { force: true }); // left by a process that is gone
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Test-only crash points: TIMMY_FAULT=<point> kills the process (SIGKILL) when that point is reached. */
@@ -447,6 +478,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   }
   await initCrypto();
   protectDataDir(config);
+  const unlock = lockDataDir(config);
   const fault = faultInjector(config.TIMMY_FAULT, log);
   const secretKey = loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY);
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
@@ -495,6 +527,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       await closed;
       await embedded?.close();
       closeDb(db);
+      unlock();
       log.info('stopped');
     },
   };
