@@ -153,7 +153,18 @@ program
     const config = configOrExit();
     const db = openDb(config.databasePath);
     if (account) {
-      const key = account.startsWith('npub1') ? (nip19.decode(account).data as string) : account;
+      let key = account;
+      if (account.startsWith('npub')) {
+        try {
+          const d = nip19.decode(account);
+          if (d.type !== 'npub') throw new Error(d.type);
+          key = d.data;
+        } catch {
+          process.stderr.write(`timmy credits: "${terminalSafe(account.slice(0, 80), { oneLine: true })}" is not a valid npub (give an npub, a hex pubkey, or job:<id>)\n`);
+          closeDb(db);
+          process.exit(2);
+        }
+      }
       for (const e of creditEntries(db, key)) {
         process.stdout.write(`${new Date(e.createdAt).toISOString()}  ${String(e.deltaMsats / 1000).padStart(8)} sats  ${terminalSafe(e.reason, { oneLine: true })}${e.jobId ? `  (job ${e.jobId})` : ''}\n`);
       }

@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
-import { openDb, closeDb, type Db } from './store/db.ts';
+import { openDb, closeDb, SchemaTooNewError, type Db } from './store/db.ts';
 import { getKv, setKv } from './store/kv.ts';
 import { countJobsByState, getJob, unpaidNostrJobIds } from './store/jobs.ts';
 import { countInvoices } from './store/invoices.ts';
@@ -28,7 +28,7 @@ import { BootstrapService } from './core/bootstrap.ts';
 import { DemoService } from './core/demo.ts';
 import { SecretBox } from './core/sealed.ts';
 import { initCrypto, finalizeEvent, getPublicKey, verifyEvent } from './nostr/crypto.ts';
-import { loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
+import { KeyError, loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
 import { createEventFactory } from './nostr/events.ts';
 import { asEvent, Intake, DELETIONS_SUB, type IntakeSettings } from './nostr/intake.ts';
 import { filterRelayUrls, type RelayPolicy } from './nostr/relay-policy.ts';
@@ -58,6 +58,25 @@ const NO_RELAY_WARN_EVERY_MS = 60_000; // ms between repeated warnings while it 
 export class StartupError extends Error {
   override name = 'StartupError';
 }
+
+/**
+ * Runs one start-up step; an expected failure (a port in use, an unusable directory, a damaged or newer
+ * database, a bad key) becomes a StartupError that names the setting or the path, not a stack trace.
+ */
+async function startStep<T>(fn: () => T | Promise<T>, explain: (err: NodeJS.ErrnoException & { code?: string }) => string | null): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const why = err instanceof StartupError ? null : explain(err as NodeJS.ErrnoException);
+    if (why) throw new StartupError(why, { cause: err });
+    throw err;
+  }
+}
+
+const portInUse = (name: string, port: number) => (e: NodeJS.ErrnoException) =>
+  e.code === 'EADDRINUSE' ? `${name}=${port}: the port is already in use on this machine; choose another` : null;
+
+const FS_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ENOENT', 'EISDIR', 'ENOSPC']);
 
 /**
  * The data directory holds the decrypted words of private requests and the keys: owner only. New files
@@ -100,6 +119,14 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** What is wrong with the database file, in the operator's words (null: not an expected failure). */
+function dbProblem(path: string, e: NodeJS.ErrnoException): string | null {
+  if (e instanceof SchemaTooNewError) return e.message;
+  if (e.code === 'SQLITE_NOTADB' || e.code === 'SQLITE_CORRUPT') return `${path} is not a Timmy database, or it is damaged (${e.message}); restore a backup or point DATABASE_PATH elsewhere`;
+  if (e.code === 'SQLITE_CANTOPEN' || e.code === 'SQLITE_READONLY' || FS_CODES.has(e.code ?? '')) return `${path} cannot be opened for writing (${e.code}: ${e.message})`;
+  return null;
 }
 
 /** Test-only crash points: TIMMY_FAULT=<point> kills the process (SIGKILL) when that point is reached. */
@@ -444,7 +471,11 @@ export const EMBEDDED_RELAY_DEFAULT_URL = 'ws://127.0.0.1:7777';
  */
 async function startEmbeddedRelay(config: Config, log: Logger): Promise<{ relay: RelayServer | null; config: Config }> {
   if (config.EMBEDDED_RELAY_PORT === 'off') return { relay: null, config };
-  const relay = await startRelayServer({ host: '127.0.0.1', port: config.EMBEDDED_RELAY_PORT, dbPath: join(config.DATA_DIR, 'relay.db'), log: log.child({ module: 'embedded-relay' }) });
+  const port = config.EMBEDDED_RELAY_PORT;
+  const relay = await startStep(
+    () => startRelayServer({ host: '127.0.0.1', port, dbPath: join(config.DATA_DIR, 'relay.db'), log: log.child({ module: 'embedded-relay' }) }),
+    portInUse('EMBEDDED_RELAY_PORT', port),
+  );
   log.info({ url: relay.url }, 'embedded relay listening');
   const relays = config.relays.map((r) => (r.url.replace(/\/$/, '') === EMBEDDED_RELAY_DEFAULT_URL ? { ...r, url: relay.url } : r));
   return { relay, config: { ...config, relays } };
@@ -477,12 +508,12 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     throw new StartupError('NODE_ENV=production with the stub payment backend: set LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
   }
   await initCrypto();
-  protectDataDir(config);
-  const unlock = lockDataDir(config);
+  const dirProblem = (e: NodeJS.ErrnoException) => (FS_CODES.has(e.code ?? '') ? `DATA_DIR ${config.DATA_DIR} cannot be used: ${e.code} (${e.message})` : null);
+  const unlock = await startStep(() => (protectDataDir(config), lockDataDir(config)), dirProblem);
   const fault = faultInjector(config.TIMMY_FAULT, log);
-  const secretKey = loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY);
+  const secretKey = await startStep(() => loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY), (e) => (e instanceof KeyError ? e.message : dirProblem(e)));
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
-  const db = openDb(config.databasePath);
+  const db = await startStep(() => openDb(config.databasePath), (e) => dbProblem(config.databasePath, e));
   log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: config.databasePath }, 'Timmy starting');
   const { relay: embedded, config: cfg } = await startEmbeddedRelay(config, log);
   config = cfg;
@@ -490,7 +521,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const link = new NostrPorts();
   const core = buildCore(config, db, backends, { publisher: link, inbox: link, fault }, log);
   const nostr = buildNostr(config, db, keys, core, backends, { link, fault }, log);
-  const { server, port: httpPort } = await listen(buildHttp(config, db, keys, core, backends, nostr, log), config.HTTP_HOST, config.HTTP_PORT);
+  const { server, port: httpPort } = await startStep(() => listen(buildHttp(config, db, keys, core, backends, nostr, log), config.HTTP_HOST, config.HTTP_PORT), portInUse('HTTP_PORT', config.HTTP_PORT));
   nostr.relayPolicy.ownPorts.push(httpPort);
   log.info({ url: `http://${config.HTTP_HOST}:${httpPort}/api` }, 'HTTP listening');
 

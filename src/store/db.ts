@@ -1,5 +1,5 @@
 // Opens the SQLite store (WAL, secure_delete) and applies the committed drizzle-kit migrations.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
@@ -11,15 +11,41 @@ export type Db = BetterSQLite3Database<typeof tables> & { $client: Database.Data
 
 export const MIGRATIONS_DIR = resolve(PACKAGE_ROOT, 'schema/migrations');
 
+/** The database was written by a newer Timmy: its schema has migrations this version does not know. */
+export class SchemaTooNewError extends Error {
+  override name = 'SchemaTooNewError';
+}
+
+/** unix ms of the newest migration this version ships (drizzle records it as the migration's created_at). */
+function newestKnownMigration(): number {
+  const journal = JSON.parse(readFileSync(resolve(MIGRATIONS_DIR, 'meta/_journal.json'), 'utf8')) as { entries: { when: number }[] };
+  return Math.max(...journal.entries.map((e) => e.when));
+}
+
 /** Opens (creating if needed) the database file and brings its schema up to date. */
 export function openDb(path: string): Db {
   mkdirSync(dirname(path), { recursive: true });
   const sqlite = new Database(path);
+  try {
+    return prepareDb(sqlite);
+  } catch (err) {
+    sqlite.close();
+    throw err;
+  }
+}
+
+function prepareDb(sqlite: Database.Database): Db {
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL'); // WAL + NORMAL: a commit survives a process kill
   sqlite.pragma('busy_timeout = 5000'); // ms; the CLI may read while the daemon writes
   sqlite.pragma('secure_delete = ON'); // erased secrets do not linger in free pages (SPEC 1)
   sqlite.pragma('foreign_keys = ON');
+  const applied = sqlite.prepare("select name from sqlite_master where type = 'table' and name = '__drizzle_migrations'").get()
+    ? (sqlite.prepare('select max(created_at) m from __drizzle_migrations').get() as { m: number | null }).m
+    : null;
+  if (applied !== null && applied > newestKnownMigration()) {
+    throw new SchemaTooNewError(`${sqlite.name} was written by a newer version of Timmy (its schema is ahead of this one); run that version, or restore a backup`);
+  }
   const db = drizzle(sqlite, { schema: tables }) as Db;
   migrate(db, { migrationsFolder: MIGRATIONS_DIR });
   return db;
