@@ -203,6 +203,25 @@ describe('credentials', () => {
   });
 });
 
+describe('ops caveat (issue 14, item 12)', () => {
+  it('a token attenuated to ops=request can spend, and cannot top up, read the ledger or close the session', async () => {
+    const a = await fundedSession(daemon, 500);
+    const spender = `Bearer ${attenuate(a.macaroon, 'ops=request')}`;
+    expect((await api(daemon, 'POST', `/api/sessions/${a.id}/request`, { request: 'hi' }, spender)).status).toBe(200);
+    for (const [method, path, body] of [
+      ['POST', `/api/sessions/${a.id}/topup`, { amountSats: 10 }],
+      ['GET', `/api/sessions/${a.id}`, undefined],
+      ['GET', `/api/sessions/${a.id}/ledger`, undefined],
+      ['DELETE', `/api/sessions/${a.id}`, undefined],
+    ] as const) {
+      const r = await api(daemon, method, path, body, spender);
+      expect(r.status, `${method} ${path}`).toBe(401);
+      expect(r.body.error).toMatch(/^unauthorized: caveat ops=request does not allow (topup|read|close)$/);
+    }
+    expect((await api(daemon, 'GET', `/api/sessions/${a.id}`, undefined, a.bearer)).body.state).toBe('active'); // the full token still can
+  });
+});
+
 describe('crash during a reserved request', () => {
   it('SIGKILL while reserved: after restart the reservation is released and the balance is right', async () => {
     const dataDir = tempDir();

@@ -434,3 +434,21 @@ describe('round trip with @getalby/lightning-tools', () => {
     expect(seen[1]).toBe(`L402 ${challenged.macaroon}:${PREIMAGE}`);
   });
 });
+
+describe('ops caveat', () => {
+  it('limits a token to the listed operations; attenuations intersect; without it everything is allowed', async () => {
+    const { mintSessionMacaroon, verifySessionMacaroon, attenuate } = await import('./macaroons.ts');
+    const root = new Uint8Array(32).fill(7);
+    const now = 1_000;
+    const full = mintSessionMacaroon(root, { paymentHash: 'ab'.repeat(32), caveats: { sessionId: 's1', expiresAt: now + 100 } });
+    for (const op of ['request', 'topup', 'read', 'close'] as const) expect(verifySessionMacaroon(root, full, { now, op }).ok).toBe(true);
+    const spender = attenuate(full, 'ops = request');
+    expect(verifySessionMacaroon(root, spender, { now, op: 'request' }).ok).toBe(true);
+    for (const op of ['topup', 'read', 'close'] as const) {
+      expect(verifySessionMacaroon(root, spender, { now, op })).toEqual({ ok: false, reason: `caveat ops=request does not allow ${op}` });
+    }
+    const reader = attenuate(attenuate(full, 'ops=read,request'), 'ops=read');
+    expect(verifySessionMacaroon(root, reader, { now, op: 'read' }).ok).toBe(true);
+    expect(verifySessionMacaroon(root, reader, { now, op: 'request' }).ok).toBe(false);
+  });
+});

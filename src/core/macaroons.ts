@@ -3,7 +3,8 @@
 //
 // Format: v2 binary macaroons (npm `macaroon`, go-macaroon compatible), sent as standard padded base64.
 // Identifier (L402 / aperture "version 0"): uint16 BE version | 32-byte payment hash | 32-byte token id.
-// First-party caveats are `key=value`: session_id, expires_at (unix s), max_sats_per_request.
+// First-party caveats are `key=value`: session_id, expires_at (unix s), max_sats_per_request, ops (a
+// comma-separated list of the operations the token may do: request, topup, read, close; absent = all).
 //
 // Unlike the L402 recommendation (skip unknown caveats), verification here fails closed on any caveat it
 // does not understand: a holder who attenuates with a key we do not know expects a restriction, and
@@ -250,7 +251,7 @@ function caveatText(c: Caveat): string {
 export function verifySessionMacaroon(
   rootKey: Uint8Array,
   text: string,
-  ctx: { now: number; sessionId?: string; requestSats?: number },
+  ctx: { now: number; sessionId?: string; requestSats?: number; op?: SessionOp },
 ): VerifyResult {
   requireRootKey(rootKey);
   let m: Macaroon;
@@ -287,16 +288,23 @@ function verifiedConditions(m: Macaroon, rootKey: Uint8Array): string[] | null {
 
 type Enforced = { ok: true; sessionId: string; expiresAt: number; maxSats: number | null } | { ok: false; reason: string };
 
-function enforceCaveats(conditions: string[], ctx: { now: number; sessionId?: string; requestSats?: number }): Enforced {
+/** What a session token can be used for; an `ops` caveat limits a token to some of them. */
+export const SESSION_OPS = ['request', 'topup', 'read', 'close'] as const;
+export type SessionOp = (typeof SESSION_OPS)[number];
+
+function enforceCaveats(conditions: string[], ctx: { now: number; sessionId?: string; requestSats?: number; op?: SessionOp }): Enforced {
   const sessions = new Set<string>();
   const expiries: number[] = [];
   const maxSats: number[] = [];
+  const opLists: string[][] = [];
   for (const cond of conditions) {
     const eq = cond.indexOf('=');
     if (eq <= 0) return { ok: false, reason: 'malformed caveat' };
-    const key = cond.slice(0, eq);
-    const value = cond.slice(eq + 1);
-    if (key === 'session_id') {
+    const key = cond.slice(0, eq).trim(); // `ops = request` and `ops=request` alike
+    const value = cond.slice(eq + 1).trim();
+    if (key === 'ops') {
+      opLists.push(value.split(',').map((o) => o.trim()).filter(Boolean));
+    } else if (key === 'session_id') {
       if (value === '') return { ok: false, reason: 'malformed caveat session_id' };
       sessions.add(value);
     } else if (key === 'expires_at' || key === 'max_sats_per_request') {
@@ -317,6 +325,11 @@ function enforceCaveats(conditions: string[], ctx: { now: number; sessionId?: st
   const cap = maxSats.length > 0 ? Math.min(...maxSats) : null;
   if (cap !== null && ctx.requestSats !== undefined && ctx.requestSats > cap) {
     return { ok: false, reason: `caveat max_sats_per_request=${cap} exceeded` };
+  }
+  // Every ops caveat must allow the operation (attenuation narrows: the lists intersect).
+  if (ctx.op !== undefined) {
+    const denying = opLists.find((ops) => !ops.includes(ctx.op!));
+    if (denying) return { ok: false, reason: `caveat ops=${denying.filter((o) => /^[a-z]{1,16}$/.test(o)).join(',')} does not allow ${ctx.op}` };
   }
   return { ok: true, sessionId, expiresAt, maxSats: cap };
 }

@@ -5,7 +5,7 @@ import type { Logger } from '../log.ts';
 import type { Db } from '../store/db.ts';
 import * as store from '../store/sessions.ts';
 import { nextSessionState, type SessionEvent, type SessionState } from './session-machine.ts';
-import { mintSessionMacaroon, verifySessionMacaroon } from './macaroons.ts';
+import { mintSessionMacaroon, verifySessionMacaroon, type SessionOp } from './macaroons.ts';
 import type { InvoiceBook, SubjectHandler } from './book.ts';
 import type { JobService } from './jobs.ts';
 import type { JobRunner } from './job-runner.ts';
@@ -161,8 +161,8 @@ export class SessionService {
    * Checks a credential for a session route. `preimage` (L402): must open one of the session's invoices,
    * any of them; a paid one the watcher missed is settled here.
    */
-  async authorize(macaroon: string, ctx: { sessionId?: string; preimage?: string }): Promise<{ sessionId: string; maxSatsPerRequest: number | null }> {
-    const v = verifySessionMacaroon(this.d.rootKey, macaroon, { now: this.nowS(), sessionId: ctx.sessionId });
+  async authorize(macaroon: string, ctx: { sessionId?: string; preimage?: string; op: SessionOp }): Promise<{ sessionId: string; maxSatsPerRequest: number | null }> {
+    const v = verifySessionMacaroon(this.d.rootKey, macaroon, { now: this.nowS(), sessionId: ctx.sessionId, op: ctx.op });
     if (!v.ok) throw Refusal.of('unauthorized', v.reason);
     const s = store.getSession(this.d.db, v.sessionId);
     if (!s) throw Refusal.of('unauthorized', 'unknown session');

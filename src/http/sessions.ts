@@ -6,7 +6,7 @@ import { nip19 } from 'nostr-tools';
 import type { SessionService, SessionView } from '../core/sessions.ts';
 import { Refusal } from '../core/refusal.ts';
 import { SESSION_STATES } from '../core/session-machine.ts';
-import { l402Challenge, parseAuthorization } from '../core/macaroons.ts';
+import { l402Challenge, parseAuthorization, type SessionOp } from '../core/macaroons.ts';
 import { clientAddress } from './client-address.ts';
 import { CostLedger, ErrorBody, httpJob, Invoice, invoiceBody, textRequest } from './schemas.ts';
 
@@ -64,10 +64,10 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
   const s = deps.sessions;
 
   /** Verifies the credential for the session named in the path; refusals reach the app's one mapping. */
-  const authorize = async (c: Context, sessionId?: string) => {
+  const authorize = async (c: Context, op: SessionOp, sessionId?: string) => {
     const cred = parseAuthorization(c.req.header('authorization'));
     if (!cred) throw Refusal.of('unauthorized', 'send Authorization: Bearer <macaroon> or L402 <macaroon>:<preimage>');
-    return s.authorize(cred.macaroon, { sessionId, preimage: cred.scheme === 'l402' ? cred.preimage : undefined });
+    return s.authorize(cred.macaroon, { sessionId, op, preimage: cred.scheme === 'l402' ? cred.preimage : undefined });
   };
   const balanceSats = (msats: number) => Math.floor(msats / 1000);
   const failure = (r: { job: { errorMessage: string | null }; debitedMsats: number }) =>
@@ -114,7 +114,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      await authorize(c, id);
+      await authorize(c, 'read', id);
       await s.refresh(id);
       return c.json(viewBody(s.view(id)!), 200);
     },
@@ -134,7 +134,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      await authorize(c, id);
+      await authorize(c, 'topup', id);
       const r = await s.topup(id, c.req.valid('json').amountSats);
       return c.json({ invoice: invoiceBody(r.invoice) }, 200);
     },
@@ -156,7 +156,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const a = await authorize(c, id);
+      const a = await authorize(c, 'request', id);
       const r = await s.run(httpJob(c.req.valid('json'), clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest);
       if (r.status === 'done') return c.json({ result: r.job.result!, costLedger: r.job.costLedger!, balanceSats: balanceSats(r.balanceMsats) }, 200);
       if (r.status === 'failed') return c.json({ error: failure(r) }, 502);
@@ -189,7 +189,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      await authorize(c, id);
+      await authorize(c, 'read', id);
       const entries = s.ledger(id);
       return c.json(
         {
@@ -213,7 +213,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      await authorize(c, id);
+      await authorize(c, 'close', id);
       return c.json(viewBody(s.close(id)), 200);
     },
   );
@@ -246,7 +246,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
         const r = await s.create({ amountSats: deps.l402DepositSats, clientAddress: clientAddress(c, deps.trustProxy), origin: 'l402' });
         return challenge(r.macaroon, r.invoice, `payment required: pay ${deps.l402DepositSats} sats to open a session`);
       }
-      const a = await authorize(c);
+      const a = await authorize(c, 'request');
       const r = await s.run(httpJob(body, clientAddress(c, deps.trustProxy)), a.sessionId, a.maxSatsPerRequest);
       if (r.status === 'insufficient') {
         const top = await s.topup(a.sessionId, Math.max(deps.l402DepositSats, Math.ceil(r.neededMsats / 1000)), { reuseOpen: true });
