@@ -138,8 +138,15 @@ function converse(
     }, opts.timeoutSecs * 1000);
     subs = subscribe(pool, finish);
     out(`${what} ${request.id} (kind ${request.kind}, from ${nip19.npubEncode(request.pubkey)}) -> ${relays.join(', ')}`);
-    Promise.any(pool.publish(relays, request)).catch((err) => {
-      out(`no relay accepted the ${what}: ${String(err)}`);
+    // Each relay's answer, named: a rejection ("tag value too long", "blocked: ...") says which relay and why.
+    const sends = pool.publish(relays, request).map((p, i) =>
+      p.catch((err: unknown) => {
+        out(`relay ${relays[i]} did not take the ${what}: ${err instanceof Error ? err.message : String(err)}`);
+        throw err;
+      }),
+    );
+    Promise.any(sends).catch(() => {
+      out(`no relay accepted the ${what}`);
       finish(2);
     });
   });

@@ -45,7 +45,10 @@ export async function startRelayServer(o: RelayServerOptions): Promise<RelayServ
       return result;
     },
   });
-  const validator = new Validator();
+  // The relay must take what Timmy takes: a 20,000-character prompt in an `i` tag, a result that quotes
+  // its request, and the NIP-09 subscription's list of unpaid job ids (the library's defaults are 1,024
+  // characters per tag value and 256 values per tag filter).
+  const validator = new Validator({ maxTagValueLength: 256 * 1024, maxContentLength: 256 * 1024, maxFilterGenericTagsLength: 1000 });
   const wss = new WebSocketServer({ host: o.host, port: o.port, maxPayload: o.maxMessageBytes ?? 512 * 1024 });
   await new Promise<void>((resolve, reject) => {
     wss.once('listening', resolve);
