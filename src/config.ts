@@ -31,7 +31,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   NOSTR_SECRET_KEY: { default: 'generated into $DATA_DIR/nostr.key', doc: "Timmy's Nostr secret key, nsec or hex" },
   NODE_ENV: { default: 'development', doc: '`production` refuses stub payments and removes the dev pay route' },
   ALLOW_STUB_PAYMENTS: { default: 'unset', doc: 'allow the stub payment backend in production (demo deployments)' },
-  LOG_LEVEL: { default: 'info', doc: 'pino level: trace, debug, info, warn, error, fatal, silent' },
+  LOG_LEVEL: { default: 'info', doc: 'pino level: trace, debug, info, warn, error, fatal, silent (short coloured lines on a terminal, JSON lines otherwise)' },
   LNBITS_URL: { default: 'unset (stub payments)', doc: 'LNbits base URL; set it to take real payments' },
   LNBITS_API_KEY: { default: 'unset', doc: 'LNbits invoice/read key of the wallet (never the admin key)' },
   LNBITS_POLL_INTERVAL_S: { default: '5', doc: 'how often open invoices are polled while the LNbits websocket is down' },

@@ -544,7 +544,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     async stop() {
       if (stopped) return;
       stopped = true;
-      log.info('stopping: intake closed, letting running steps commit');
+      log.info({ jobsInFlight: core.runner.runningIds, nodeOrdersInFlight: core.bootstrap.runningIds }, 'stopping: intake closed, letting running steps commit');
       stopPasses();
       core.jobs.stop();
       core.book.stop();

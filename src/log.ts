@@ -1,5 +1,7 @@
-// The one logger. Every module takes a child: log.child({ module: 'pool' }).
+// The one logger. Every module takes a child: log.child({ module: 'pool' }). JSON lines for machines; short,
+// coloured lines for a human when stdout is a terminal (pino-pretty, in-process, same redaction).
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -9,6 +11,23 @@ const REDACT = [
   '*.secretKey', '*.nsec', '*.preimage', '*.macaroon', '*.apiKey', '*.privateKey', '*.userData', '*.authKey', '*.token',
 ];
 
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  return pino({ level, base: { pid: process.pid }, redact: { paths: REDACT, censor: '[secret]' } }, destination);
+/**
+ * `pretty` (default: stdout is a terminal) writes `HH:MM:ss LEVEL (module): message key=value` lines;
+ * otherwise one JSON object per line.
+ */
+export function createLogger(level: string, destination?: pino.DestinationStream, opts: { pretty?: boolean } = {}): Logger {
+  const options: pino.LoggerOptions = { level, base: { pid: process.pid }, redact: { paths: REDACT, censor: '[secret]' } };
+  const human = opts.pretty ?? (destination === undefined && process.stdout.isTTY === true);
+  if (!human) return pino(options, destination);
+  const stream = pretty({
+    colorize: destination === undefined,
+    sync: true,
+    translateTime: 'HH:MM:ss',
+    ignore: 'pid,hostname,module',
+    messageFormat: '{if module}({module}) {end}{msg}',
+    hideObject: false,
+    singleLine: true,
+    destination: (destination as NodeJS.WritableStream | undefined) ?? 1,
+  });
+  return pino(options, stream);
 }

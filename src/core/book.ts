@@ -100,6 +100,7 @@ export class InvoiceBook {
       this.d.log.error({ err, subjectKind: a.subjectKind, purpose: a.purpose }, 'invoice creation failed');
       throw Refusal.of('unavailable', 'the payment backend cannot issue an invoice right now, try again later');
     }
+    this.d.log.info({ subjectKind: a.subjectKind, subjectId: a.subjectId, purpose: a.purpose, amountSats: inv.amountMsats / 1000 }, 'invoice issued');
     return { ...inv, subjectKind: a.subjectKind, subjectId: a.subjectId, purpose: a.purpose, account: creditAccount(a) };
   }
 
@@ -122,6 +123,7 @@ export class InvoiceBook {
       creditMsats > 0
         ? [{ account, deltaMsats: -creditMsats, reason: `spent on the ${a.purpose} of ${a.subjectKind} ${a.subjectId.slice(0, 12)}`, jobId: a.subjectId, ref: `spend-${a.purpose}:${a.subjectId}` }]
         : [];
+    if (creditMsats > 0) this.d.log.info({ account, subjectKind: a.subjectKind, subjectId: a.subjectId, purpose: a.purpose, creditSats: creditMsats / 1000 }, 'credit spent');
     return { creditMsats, dueMsats, invoice, credits };
   }
 
@@ -143,7 +145,7 @@ export class InvoiceBook {
     if (inv.status === 'paid') return;
     const handler = this.handler(inv);
     if (handler.paid(inv)) {
-      this.d.log.info({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, purpose: inv.purpose, amountMsats: inv.amountMsats }, 'invoice paid');
+      this.d.log.info({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, purpose: inv.purpose, amountSats: inv.amountMsats / 1000 }, 'invoice paid');
       return;
     }
     const late = handler.late(inv);
@@ -155,7 +157,7 @@ export class InvoiceBook {
       ref: `late:${paymentHash}`,
     };
     if (store.settleLate(this.d.db, { paymentHash, credit, subjectId: inv.subjectId, intents: late.intents }, this.d.clock.nowMs())) {
-      this.d.log.warn({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, account: inv.account, amountMsats: inv.amountMsats }, 'late payment credited');
+      this.d.log.warn({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, account: inv.account, amountSats: inv.amountMsats / 1000 }, 'late payment credited');
       if (late.intents.length) this.d.publisher.wake();
     }
   }

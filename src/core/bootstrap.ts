@@ -268,7 +268,7 @@ export class BootstrapService {
   private fail(job: BootstrapJob, message: string): void {
     const payer = { subjectKind: 'bootstrap' as const, subjectId: job.id, pubkey: job.customerPubkey };
     const note = `; ${msatsText(job.amountMsats)} credited to ${creditedTo(payer)}`;
-    this.d.log.warn({ bootstrapId: job.id, message }, 'node order failed');
+    this.d.log.warn({ bootstrapId: job.id, message, creditedSats: job.amountMsats / 1000 }, 'node order failed');
     const moved = this.move(job, 'failed', { errorMessage: message, progress: 'failed' }, [errorFeedback('failed', `${message}${note}`)], {
       credits: [refundCredit(payer, job.amountMsats, message)],
     });
@@ -325,6 +325,11 @@ export class BootstrapService {
   /** After a restart: provisioning owed is resumed (the provisioner finds the droplet it already made). */
   resume(): void {
     for (const job of store.listBootstraps(this.d.db, ['provisioning'])) this.runInBackground(job.id);
+  }
+
+  /** Node orders whose provisioning is running now. */
+  get runningIds(): string[] {
+    return [...this.running.keys()];
   }
 
   async stop(graceMs = 5000): Promise<void> {

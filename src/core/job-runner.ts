@@ -43,8 +43,9 @@ export class JobRunner {
     return store.getJob(this.db, jobId);
   }
 
-  get runningCount(): number {
-    return this.running.size;
+  /** Jobs whose evaluation or work is running now. */
+  get runningIds(): string[] {
+    return [...this.running.keys()];
   }
 
   private runInBackground(jobId: string): void {
@@ -172,6 +173,7 @@ export class JobRunner {
       ],
       { sessionLedger: settleReservation(job, reservedMsats, debitMsats) },
     );
+    if (moved) this.log.info({ jobId: job.id, sessionId, debitSats: debitMsats / 1000, balanceSats: balanceAfter / 1000 }, 'session debited');
     if (moved && balanceAfter <= 0) sessions.moveSession(this.db, { sessionId, from: ['active'], to: 'depleted' });
   }
 
@@ -184,7 +186,7 @@ export class JobRunner {
       const reserved = sessions.reservedFor(this.db, job.id);
       const debitMsats = Math.min(reserved, kept?.msats ?? 0);
       const note = debitMsats > 0 ? `${msatsText(debitMsats)} debited for ${kept!.what}` : 'nothing was debited';
-      this.log.warn({ jobId: job.id, message, debitMsats }, 'session job failed; reservation released');
+      this.log.warn({ jobId: job.id, message, debitSats: debitMsats / 1000, releasedSats: (reserved - debitMsats) / 1000 }, 'session job failed; reservation released');
       this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}; ${note}`)], {
         sessionLedger: settleReservation(job, reserved, debitMsats),
       });
@@ -198,7 +200,7 @@ export class JobRunner {
     const credits: CreditEntry[] = refundMsats > 0 ? [refundCredit(jobPayer(job), refundMsats, message)] : [];
     const keptNote = keptMsats > 0 ? `; ${msatsText(keptMsats)} kept for ${kept!.what}` : '';
     const note = refundMsats > 0 ? `${keptNote}; ${msatsText(refundMsats)} credited to ${creditedTo(jobPayer(job))}, spent automatically on your next request` : keptNote;
-    this.log.warn({ jobId: job.id, message, creditedMsats: refundMsats, keptMsats }, 'job failed');
+    this.log.warn({ jobId: job.id, message, creditedSats: refundMsats / 1000, keptSats: keptMsats / 1000 }, 'job failed');
     this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}${note}`)], { credits });
   }
 

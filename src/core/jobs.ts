@@ -124,7 +124,7 @@ export class JobService {
     });
     if (!created) return { status: 'duplicate' };
     this.d.moves.c.publisher.wake();
-    this.log.info({ jobId: req.id, source: req.source, creditMsats: charge.creditMsats }, 'job created');
+    this.log.info({ jobId: req.id, source: req.source, creditSats: charge.creditMsats / 1000 }, 'job created');
     if (!charge.invoice) this.d.moves.onWorking(req.id);
     return { status: 'created', job: store.getJob(this.db, req.id)!, invoice: charge.invoice };
   }
@@ -172,7 +172,7 @@ export class JobService {
       return { status: 'insufficient', balanceMsats: sessions.balanceMsats(this.db, sessionId), neededMsats: reserveMsats };
     }
     this.d.moves.c.publisher.wake();
-    this.log.info({ jobId: req.id, sessionId, reserveMsats }, 'session job reserved');
+    this.log.info({ jobId: req.id, sessionId, reservedSats: reserveMsats / 1000 }, 'session job reserved');
     this.d.moves.onWorking(req.id);
     return { status: 'created', job: store.getJob(this.db, req.id)! };
   }

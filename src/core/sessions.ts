@@ -138,7 +138,7 @@ export class SessionService {
           touch: true,
         });
         if (moved) {
-          this.d.log.info({ sessionId: s.id, purpose: inv.purpose, amountMsats: inv.amountMsats, to: to ?? s.state }, 'session funded');
+          this.d.log.info({ sessionId: s.id, purpose: inv.purpose, amountSats: inv.amountMsats / 1000, to: to ?? s.state }, 'session funded');
           return true;
         }
         if (this.d.book.get(inv.paymentHash)?.status === 'paid') return true; // reported twice: already counted
@@ -204,6 +204,7 @@ export class SessionService {
       ledger: moveOut ? [{ sessionId, kind: 'close', amountMsats: -balance, ref: `close:${sessionId}` }] : [],
       credits: moveOut ? [{ account: s.pubkey!, deltaMsats: balance, reason: `balance of closed session ${sessionId}`, jobId: null, ref: `session-close:${sessionId}` }] : [],
     });
+    this.d.log.info({ sessionId, balanceSats: balance / 1000, creditedTo: moveOut ? s.pubkey : null }, 'session closed');
     return this.view(sessionId)!;
   }
 
@@ -219,7 +220,7 @@ export class SessionService {
         ledger: moveOut ? [{ sessionId: s.id, kind: 'expire', amountMsats: -balance, ref: `expire:${s.id}:${s.lastUsedAt}` }] : [],
         credits: moveOut ? [{ account: s.pubkey!, deltaMsats: balance, reason: `balance of expired session ${s.id}`, jobId: null, ref: `session-expire:${s.id}:${s.lastUsedAt}` }] : [],
       });
-      this.d.log.info({ sessionId: s.id, balanceMsats: balance }, 'idle session expired');
+      this.d.log.info({ sessionId: s.id, balanceSats: balance / 1000, creditedTo: moveOut ? s.pubkey : null }, 'idle session expired');
     }
   }
 }
