@@ -68,6 +68,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   BOOTSTRAP_FEE_SATS: { default: '10000', doc: 'price of a node of the default size (DO_SIZE)' },
   BOOTSTRAP_SIZES: { default: 's-4vcpu-8gb=20000,s-8vcpu-16gb=40000', doc: 'further sizes and their prices: slug=sats,...' },
   CREDENTIAL_TTL_S: { default: '86400', doc: 'undelivered node credentials are erased after this long' },
+  RETENTION_DAYS: { default: '30', doc: 'requests never served (refused, expired, cancelled) are purged after this many days, with their events; the money ledgers are kept; 0 keeps everything' },
   DO_API_TOKEN: { default: 'unset (stub provisioner)', doc: 'DigitalOcean API token; set it to create real droplets' },
   DO_API_URL: { default: 'https://api.digitalocean.com', doc: 'DigitalOcean API base URL' },
   DO_REGION: { default: 'nyc3', doc: 'default droplet region' },
@@ -133,6 +134,7 @@ const EnvSchema = z.object({
     .regex(/^([a-z0-9-]+=\d+)(,[a-z0-9-]+=\d+)*$/, 'must be slug=sats,slug=sats')
     .default('s-4vcpu-8gb=20000,s-8vcpu-16gb=40000'),
   CREDENTIAL_TTL_S: int(1).default(86_400),
+  RETENTION_DAYS: int(0).default(30),
   DO_API_TOKEN: z.string().min(1).optional(),
   DO_API_URL: z.url({ protocol: /^https?$/ }).default('https://api.digitalocean.com'),
   DO_REGION: z.string().regex(/^[a-z]{3}[0-9]$/, 'must look like nyc3').default('nyc3'),

@@ -52,6 +52,7 @@ const CURSOR_KEY = 'intake_cursor';
 const MAX_EVENT_BYTES = 64 * 1024; // bytes of content + tags accepted in a request
 const MAX_RELAY_MESSAGE_BYTES = 512 * 1024; // bytes; larger websocket frames close the connection
 const PASS_INTERVAL_MS = 2000; // ms between expiry passes
+const RETENTION_EVERY_TICKS = 30; // the retention pass runs every 30 passes (a minute)
 const NO_RELAY_GRACE_MS = 5000; // ms after start before "no relay connected" is worth a warning
 const NO_RELAY_WARN_EVERY_MS = 60_000; // ms between repeated warnings while it lasts
 
@@ -152,7 +153,12 @@ export function pricingParams(config: Config): PricingParams {
 }
 
 export function jobSettings(config: Config): JobSettings {
-  return { evalFeeSats: config.EVAL_FEE_SATS, maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT, maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL };
+  return {
+    evalFeeSats: config.EVAL_FEE_SATS,
+    maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
+    maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
+    retentionDays: config.RETENTION_DAYS,
+  };
 }
 
 export function intakeSettings(config: Config, who: { relayPolicy: RelayPolicy; pubkey: string; secretKey: Uint8Array }): IntakeSettings {
@@ -488,9 +494,17 @@ async function startEmbeddedRelay(config: Config, log: Logger): Promise<{ relay:
 function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger): () => void {
   const startedAt = Date.now();
   let lastWarn = 0;
+  let tick = 0;
   const timer = setInterval(() => {
     for (const pass of [core.book.expireDue(), core.sessions.expireDue(), core.bootstrap.expireDue()]) pass.catch((err) => log.error({ err }, 'periodic pass failed'));
     nostr.refreshDeletions();
+    if (tick++ % RETENTION_EVERY_TICKS === 0) {
+      try {
+        core.jobs.purgeUnserved();
+      } catch (err) {
+        log.error({ err }, 'retention pass failed');
+      }
+    }
     const now = Date.now();
     if (nostr.pool.connectedCount > 0) lastWarn = 0;
     else if (now - startedAt >= NO_RELAY_GRACE_MS && now - lastWarn >= NO_RELAY_WARN_EVERY_MS) {

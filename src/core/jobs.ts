@@ -15,6 +15,7 @@ import type { BookInvoice, CreditEntry, Job, NewBookInvoice, NewJob, PublishInte
 
 export interface JobSettings {
   evalFeeSats: number;
+  retentionDays: number; // unserved requests are purged after this many days; 0 keeps them
   maxOpenUnpaidPerClient: number;
   maxOpenUnpaidTotal: number;
 }
@@ -292,6 +293,17 @@ export class JobService {
         return { reason: `payment after the job was ${state}`, intents: job ? forSource(job, [errorFeedback('credited', message)]) : [] };
       },
     };
+  }
+
+  /**
+   * Purges requests that were never served (refused, expired, cancelled) older than the retention period,
+   * with their events; invoices and credits stay. A page at a time; returns how many went.
+   */
+  purgeUnserved(nowMs = Date.now()): number {
+    if (this.d.settings.retentionDays <= 0) return 0;
+    const n = store.purgeUnserved(this.db, nowMs - this.d.settings.retentionDays * 86_400_000);
+    if (n > 0) this.log.info({ purged: n, retentionDays: this.d.settings.retentionDays }, 'unserved requests purged');
+    return n;
   }
 
   /** Stops taking new work. */

@@ -227,3 +227,34 @@ export function countJobsByState(db: Db): Record<string, number> {
   const rows = db.select({ state: jobs.state, n: count() }).from(jobs).groupBy(jobs.state).all();
   return Object.fromEntries(rows.map((r) => [r.state, r.n]));
 }
+
+/**
+ * Deletes requests that were never served — refused at intake (failed before any payment), expired,
+ * cancelled — created before `beforeMs`, with their outbox rows and acks; at most `limit` per call. Invoices
+ * and credits are not touched: the money ledgers outlive the requests. Returns how many went.
+ */
+export function purgeUnserved(db: Db, beforeMs: number, limit = 500): number {
+  const ids = db.$client
+    .prepare(
+      `select id from jobs where state in ('expired', 'cancelled') and created_at < ?
+       union all
+       select id from jobs where state = 'failed' and created_at < ? and eval_payment_hash is null and eval_credit_msats = 0 and session_id is null
+       limit ?`,
+    )
+    .all(beforeMs, beforeMs, limit)
+    .map((r) => (r as { id: string }).id);
+  if (ids.length === 0) return 0;
+  atomically(db, () => {
+    const del = {
+      acks: db.$client.prepare('delete from outbox_acks where outbox_id in (select id from outbox where job_id = ?)'),
+      outbox: db.$client.prepare('delete from outbox where job_id = ?'),
+      job: db.$client.prepare('delete from jobs where id = ?'),
+    };
+    for (const id of ids) {
+      del.acks.run(id);
+      del.outbox.run(id);
+      del.job.run(id);
+    }
+  });
+  return ids.length;
+}

@@ -111,6 +111,27 @@ describe('text jobs', () => {
     expect(h.intents(r.job.id).map((o) => (o.intent.type === 'feedback' ? o.intent.status : o.intent.type))).toEqual(['processing', 'processing', 'result', 'success']);
   });
 
+  it('requests never served are purged after RETENTION_DAYS with their events; served ones and the money stay', async () => {
+    const refused = newJob({ bidMsats: 1 }); // refused at intake
+    await h.core.jobs.submit(refused);
+    const expired = await submitted();
+    await h.core.book.expireDue(expired.invoice!.expiresAt + 1);
+    const paid = await submitted();
+    await h.pay(paid.invoice!.paymentHash);
+    await h.core.runner.settled(paid.job.id);
+    expect(h.core.jobs.get(expired.job.id)!.state).toBe('expired');
+    const intentsBefore = h.intents(refused.id).length + h.intents(expired.job.id).length;
+    expect(intentsBefore).toBeGreaterThan(0);
+    expect(h.core.jobs.purgeUnserved(Date.now())).toBe(0); // not old enough
+    expect(h.core.jobs.purgeUnserved(Date.now() + 31 * 86_400_000)).toBe(2);
+    expect(h.core.jobs.get(refused.id)).toBeUndefined();
+    expect(h.core.jobs.get(expired.job.id)).toBeUndefined();
+    expect(h.intents(refused.id)).toEqual([]);
+    expect(h.intents(expired.job.id)).toEqual([]);
+    expect(h.core.jobs.get(paid.job.id)!.state).toBe('awaiting_work_payment'); // served: kept
+    expect(h.core.book.get(expired.invoice!.paymentHash)!.status).toBe('expired'); // the money record stays
+  });
+
   it('cancellation returns credit applied to the dead invoice', async () => {
     const alice = 'f'.repeat(64);
     h.db.$client.prepare("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 4000, 'test', 'seed', 0)").run(alice);
