@@ -80,6 +80,8 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   TAILSCALE_API_URL: { default: 'https://api.tailscale.com', doc: 'Tailscale API base URL' },
   TAILSCALE_TAGS: { default: 'tag:timmy-node', doc: 'comma-separated ACL tags on node auth keys (required with Tailscale: untagged customer nodes would reach your whole tailnet)' },
   STUB_PROVISION_DELAY_MS: { default: '1500', doc: 'how long the stub provisioner pretends to work' },
+  HTTP_MAX_CONNECTIONS: { default: '2000', doc: 'open HTTP connections at most (idle ones are closed after 10 s without a request)' },
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: { default: '256', doc: 'open HTTP connections per client address at most (not applied with TRUST_PROXY: every client shares the proxy address)' },
   TRUST_PROXY: { default: 'unset', doc: 'trusted reverse-proxy hops: the client address is that many X-Forwarded-For entries from the right (`1` = one proxy; `true`/`yes` = 1)' },
 };
 
@@ -91,6 +93,8 @@ const EnvSchema = z.object({
   EMBEDDED_RELAY_PORT: z.union([z.literal('off'), port]).default(7777),
   HTTP_HOST: z.string().min(1).default('127.0.0.1'),
   HTTP_PORT: port.default(8080),
+  HTTP_MAX_CONNECTIONS: int(1).default(2000),
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: int(1).default(256),
   NOSTR_SECRET_KEY: z.string().optional(),
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   ALLOW_STUB_PAYMENTS: bool.default(false),

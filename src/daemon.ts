@@ -39,6 +39,7 @@ import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip8
 import { TEXT_JOB_KIND } from './nostr/nip90.ts';
 import { startRelayServer, type RelayServer } from './nostr/relay-server.ts';
 import { createApp, type App } from './http/app.ts';
+import { limitConnections } from './connections.ts';
 
 export interface Daemon {
   pubkey: string;
@@ -458,12 +459,21 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
   });
 }
 
-/** Serves the app; resolves with the server and the port it got (HTTP_PORT=0 picks a free one). */
-async function listen(app: App, host: string, port: number): Promise<{ server: ServerType; port: number }> {
+/**
+ * Serves the app; resolves with the server and the port it got (HTTP_PORT=0 picks a free one). Idle or slow
+ * sockets are closed (headers within 10 s, the request within 60 s, checked every 5 s) and capped.
+ */
+async function listen(app: App, config: Config): Promise<{ server: ServerType; port: number }> {
+  const port = config.HTTP_PORT;
   const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
+    const s = serve(
+      { fetch: app.fetch, hostname: config.HTTP_HOST, port, serverOptions: { headersTimeout: 10_000, requestTimeout: 60_000, connectionsCheckingInterval: 5_000 } },
+      () => resolve(s),
+    );
     s.once('error', reject);
   });
+  // Behind a proxy every client shares its address: only the total is capped there.
+  limitConnections(server, { total: config.HTTP_MAX_CONNECTIONS, perAddress: config.TRUST_PROXY > 0 ? null : config.HTTP_MAX_CONNECTIONS_PER_ADDRESS, firstRequestMs: 10_000 });
   const addr = server.address();
   return { server, port: typeof addr === 'object' && addr ? addr.port : port };
 }
@@ -535,7 +545,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const link = new NostrPorts();
   const core = buildCore(config, db, backends, { publisher: link, inbox: link, fault }, log);
   const nostr = buildNostr(config, db, keys, core, backends, { link, fault }, log);
-  const { server, port: httpPort } = await startStep(() => listen(buildHttp(config, db, keys, core, backends, nostr, log), config.HTTP_HOST, config.HTTP_PORT), portInUse('HTTP_PORT', config.HTTP_PORT));
+  const { server, port: httpPort } = await startStep(() => listen(buildHttp(config, db, keys, core, backends, nostr, log), config), portInUse('HTTP_PORT', config.HTTP_PORT));
   nostr.relayPolicy.ownPorts.push(httpPort);
   log.info({ url: `http://${config.HTTP_HOST}:${httpPort}/api` }, 'HTTP listening');
 

@@ -7,6 +7,8 @@ import { NostrRelay } from '@nostr-relay/core';
 import { createOutgoingNoticeMessage } from '@nostr-relay/common';
 import { EventRepositorySqlite } from '@nostr-relay/event-repository-sqlite';
 import { Validator } from '@nostr-relay/validator';
+import { createServer } from 'node:http';
+import { limitConnections } from '../connections.ts';
 import type { Logger } from '../log.ts';
 
 export interface RelayServerOptions {
@@ -49,12 +51,25 @@ export async function startRelayServer(o: RelayServerOptions): Promise<RelayServ
   // its request, and the NIP-09 subscription's list of unpaid job ids (the library's defaults are 1,024
   // characters per tag value and 256 values per tag filter).
   const validator = new Validator({ maxTagValueLength: 256 * 1024, maxContentLength: 256 * 1024, maxFilterGenericTagsLength: 1000 });
-  const wss = new WebSocketServer({ host: o.host, port: o.port, maxPayload: o.maxMessageBytes ?? 512 * 1024 });
-  await new Promise<void>((resolve, reject) => {
-    wss.once('listening', resolve);
-    wss.once('error', reject);
+  // Websockets are held open by design: cap them per address and in total (see src/connections.ts); a
+  // socket that never completes its upgrade is closed after 10 s.
+  const httpServer = createServer({ headersTimeout: 10_000, requestTimeout: 10_000 });
+  limitConnections(httpServer, { total: 2000, perAddress: 100, firstRequestMs: 10_000 });
+  const wss = new WebSocketServer({ server: httpServer, maxPayload: o.maxMessageBytes ?? 512 * 1024 });
+  // The websocket server repeats its HTTP server's errors: listened to from the start (a port in use is
+  // reported once, by the rejected start below, not as an unhandled 'error').
+  let listening = false;
+  wss.on('error', (err) => {
+    if (listening) o.log?.error({ err }, 'embedded relay error');
   });
-  wss.on('error', (err) => o.log?.error({ err }, 'embedded relay error'));
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(o.port, o.host, () => {
+      httpServer.off('error', reject);
+      listening = true;
+      resolve();
+    });
+  });
   wss.on('connection', (ws, req) => {
     relay.handleConnection(ws, req.socket.remoteAddress);
     ws.on('message', async (data) => {
@@ -68,7 +83,7 @@ export async function startRelayServer(o: RelayServerOptions): Promise<RelayServ
     ws.on('close', () => relay.handleDisconnect(ws));
     ws.on('error', () => relay.handleDisconnect(ws));
   });
-  const addr = wss.address();
+  const addr = httpServer.address();
   const port = typeof addr === 'object' && addr ? addr.port : o.port;
   return {
     url: `ws://${o.host}:${port}`,
@@ -76,6 +91,7 @@ export async function startRelayServer(o: RelayServerOptions): Promise<RelayServ
     async close() {
       for (const c of wss.clients) c.terminate();
       await new Promise<void>((r) => wss.close(() => r()));
+      await new Promise<void>((r) => httpServer.close(() => r()));
       await relay.destroy();
       await repo.destroy();
     },
