@@ -238,6 +238,8 @@ export async function buildBackends(config: Config, db: Db, log: Logger): Promis
     fallbackUsd: config.BTC_PRICE_USD_FALLBACK,
     log: log.child({ module: 'oracle' }),
   });
+  payments.health?.(); // first readings start their checks now, not at the first health request
+  agent.health?.();
   return { payments, stubPayments, agent, provisioner, oracle };
 }
 
@@ -278,7 +280,12 @@ export function buildCore(
   const book = new InvoiceBook({ db, payments: b.payments, publisher: ports.publisher, clock, log: log.child({ module: 'book' }), invoiceExpirySecs: config.INVOICE_EXPIRY_S });
   b.payments.onSettled((hash) => void book.settle(hash).catch((err) => log.error({ err, paymentHash: hash }, 'settlement handling failed')));
   const moves = new JobMoves({ db, log: log.child({ module: 'jobs' }), publisher: ports.publisher, fault });
-  const jobs = new JobService({ moves, book, oracle: b.oracle, pricing, settings: jobSettings(config) });
+  // Seen down: check again before refusing (the API may be back), so one failure does not refuse for long.
+  const aiHealth = async () => {
+    const last = b.agent.health?.() ?? { ok: true, detail: 'in process' };
+    return last.ok || !b.agent.recheck ? last : b.agent.recheck();
+  };
+  const jobs = new JobService({ moves, book, aiHealth, oracle: b.oracle, pricing, settings: jobSettings(config) });
   const runner = new JobRunner({ moves, book, agent: b.agent, oracle: b.oracle, pricing });
   const sessions = new SessionService({
     db,
@@ -435,11 +442,19 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
     health: () => {
       let storeOk = true;
       try {
-        db.$client.prepare('select 1').get();
+        // Real reads of the tables requests need, not `select 1`: a damaged store must not look healthy.
+        db.$client.prepare('select id from jobs order by created_at desc limit 1').get();
+        db.$client.prepare("select payment_hash from invoice_book where status = 'open' limit 1").get();
       } catch {
         storeOk = false;
       }
-      return { relays: relays(), storeOk, payments: b.payments.name, agent: b.agent.name };
+      const inProcess = { ok: true, detail: 'in process' };
+      return {
+        relays: relays(),
+        storeOk,
+        payments: { backend: b.payments.name, ...(b.payments.health?.() ?? inProcess) },
+        ai: { backend: b.agent.name, ...(b.agent.health?.() ?? inProcess) },
+      };
     },
     info: () => ({
       pubkey: keys.pubkey,

@@ -11,7 +11,8 @@ import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, API
 import type { Message } from '@anthropic-ai/sdk/resources/messages';
 import type { Logger } from '../log.ts';
 import { WORK_SYSTEM_PROMPT } from '../pricing/pricing.ts';
-import { AgentError, type Agent, type Usage, type Verdict, type WorkAnswer } from '../core/ports.ts';
+import { AgentError, type Agent, type Health, type Usage, type Verdict, type WorkAnswer } from '../core/ports.ts';
+import { HealthTracker } from '../core/health.ts';
 
 export interface AnthropicAgentOptions {
   apiKey: string;
@@ -140,13 +141,35 @@ export class AnthropicAgent implements Agent {
     return { text: textOf(msg), usage };
   }
 
+  /** The API as last seen: every call reports, a stale reading lists the models (GET /v1/models, no tokens spent). */
+  private readonly tracker = new HealthTracker(async () => {
+    try {
+      await this.client.models.list({ limit: 1 }, { timeout: 5_000, maxRetries: 0 });
+    } catch (err) {
+      throw this.toAgentError('check', err, 5_000, 5_000);
+    }
+  });
+
+  health(): Health {
+    return this.tracker.read();
+  }
+
+  async recheck(): Promise<Health> {
+    await this.tracker.refresh();
+    return this.tracker.read();
+  }
+
   /** One messages.create with the per-attempt timeout and the overall deadline; failures become AgentError. */
   private async call(what: string, body: Anthropic.MessageCreateParamsNonStreaming, attemptTimeoutMs: number): Promise<Message> {
     const deadlineMs = this.deadlineMs ?? (this.maxRetries + 1) * attemptTimeoutMs + this.maxRetries * SDK_MAX_BACKOFF_MS + 1_000;
     try {
-      return await this.client.messages.create(body, { timeout: attemptTimeoutMs, signal: AbortSignal.timeout(deadlineMs) });
+      const msg = await this.client.messages.create(body, { timeout: attemptTimeoutMs, signal: AbortSignal.timeout(deadlineMs) });
+      this.tracker.ok('answering');
+      return msg;
     } catch (err) {
       const e = this.toAgentError(what, err, attemptTimeoutMs, deadlineMs);
+      // Unreachable, refused key, overloaded after every retry: the backend is down for new work too.
+      if (!(err instanceof APIError) || err.status === undefined || err.status === 401 || err.status === 403 || err.status >= 500) this.tracker.failed(e.message);
       this.log.warn({ model: body.model, err: e.message, status: err instanceof APIError ? err.status : undefined, requestId: err instanceof APIError ? err.requestID : undefined }, `${what} call failed`);
       throw e;
     }

@@ -11,6 +11,7 @@ import { creditAccount, creditedTo, msatsText, type InvoiceBook, type SubjectHan
 import { JOB_INITIAL_STATES, nextJobState, UNPAID_JOB_STATES, type JobState } from './job-machine.ts';
 import { errorFeedback, forSource, processing, refusalFeedback, type JobMoves } from './job-moves.ts';
 import { Refusal } from './refusal.ts';
+import type { Health } from './ports.ts';
 import type { BookInvoice, CreditEntry, Job, NewBookInvoice, NewJob, PublishIntent } from './types.ts';
 
 export interface JobSettings {
@@ -22,6 +23,8 @@ export interface JobSettings {
 
 export interface JobDeps {
   moves: JobMoves;
+  /** The AI backend's state (last seen; checked afresh when it was seen down): while down, no new work. */
+  aiHealth: () => Promise<Health>;
   book: InvoiceBook;
   oracle: PriceOracle;
   pricing: PricingParams;
@@ -73,6 +76,7 @@ export class JobService {
     if (this.known(req.id)) return { status: 'duplicate' };
     this.inflightIds.add(req.id);
     try {
+      await this.checkAi();
       if (req.params.session) return await this.openOnNostrSession(req, req.params.session);
       this.checkCaps(req);
       await this.checkBid(req);
@@ -151,6 +155,7 @@ export class JobService {
    */
   async openOnSession(req: NewJob, sessionId: string, maxSatsPerRequest: number | null): Promise<SessionOpenOutcome> {
     if (this.stopping) throw Refusal.of('unavailable', 'shutting down, try again shortly');
+    await this.checkAi();
     const btc = await this.d.oracle.btcUsd();
     const pricing = quoteWork(this.d.pricing, req.input, btc.usd, req.params.maxTokens);
     if (maxSatsPerRequest !== null && pricing.amountSats > maxSatsPerRequest) {
@@ -190,6 +195,12 @@ export class JobService {
       this.log.info({ jobId: req.id, code: refusal.code, reason: refusal.message }, 'request refused');
       this.d.moves.c.publisher.wake();
     }
+  }
+
+  /** Refuses before invoicing while the AI backend is down: an eval fee for work that cannot run is not taken. */
+  private async checkAi(): Promise<void> {
+    const ai = await this.d.aiHealth();
+    if (!ai.ok) throw Refusal.of('unavailable', `the AI backend is not answering right now (${ai.detail}); nothing was charged, try again later`);
   }
 
   /**

@@ -2,6 +2,12 @@
 // provisioner), plus the core's own seams (clock, publisher, inbox lookup). Adapters import from here;
 // the core never imports an adapter.
 
+/** Whether an outside system answers, as last seen: `detail` says what was seen, for operators. */
+export interface Health {
+  ok: boolean;
+  detail: string;
+}
+
 // --- payments: create invoices, learn when they are paid ---
 
 /** An invoice as the core and clients see it. */
@@ -21,6 +27,8 @@ export interface InvoiceRequest {
 /** What the core needs of a Lightning backend (stub, LNbits). */
 export interface PaymentBackend {
   readonly name: 'stub' | 'lnbits';
+  /** As last seen (cheap: a stale reading starts a check in the background); absent = always answers. */
+  health?(): Health;
   createInvoice(req: InvoiceRequest): Promise<Invoice>;
   /** Asks the backend whether an invoice is settled (the poll path; settlements are also pushed). */
   isPaid(paymentHash: string): Promise<boolean>;
@@ -60,6 +68,10 @@ export interface WorkAnswer {
 /** What the core needs of a model provider (stub, Anthropic). */
 export interface Agent {
   readonly name: 'stub' | 'anthropic';
+  /** As last seen (cheap: a stale reading starts a check in the background); absent = always answers. */
+  health?(): Health;
+  /** Checks now (a cheap call, no tokens) and resolves with the fresh reading. */
+  recheck?(): Promise<Health>;
   evaluate(input: string): Promise<Verdict>;
   /** `maxTokens` comes from the price estimate, so the actual cost cannot exceed the quote. */
   work(input: string, maxTokens: number): Promise<WorkAnswer>;

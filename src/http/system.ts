@@ -8,8 +8,15 @@ export interface RelayStatus {
   connected: boolean;
 }
 
+/** One outside part as last seen: its backend's name, whether it answers, and what was seen. */
+export interface PartHealth {
+  backend: string;
+  ok: boolean;
+  detail: string;
+}
+
 export interface SystemDeps {
-  health(): { relays: RelayStatus[]; storeOk: boolean; payments: string; agent: string };
+  health(): { relays: RelayStatus[]; storeOk: boolean; payments: PartHealth; ai: PartHealth };
   info(): {
     pubkey: string;
     npub: string;
@@ -23,14 +30,16 @@ export interface SystemDeps {
 
 const Relay = z.object({ url: z.string(), read: z.boolean(), write: z.boolean(), connected: z.boolean() });
 
+const Part = z.object({ backend: z.string(), ok: z.boolean(), detail: z.string() });
 const Health = z
   .object({
-    ok: z.boolean(),
+    ok: z.boolean().openapi({ description: 'false (and HTTP 503) when any part the daemon needs is down' }),
     relaysConnected: z.number().int(),
     relays: z.array(Relay),
     store: z.boolean(),
-    payments: z.string(),
-    agent: z.string(),
+    payments: Part,
+    ai: Part,
+    agent: z.string().openapi({ description: 'the AI backend name (also ai.backend)' }),
   })
   .openapi('Health');
 
@@ -57,17 +66,17 @@ export function mountSystemRoutes(app: OpenAPIHono, deps: SystemDeps): void {
     createRoute({
       method: 'get',
       path: '/api/healthz',
-      summary: 'Liveness and readiness: relays connected, store, payment backend',
+      summary: 'Readiness, part by part: relays, store, payment backend, AI backend',
       responses: {
         200: { description: 'healthy', content: { 'application/json': { schema: Health } } },
-        503: { description: 'unhealthy (no relay connected or store down)', content: { 'application/json': { schema: Health } } },
+        503: { description: 'unhealthy: no relay connected, the store, the payment backend or the AI backend down', content: { 'application/json': { schema: Health } } },
       },
     }),
     (c) => {
       const h = deps.health();
       const relaysConnected = h.relays.filter((r) => r.connected).length;
-      const ok = h.storeOk && relaysConnected > 0;
-      return c.json({ ok, relaysConnected, relays: h.relays, store: h.storeOk, payments: h.payments, agent: h.agent }, ok ? 200 : 503);
+      const ok = h.storeOk && relaysConnected > 0 && h.payments.ok && h.ai.ok;
+      return c.json({ ok, relaysConnected, relays: h.relays, store: h.storeOk, payments: h.payments, ai: h.ai, agent: h.ai.backend }, ok ? 200 : 503);
     },
   );
 

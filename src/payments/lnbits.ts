@@ -13,7 +13,8 @@ import { decode as decodeBolt11 } from 'light-bolt11-decoder';
 import WebSocket from 'ws';
 import { z } from 'zod';
 import type { Logger } from '../log.ts';
-import type { Invoice, InvoiceRequest, PaymentBackend } from '../core/ports.ts';
+import type { Health, Invoice, InvoiceRequest, PaymentBackend } from '../core/ports.ts';
+import { HealthTracker } from '../core/health.ts';
 import { PaymentError } from '../core/ports.ts';
 
 const HEX64 = /^[0-9a-f]{64}$/i;
@@ -219,7 +220,28 @@ export class LnbitsPayments implements PaymentBackend {
 
   // --- REST ---
 
+  /** LNbits as last seen: every REST call reports, a stale reading asks for the wallet (GET /api/v1/wallet). */
+  private readonly tracker = new HealthTracker(() => this.request('GET', '/api/v1/wallet'));
+
+  health(): Health {
+    const h = this.tracker.read(this.wsOpen ? 10_000 : 3_000); // ms: checked more often while the push path is down
+    if (!h.ok) return h;
+    return { ok: true, detail: this.wsOpen ? 'answering; settlements pushed over the websocket' : 'answering; websocket down, polling' };
+  }
+
   private async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+    try {
+      const json = await this.requestOnce(method, path, body);
+      this.tracker.ok('answering');
+      return json;
+    } catch (err) {
+      // An unreachable LNbits or a refused key is a health problem; a 404 for one unknown payment is not.
+      if (!(err instanceof LnbitsApiError) || err.status === 401 || err.status === 403 || err.status >= 500) this.tracker.failed((err as Error).message);
+      throw err;
+    }
+  }
+
+  private async requestOnce(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     let res: Response;
     try {
       res = await this.fetchFn(`${this.base}${path}`, {

@@ -104,6 +104,15 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    if (path === '/v1/models' && req.method === 'GET') {
+      // The Models API: a page of models, for the key only (what the daemon's health check asks).
+      await readBody(req);
+      if (hangMode) return; // as /v1/messages: the connection stays open, unanswered
+      const key = credential(req);
+      if (key !== apiKey) return sendError(res, 401, 'authentication_error', 'invalid x-api-key');
+      const model = { type: 'model', id: 'claude-sonnet-4-6', display_name: 'Claude Sonnet 4.6', created_at: '2026-01-01T00:00:00Z' };
+      return send(res, 200, { data: [model], has_more: false, first_id: model.id, last_id: model.id });
+    }
     if (path !== '/v1/messages') {
       await readBody(req);
       return sendError(res, 404, 'not_found_error', `Not found: ${req.method} ${path}`);

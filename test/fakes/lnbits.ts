@@ -301,6 +301,12 @@ export async function startFakeLnbits(opts: FakeLnbitsOptions = {}): Promise<Fak
       }
       return postPayments(key, body);
     }
+    if (u.pathname === '/api/v1/wallet') {
+      // LNbits: the wallet of the key (invoice or admin), balance in msats; 401 without a valid key.
+      if (req.method !== 'GET') throw new HttpError(405, 'Method Not Allowed');
+      if (key !== invoiceKey && key !== adminKey) throw new HttpError(401, 'Invalid key or wallet.');
+      return { status: 200, json: { id: 'fake-wallet', name: 'Timmy test wallet', balance: 0 } };
+    }
     const m = /^\/api\/v1\/payments\/([^/]+)$/.exec(u.pathname);
     if (m?.[1]) {
       if (req.method !== 'GET') throw new HttpError(405, 'Method Not Allowed');
