@@ -5,7 +5,8 @@ import { startDaemon, startRelay, type DaemonProc, type RelayProc } from './help
 import { Customer, tag } from './helpers/customer.ts';
 import { waitFor } from './helpers/wait.ts';
 import { startFakeLnbits, type FakeLnbits } from './fakes/lnbits.ts';
-import { startFakeAnthropic, FAKE_API_KEY, type FakeAnthropic } from './fakes/anthropic.ts';
+import { startFakeAnthropic, type FakeAnthropic } from './fakes/anthropic.ts';
+import { fakeBackendEnv } from './helpers/backends.ts';
 
 type Part = { backend: string; ok: boolean; detail: string };
 type Health = { ok: boolean; store: boolean; payments: Part; ai: Part };
@@ -19,14 +20,7 @@ beforeAll(async () => {
   [relay, lnbits, anthropic] = await Promise.all([startRelay(), startFakeLnbits(), startFakeAnthropic()]);
   daemon = await startDaemon({
     relays: [relay.url],
-    env: {
-      LNBITS_URL: lnbits.url,
-      LNBITS_API_KEY: lnbits.invoiceKey,
-      ANTHROPIC_API_KEY: FAKE_API_KEY,
-      ANTHROPIC_BASE_URL: anthropic.url,
-      ANTHROPIC_MAX_RETRIES: '0',
-      BTC_PRICE_URL: 'http://127.0.0.1:9/unreachable',
-    },
+    env: { ...fakeBackendEnv(lnbits, anthropic), ANTHROPIC_MAX_RETRIES: '0' },
   });
 });
 afterAll(async () => {

@@ -6,7 +6,8 @@ import { startDaemon, startRelay, type DaemonProc, type RelayProc } from './help
 import { Customer, amountMsatsOf, invoiceOf, paymentHash, tag } from './helpers/customer.ts';
 import { waitFor } from './helpers/wait.ts';
 import { startFakeLnbits, type FakeLnbits } from './fakes/lnbits.ts';
-import { startFakeAnthropic, FAKE_API_KEY, type FakeAnthropic } from './fakes/anthropic.ts';
+import { startFakeAnthropic, type FakeAnthropic } from './fakes/anthropic.ts';
+import { fakeBackendEnv } from './helpers/backends.ts';
 
 let relay: RelayProc;
 let lnbits: FakeLnbits;
@@ -18,14 +19,7 @@ beforeAll(async () => {
   [relay, lnbits, anthropic] = await Promise.all([startRelay(), startFakeLnbits(), startFakeAnthropic()]);
   daemon = await startDaemon({
     relays: [relay.url],
-    env: {
-      LNBITS_URL: lnbits.url,
-      LNBITS_API_KEY: lnbits.invoiceKey,
-      LNBITS_POLL_INTERVAL_S: '0.2',
-      ANTHROPIC_API_KEY: FAKE_API_KEY,
-      ANTHROPIC_BASE_URL: anthropic.url,
-      BTC_PRICE_URL: 'http://127.0.0.1:9/unreachable', // loopback, nothing listens: the fallback price
-    },
+    env: { ...fakeBackendEnv(lnbits, anthropic), LNBITS_POLL_INTERVAL_S: '0.2' },
   });
   await waitFor(() => lnbits.stats.wsConnections > 0, 'daemon on the LNbits websocket');
   customer = await new Customer([relay.url], daemon.pubkey).connect();

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { freePort, ROOT, startDaemon, startRelay, tempDir, type RelayProc } from './helpers/procs.ts';
+import { TIME_SCALE } from './helpers/wait.ts';
 
 let relay: RelayProc;
 beforeAll(async () => {
@@ -18,7 +19,7 @@ describe('data directory lock', () => {
     const first = await startDaemon({ relays: [relay.url], dataDir });
     try {
       const env = { PATH: process.env.PATH ?? '', DATA_DIR: dataDir, RELAYS: relay.url, EMBEDDED_RELAY_PORT: 'off', HTTP_PORT: String(await freePort()) };
-      const second = spawnSync(process.execPath, ['src/bin.js', 'start'], { cwd: ROOT, env, encoding: 'utf8', timeout: 120_000 });
+      const second = spawnSync(process.execPath, ['src/bin.js', 'start'], { cwd: ROOT, env, encoding: 'utf8', timeout: 30_000 * TIME_SCALE });
       expect(second.status).toBe(2);
       expect(second.stdout + second.stderr).toContain(`another Timmy (pid ${first.child.pid}) is running on DATA_DIR ${dataDir}`);
     } finally {

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, ROOT, tempDir } from './helpers/procs.ts';
+import { TIME_SCALE } from './helpers/wait.ts';
 import { openDb, closeDb } from '../src/store/db.ts';
 
 /** A port really bound (listen resolves the host first: wait for 'listening' before starting a daemon on it). */
@@ -20,7 +21,7 @@ function timmy(args: string[], env: Record<string, string>) {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', EMBEDDED_RELAY_PORT: 'off', RELAYS: 'ws://127.0.0.1:9', ...env },
     encoding: 'utf8',
-    timeout: 60_000, // a daemon that did start by mistake is ended here, and the status check fails
+    timeout: 15_000 * TIME_SCALE, // a daemon that did start by mistake is ended here, and the status check fails
   });
   const out = r.stdout + r.stderr;
   expect(out, out).not.toMatch(/\n\s+at /); // no stack trace

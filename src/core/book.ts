@@ -100,7 +100,6 @@ export class InvoiceBook {
       this.d.log.error({ err, subjectKind: a.subjectKind, purpose: a.purpose }, 'invoice creation failed');
       throw Refusal.of('unavailable', 'the payment backend cannot issue an invoice right now, try again later');
     }
-    this.d.log.info({ subjectKind: a.subjectKind, subjectId: a.subjectId, purpose: a.purpose, amountSats: inv.amountMsats / 1000 }, 'invoice issued');
     return { ...inv, subjectKind: a.subjectKind, subjectId: a.subjectId, purpose: a.purpose, account: creditAccount(a) };
   }
 

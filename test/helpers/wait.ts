@@ -2,6 +2,7 @@
 // is for things that take a bounded time on any machine; when the wait is for a backlog of work, use
 // `waitForProgress`, which fails only when a progress measure stopped moving, so a slow machine is
 // never mistaken for a stuck one.
+
 /**
  * Every fixed deadline in the tests is multiplied by this (TEST_TIME_SCALE, default 4): a deadline that a
  * fast machine meets with room to spare still holds on a 2-core machine three times slower with the other
@@ -9,14 +10,10 @@
  */
 export const TIME_SCALE = Number(process.env.TEST_TIME_SCALE ?? 4);
 
-export async function waitFor<T>(
-  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
-  what: string,
-  timeoutMs = 15_000,
-  intervalMs = 25,
-): Promise<T> {
-  timeoutMs *= TIME_SCALE;
-  const deadline = Date.now() + timeoutMs;
+type Probe<T> = () => T | undefined | null | false | Promise<T | undefined | null | false>;
+
+/** Polls `probe` until it is truthy; `giveUp` says why to stop waiting (null: keep waiting). */
+async function poll<T>(probe: Probe<T>, giveUp: () => Promise<string | null> | string | null, intervalMs: number): Promise<T> {
   let lastErr: unknown;
   for (;;) {
     try {
@@ -25,11 +22,16 @@ export async function waitFor<T>(
     } catch (err) {
       lastErr = err;
     }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
-    }
+    const why = await giveUp();
+    if (why) throw new Error(`${why}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+export async function waitFor<T>(probe: Probe<T>, what: string, timeoutMs = 15_000, intervalMs = 25): Promise<T> {
+  const budget = timeoutMs * TIME_SCALE;
+  const deadline = Date.now() + budget;
+  return poll(probe, () => (Date.now() > deadline ? `timed out after ${budget} ms waiting for ${what}` : null), intervalMs);
 }
 
 /**
@@ -84,25 +86,9 @@ function stallDetector(progress: Progress, what: string, stallMs: number) {
  * Polls `probe` until it is truthy, for as long as `progress` keeps moving: fails only after `stallMs`
  * without any change of the progress measure (e.g. the daemon's intake or outbox counters).
  */
-export async function waitForProgress<T>(
-  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
-  progress: Progress,
-  what: string,
-  { stallMs = 30_000, intervalMs = 100 }: ProgressOptions = {},
-): Promise<T> {
+export async function waitForProgress<T>(probe: Probe<T>, progress: Progress, what: string, { stallMs = 30_000, intervalMs = 100 }: ProgressOptions = {}): Promise<T> {
   const detector = stallDetector(progress, what, stallMs);
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    const stalled = await detector.stalled();
-    if (stalled) throw new Error(`${stalled}${lastErr ? ` (last probe error: ${String(lastErr)})` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+  return poll(probe, () => detector.stalled(), intervalMs);
 }
 
 /**
