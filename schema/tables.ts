@@ -60,15 +60,19 @@ export const invoiceBook = sqliteTable(
     account: text('account').notNull(),
     amountMsats: integer('amount_msats').notNull(), // what the payer owes
     bolt11: text('bolt11').notNull(),
-    status: text('status', { enum: ['open', 'paid', 'expired'] }).notNull(),
+    // open: its subject waits for it; withdrawn: the subject gave up on it (cancelled, evicted) but it can still
+    // be paid until it runs out, and that money is credited; paid; expired.
+    status: text('status', { enum: ['open', 'withdrawn', 'paid', 'expired'] }).notNull(),
     expiresAt: integer('expires_at').notNull(), // unix s
     paidAt: integer('paid_at'), // unix ms
     createdAt: integer('created_at').notNull(), // unix ms
   },
   (t) => [
-    // Partial: only open invoices are looked for by expiry (the expiry pass) or paged (the resume pass).
-    index('invoice_book_open_expiry').on(t.expiresAt).where(sql`status = 'open'`),
-    index('invoice_book_open_hash').on(t.paymentHash).where(sql`status = 'open'`),
+    // Partial: only live invoices (open or withdrawn: payable) are looked for by expiry (the expiry pass) or
+    // paged (the resume pass); only open ones by age (the oldest unpaid evaluation makes room under a flood).
+    index('invoice_book_live_expiry').on(t.expiresAt).where(sql`status in ('open', 'withdrawn')`),
+    index('invoice_book_live_hash').on(t.paymentHash).where(sql`status in ('open', 'withdrawn')`),
+    index('invoice_book_open_age').on(t.subjectKind, t.purpose, t.createdAt).where(sql`status = 'open'`),
     index('invoice_book_subject').on(t.subjectKind, t.subjectId),
   ],
 );

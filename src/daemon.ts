@@ -158,6 +158,8 @@ export function jobSettings(config: Config): JobSettings {
     evalFeeSats: config.EVAL_FEE_SATS,
     maxOpenUnpaidPerClient: config.MAX_OPEN_UNPAID_PER_CLIENT,
     maxOpenUnpaidTotal: config.MAX_OPEN_UNPAID_TOTAL,
+    powDifficulty: config.POW_DIFFICULTY,
+    powAboveOpenUnpaid: Math.ceil((config.MAX_OPEN_UNPAID_TOTAL * config.POW_THRESHOLD_PCT) / 100),
     retentionDays: config.RETENTION_DAYS,
   };
 }

@@ -10,7 +10,7 @@ import type { Event } from 'nostr-tools';
 import { startRelay, tempDir, type RelayProc } from '../../test/helpers/procs.ts';
 import { openDb, closeDb } from '../../src/store/db.ts';
 import { countJobsOf, getJob, jobExists, unpaidNostrJobIds } from '../../src/store/jobs.ts';
-import { openInvoiceCount, openInvoices } from '../../src/store/invoices.ts';
+import { openInvoiceCount, liveInvoices } from '../../src/store/invoices.ts';
 import { creditBalanceMsats } from '../../src/store/credits.ts';
 import { UNPAID_JOB_STATES } from '../../src/core/job-machine.ts';
 import { StubPayments } from '../../src/payments/stub.ts';
@@ -128,7 +128,7 @@ async function seed(dataDir: string, n: number, timmySk: Uint8Array, relayUrl: s
     creditMs: timeIt(() => creditBalanceMsats(db, customers[0]!), 200),
     unpaidIdsMs: timeIt(() => unpaidNostrJobIds(db, 500), 5),
     getJobMs: timeIt(() => getJob(db, ids[0]!), 200),
-    openInvoicePageMs: timeIt(() => openInvoices(db, '', 500), 5),
+    openInvoicePageMs: timeIt(() => liveInvoices(db, '', 500), 5),
   };
   closeDb(db);
   return { ms, ids, probes };

@@ -62,6 +62,9 @@ export interface Charge {
   credits: CreditEntry[];
 }
 
+/** Payable: open (its subject waits for it) or withdrawn (its subject gave up on it; money is credited). */
+export const isLive = (inv: Pick<BookInvoice, 'status'>) => inv.status === 'open' || inv.status === 'withdrawn';
+
 export const msatsText = (msats: number) => `${msats / 1000} sats`;
 
 export class InvoiceBook {
@@ -89,6 +92,11 @@ export class InvoiceBook {
   /** How many invoices of a subject kind are open (one counter row). */
   openCount(kind: SubjectKind): number {
     return store.openInvoiceCount(this.d.db, kind);
+  }
+
+  /** The oldest open invoices of a subject kind and purpose (candidates to make room under a flood). */
+  oldestOpen(kind: SubjectKind, purpose: InvoicePurpose, limit: number): BookInvoice[] {
+    return store.oldestOpen(this.d.db, kind, purpose, limit);
   }
 
   /** Issues an invoice addressed to its subject; the subject's transaction records it (store insertInvoice). */
@@ -171,13 +179,13 @@ export class InvoiceBook {
     }
   }
 
-  /** Asks the backend about an open invoice (a reader's GET after the push path missed it); settles it if paid. */
+  /** Asks the backend about a live invoice (a reader's GET after the push path missed it); settles it if paid. */
   async refresh(paymentHash: string | null): Promise<void> {
     const inv = this.get(paymentHash);
-    if (inv?.status === 'open' && (await this.askPaid(inv.paymentHash))) await this.settle(inv.paymentHash);
+    if (inv && isLive(inv) && (await this.askPaid(inv.paymentHash))) await this.settle(inv.paymentHash);
   }
 
-  /** Expires the open invoices that ran out, checking once more with the backend that they are unpaid. */
+  /** Expires the live invoices that ran out, checking once more with the backend that they are unpaid. */
   async expireDue(nowS = Math.floor(this.d.clock.nowMs() / 1000)): Promise<void> {
     for (const inv of store.dueInvoices(this.d.db, nowS)) {
       if (this.stopping) return;
@@ -195,15 +203,15 @@ export class InvoiceBook {
     if (paid === null) return; // unreachable: never expire what may have been paid; ask again next pass
     if (paid) return this.settle(inv.paymentHash);
     const fresh = store.getInvoice(this.d.db, inv.paymentHash);
-    if (fresh?.status !== 'open') return;
-    if (!this.handler(fresh).expired(fresh)) store.expireInvoice(this.d.db, fresh.paymentHash, this.d.clock.nowMs());
+    if (!fresh || !isLive(fresh)) return;
+    if (fresh.status === 'withdrawn' || !this.handler(fresh).expired(fresh)) store.expireInvoice(this.d.db, fresh.paymentHash, this.d.clock.nowMs());
   }
 
-  /** After a restart: every open invoice is put under watch (or asked about once), a page at a time. */
+  /** After a restart: every live invoice is put under watch (or asked about once), a page at a time. */
   async resume(): Promise<void> {
     let after = '';
     for (;;) {
-      const page = store.openInvoices(this.d.db, after);
+      const page = store.liveInvoices(this.d.db, after);
       if (page.length === 0) return;
       for (const inv of page) {
         if (this.stopping) return;

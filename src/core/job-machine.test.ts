@@ -6,6 +6,7 @@ const ALLOWED: [JobState, JobEvent, JobState][] = [
   ['awaiting_eval_payment', 'eval_paid', 'evaluating'],
   ['awaiting_eval_payment', 'invoice_expired', 'expired'],
   ['awaiting_eval_payment', 'deleted', 'cancelled'],
+  ['awaiting_eval_payment', 'evicted', 'expired'],
   ['evaluating', 'accepted', 'awaiting_work_payment'],
   ['evaluating', 'accepted_on_credit', 'executing'],
   ['evaluating', 'rejected', 'rejected'],

@@ -21,6 +21,7 @@ export const JOB_EVENTS = [
   'work_paid',
   'completed',
   'invoice_expired',
+  'evicted', // unpaid evaluation dropped to make room for a newer request (flood defence)
   'deleted',
   'failed',
 ] as const;
@@ -28,7 +29,7 @@ export type JobEvent = (typeof JOB_EVENTS)[number];
 
 /** Allowed moves: state -> event -> next state. Anything not listed is forbidden. */
 export const JOB_TRANSITIONS: Readonly<Record<JobState, Partial<Record<JobEvent, JobState>>>> = {
-  awaiting_eval_payment: { eval_paid: 'evaluating', invoice_expired: 'expired', deleted: 'cancelled' },
+  awaiting_eval_payment: { eval_paid: 'evaluating', invoice_expired: 'expired', evicted: 'expired', deleted: 'cancelled' },
   evaluating: { accepted: 'awaiting_work_payment', accepted_on_credit: 'executing', rejected: 'rejected', failed: 'failed' },
   awaiting_work_payment: { work_paid: 'executing', invoice_expired: 'expired', deleted: 'cancelled' },
   executing: { completed: 'complete', failed: 'failed' },

@@ -19,6 +19,15 @@ export interface JobSettings {
   retentionDays: number; // unserved requests are purged after this many days; 0 keeps them
   maxOpenUnpaidPerClient: number;
   maxOpenUnpaidTotal: number;
+  /** NIP-13 difficulty (leading zero bits of the request id) demanded while many unpaid jobs are open; 0: never. */
+  powDifficulty: number;
+  /** How many open unpaid jobs make proof of work required. */
+  powAboveOpenUnpaid: number;
+}
+
+/** What a transport knows about the effort behind a request: NIP-13 difficulty of a Nostr event id. */
+export interface RequestProof {
+  powBits: number;
 }
 
 export interface JobDeps {
@@ -70,17 +79,21 @@ export class JobService {
     return this.inflightIds.has(id) || store.jobExists(this.db, id);
   }
 
-  /** Accepts a parsed request: dedupes it, applies the caps and the bid, charges the eval fee. */
-  async submit(req: NewJob): Promise<SubmitOutcome> {
+  /**
+   * Accepts a parsed request: dedupes it, applies the caps, proof of work under load and the bid, charges
+   * the eval fee. `proof` is what a Nostr request carries (an HTTP request has none to give).
+   */
+  async submit(req: NewJob, proof?: RequestProof): Promise<SubmitOutcome> {
     if (this.stopping) return { status: 'deferred' };
     if (this.known(req.id)) return { status: 'duplicate' };
     this.inflightIds.add(req.id);
     try {
       await this.checkAi();
       if (req.params.session) return await this.openOnNostrSession(req, req.params.session);
+      if (proof) this.checkPow(proof);
       this.checkCaps(req);
       await this.checkBid(req);
-      return await this.d.book.underAccount(creditAccount(jobPayer(req)), () => this.open(req));
+      return await this.d.book.underAccount(creditAccount(jobPayer(req)), () => this.open(req, proof));
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       // A Nostr request is recorded so the same event from other relays is answered once; an HTTP
@@ -93,7 +106,7 @@ export class JobService {
   }
 
   /** Creates the job with its eval invoice, spending the payer's credit first. Runs under the account lock. */
-  private async open(req: NewJob): Promise<SubmitOutcome> {
+  private async open(req: NewJob, proof?: RequestProof): Promise<SubmitOutcome> {
     const charge = await this.d.book.charge({
       ...jobPayer(req),
       purpose: 'eval',
@@ -122,9 +135,15 @@ export class JobService {
       credits: charge.credits,
     };
     // Grouped with the other creations of this turn: one commit for a burst of requests. The caps are
-    // checked again inside it, so a burst that passed the first check together cannot overshoot them.
+    // checked again inside it (and the proof of work, whose threshold they move), so a burst that passed the
+    // first check together cannot overshoot them; at the total cap the oldest unpaid evaluation makes room in
+    // the same commit.
     const created = await groupCommit(this.db, () => {
-      if (charge.invoice) this.checkCaps(req);
+      if (charge.invoice) {
+        if (proof) this.checkPow(proof);
+        this.checkCaps(req);
+        this.makeRoom();
+      }
       return store.createJob(this.db, row);
     });
     if (!created) return { status: 'duplicate' };
@@ -203,20 +222,59 @@ export class JobService {
     if (!ai.ok) throw Refusal.of('unavailable', `the AI backend is not answering right now (${ai.detail}); nothing was charged, try again later`);
   }
 
+  /** The NIP-13 difficulty a Nostr request needs right now: none until many unpaid jobs are open. */
+  powRequired(): number {
+    const { powDifficulty, powAboveOpenUnpaid } = this.d.settings;
+    return powDifficulty > 0 && this.d.book.openCount('job') >= powAboveOpenUnpaid ? powDifficulty : 0;
+  }
+
+  private checkPow(proof: RequestProof): void {
+    const needed = this.powRequired();
+    if (proof.powBits >= needed) return;
+    throw Refusal.of(
+      'pow-required',
+      `difficulty ${needed} (NIP-13: many unpaid requests are open, so a request id needs ${needed} leading zero bits; add a nonce tag and mine it, then send it again)`,
+    );
+  }
+
   /**
-   * Open unpaid jobs: in total (one counter row of the invoice book) and per customer (a bounded range of
-   * the customer's index): the cost of the check does not grow with the number of open jobs.
+   * Open unpaid jobs per customer (a bounded range of the customer's index) and in total (one counter row of
+   * the invoice book): the cost of the check does not grow with the number of open jobs. The total refuses
+   * only when nothing can make room (every open invoice is for work whose evaluation was paid).
    */
   private checkCaps(req: NewJob): void {
     const { maxOpenUnpaidPerClient, maxOpenUnpaidTotal } = this.d.settings;
-    if (this.d.book.openCount('job') >= maxOpenUnpaidTotal) {
-      throw Refusal.of('rate-limited', 'too many unpaid jobs are open, try again later');
-    }
     const by = req.customerPubkey ? { customerPubkey: req.customerPubkey } : req.clientAddress ? { clientAddress: req.clientAddress } : null;
     const perClient = by ? store.countJobsOf(this.db, UNPAID_JOB_STATES, by, maxOpenUnpaidPerClient) : 0;
     if (perClient >= maxOpenUnpaidPerClient) {
       throw Refusal.of('rate-limited', `you have ${perClient} unpaid jobs open; pay them or let them expire first`);
     }
+    if (this.d.book.openCount('job') >= maxOpenUnpaidTotal && this.d.book.oldestOpen('job', 'eval', 1).length === 0) {
+      throw Refusal.of('rate-limited', 'too many unpaid jobs are open, try again later');
+    }
+  }
+
+  /**
+   * At the total cap, the unpaid evaluations that waited longest are dropped (their invoices withdrawn:
+   * still payable until they run out, the money then credited) so a flood of throwaway keys cannot lock
+   * honest customers out. Runs inside the new job's transaction; throws when nothing can go.
+   */
+  private makeRoom(): void {
+    const excess = this.d.book.openCount('job') - this.d.settings.maxOpenUnpaidTotal + 1;
+    if (excess <= 0) return;
+    let evicted = 0;
+    for (const inv of this.d.book.oldestOpen('job', 'eval', excess)) {
+      const job = store.getJob(this.db, inv.subjectId);
+      if (!job || job.state !== 'awaiting_eval_payment' || job.evalPaymentHash !== inv.paymentHash) continue;
+      const words = `expired: dropped unpaid to make room for newer requests (too many unpaid requests are open); if you pay its invoice anyway, the amount is credited to ${creditedTo(jobPayer(job))} and spent on your next request`;
+      const moved = this.d.moves.advance(job, 'evicted', { errorMessage: 'dropped unpaid to make room (total unpaid cap)' }, [errorFeedback('expired', words)], {
+        settle: { paymentHash: inv.paymentHash, status: 'withdrawn' },
+        credits: this.refundOfAppliedCredit(job),
+      });
+      if (moved) evicted++;
+    }
+    if (evicted < excess) throw Refusal.of('rate-limited', 'too many unpaid jobs are open, try again later');
+    this.log.info({ evicted }, 'oldest unpaid jobs dropped to make room');
   }
 
   private async checkBid(req: NewJob): Promise<void> {
@@ -249,9 +307,11 @@ export class JobService {
   cancel(jobId: string, byPubkey: string): boolean {
     const job = store.getJob(this.db, jobId);
     if (!job || job.customerPubkey !== byPubkey || !nextJobState(job.state, 'deleted')) return false;
-    // The invoice stays open in the book (still payable until it runs out): the expiry pass asks the backend
-    // about it then, and money that arrives meanwhile is credited like any late payment.
+    // The invoice is withdrawn (no longer counted as open work, still payable until it runs out): the expiry
+    // pass asks the backend about it then, and money that arrives meanwhile is credited like any late payment.
+    const hash = job.state === 'awaiting_eval_payment' ? job.evalPaymentHash : job.workPaymentHash;
     return this.d.moves.advance(job, 'deleted', { errorMessage: 'cancelled by the customer' }, [errorFeedback('cancelled', 'cancelled: the request was deleted by its author')], {
+      ...(hash ? { settle: { paymentHash: hash, status: 'withdrawn' as const } } : {}),
       credits: this.refundOfAppliedCredit(job),
     });
   }

@@ -6,6 +6,7 @@ export const REFUSAL_CODES = [
   'invalid', // the request itself is wrong (bad input, unknown size, bad key)
   'bid-too-low', // the NIP-90 bid is below the price
   'rate-limited', // too much open unpaid work from this client or in total
+  'pow-required', // under load, a Nostr request must carry NIP-13 proof of work of the difficulty named
   'unavailable', // a backend cannot serve right now (payments, shutting down)
   'unauthorized', // bad or foreign credentials
   'caveat', // the credential is good but its caveats forbid this
@@ -25,6 +26,7 @@ export const REFUSAL_LABELS: Readonly<Record<RefusalCode, string>> = {
   invalid: 'invalid',
   'bid-too-low': 'bid too low',
   'rate-limited': 'rate-limited',
+  'pow-required': 'pow-required',
   unavailable: 'unavailable',
   unauthorized: 'unauthorized',
   caveat: 'caveat',

@@ -58,12 +58,15 @@ export interface BookInvoice {
   account: string;
   amountMsats: number;
   bolt11: string;
-  status: 'open' | 'paid' | 'expired';
+  status: InvoiceStatus;
   expiresAt: number; // unix s
   paidAt: number | null; // unix ms
 }
 
 /** An invoice issued by the backend and addressed in the book, not yet recorded (the subject's transaction does). */
+/** open: its subject waits for it; withdrawn: its subject gave up on it, yet it stays payable until it runs out. */
+export type InvoiceStatus = 'open' | 'withdrawn' | 'paid' | 'expired';
+
 export type NewBookInvoice = Omit<BookInvoice, 'status' | 'paidAt'>;
 
 /** An entry of the credits ledger (SPEC 3.5); `ref` makes it happen once. */

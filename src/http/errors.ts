@@ -7,6 +7,7 @@ export const REFUSAL_STATUS: Readonly<Record<RefusalCode, ContentfulStatusCode>>
   invalid: 400,
   'bid-too-low': 400,
   'rate-limited': 429,
+  'pow-required': 429, // Nostr only (an HTTP request has no event id to mine)
   unavailable: 503,
   unauthorized: 401,
   caveat: 401,

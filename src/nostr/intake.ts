@@ -2,6 +2,7 @@
 // parsed into a NewJob and handed to the core. Undecodable or forged events are dropped (debug log);
 // decodable requests that cannot be served are answered with an `error`.
 import type { Event } from 'nostr-tools';
+import { getPow } from 'nostr-tools/nip13';
 import type { Logger } from '../log.ts';
 import type { JobService } from '../core/jobs.ts';
 import type { BootstrapService } from '../core/bootstrap.ts';
@@ -243,7 +244,7 @@ export class Intake {
       this.core.jobs.refuse(job, new Refusal('invalid', refusal ?? 'invalid request'));
       return;
     }
-    const outcome = await this.core.jobs.submit(job);
+    const outcome = await this.core.jobs.submit(job, { powBits: getPow(event.id) });
     if (outcome.status === 'created') this.counters.accepted++;
     else if (outcome.status === 'refused') this.counters.refused++;
     else if (outcome.status === 'duplicate') {

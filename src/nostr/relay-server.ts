@@ -4,12 +4,26 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { WebSocketServer } from 'ws';
 import { NostrRelay } from '@nostr-relay/core';
-import { createOutgoingNoticeMessage } from '@nostr-relay/common';
+import { createOutgoingNoticeMessage, EventUtils } from '@nostr-relay/common';
 import { EventRepositorySqlite } from '@nostr-relay/event-repository-sqlite';
 import { Validator } from '@nostr-relay/validator';
 import { createServer } from 'node:http';
 import { limitConnections } from '../connections.ts';
 import type { Logger } from '../log.ts';
+import { initCrypto, verifyEvent } from './crypto.ts';
+
+/**
+ * The library checks ids and signatures with pure-JS noble (~1.5 ms an event); the same checks through
+ * nostr-wasm (src/nostr/crypto.ts) take a tenth of that, which is what bounds the embedded relay's intake
+ * (a flood of requests, every reply Timmy publishes). Its two static checks are replaced by one wasm check,
+ * cached on the event (nostr-tools' verifyEvent marks the events it verified).
+ */
+async function useWasmVerification(): Promise<void> {
+  await initCrypto();
+  const valid = (event: Parameters<typeof verifyEvent>[0]) => verifyEvent(event);
+  EventUtils.isIdValid = valid;
+  EventUtils.isSigValid = valid;
+}
 
 export interface RelayServerOptions {
   host: string;
@@ -29,6 +43,7 @@ export interface RelayServer {
 
 export async function startRelayServer(o: RelayServerOptions): Promise<RelayServer> {
   mkdirSync(dirname(o.dbPath), { recursive: true });
+  await useWasmVerification();
   const repo = new EventRepositorySqlite(o.dbPath);
   await repo.init();
   const quiet = { setLogLevel() {}, debug() {}, info() {}, warn() {}, error: (m: string) => o.log?.warn({ relay: 'embedded' }, m) };

@@ -52,7 +52,7 @@ export function moveBootstrap(
     patch?: BootstrapPatch;
     intents?: PublishIntent[];
     credits?: CreditEntry[];
-    settle?: { paymentHash: string; status: 'paid' | 'expired' };
+    settle?: { paymentHash: string; status: 'paid' | 'expired' | 'withdrawn' };
   },
 ): boolean {
   const now = Date.now();

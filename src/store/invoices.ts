@@ -1,17 +1,26 @@
 // The invoice book's queries: one table for every invoice, whatever it pays for. Status moves are
-// compare-and-sets (open -> paid|expired, expired -> paid) that keep the open-invoice counters in step,
-// inside the caller's transaction.
+// compare-and-sets (open -> withdrawn|paid|expired, withdrawn -> paid|expired, expired -> paid) that keep
+// the open-invoice counters in step, inside the caller's transaction.
 import { and, asc, count, eq, lte, sql } from 'drizzle-orm';
 import { counters, invoiceBook } from '../../schema/tables.ts';
 import { atomically, atomicallyIf, type Db } from './db.ts';
 import { addCredit } from './credits.ts';
 import { insertIntents } from './outbox.ts';
 import { prepared } from './prepared.ts';
-import type { BookInvoice, CreditEntry, NewBookInvoice, PublishIntent, SubjectKind } from '../core/types.ts';
+import type { BookInvoice, CreditEntry, InvoicePurpose, InvoiceStatus, NewBookInvoice, PublishIntent, SubjectKind } from '../core/types.ts';
 
 const openCounter = (kind: SubjectKind) => `open_invoices:${kind}`;
-/** A literal (not a bound parameter), so SQLite can use the partial indexes on open invoices. */
+/** Literals (not bound parameters), so SQLite can use the partial indexes on open and live invoices. */
 const OPEN = sql`${invoiceBook.status} = 'open'`;
+const LIVE = sql`${invoiceBook.status} in ('open', 'withdrawn')`;
+
+/** Where an invoice may move from each status. Open ones are counted; the counter moves when they leave. */
+const MOVES_FROM: Readonly<Record<InvoiceStatus, readonly InvoiceStatus[]>> = {
+  open: [],
+  withdrawn: ['open'], // its subject gave up on it (cancelled, evicted); still payable until it runs out
+  paid: ['open', 'withdrawn', 'expired'], // money that arrives late is still money
+  expired: ['open', 'withdrawn'],
+};
 
 function addToCounter(db: Db, name: string, delta: number): void {
   const q = prepared(db, 'addToCounter', () =>
@@ -58,10 +67,10 @@ export function getInvoice(db: Db, paymentHash: string): BookInvoice | undefined
 }
 
 /**
- * open -> paid or expired, and expired -> paid (money that arrives late is still money). Returns whether
- * this call moved it, so a settlement reported twice moves its subject once. Call inside a transaction.
+ * Moves an invoice to `status` from any status allowed to lead there (MOVES_FROM). Returns whether this
+ * call moved it, so a settlement reported twice moves its subject once. Call inside a transaction.
  */
-export function markInvoice(db: Db, paymentHash: string, status: 'paid' | 'expired', nowMs: number): boolean {
+export function markInvoice(db: Db, paymentHash: string, status: Exclude<InvoiceStatus, 'open'>, nowMs: number): boolean {
   const q = prepared(db, 'markInvoice', () =>
     db
       .update(invoiceBook)
@@ -71,15 +80,16 @@ export function markInvoice(db: Db, paymentHash: string, status: 'paid' | 'expir
       .prepare(),
   );
   const paidAt = status === 'paid' ? nowMs : null;
-  const fromOpen = q.get({ h: paymentHash, to: status, from: 'open', paidAt });
-  if (fromOpen) {
-    addToCounter(db, openCounter(fromOpen.kind), -1);
+  for (const from of MOVES_FROM[status]) {
+    const moved = q.get({ h: paymentHash, to: status, from, paidAt });
+    if (!moved) continue;
+    if (from === 'open') addToCounter(db, openCounter(moved.kind), -1);
     return true;
   }
-  return status === 'paid' && q.get({ h: paymentHash, to: 'paid', from: 'expired', paidAt }) !== undefined;
+  return false;
 }
 
-/** Expires an open invoice on its own (its subject no longer waits on it); the counter moves with it. */
+/** Expires a live invoice on its own (its subject no longer waits on it); the counter moves with it. */
 export function expireInvoice(db: Db, paymentHash: string, nowMs: number): boolean {
   return atomically(db, () => markInvoice(db, paymentHash, 'expired', nowMs));
 }
@@ -97,26 +107,40 @@ export function recountOpenInvoices(db: Db): void {
   });
 }
 
-/** Open invoices whose expiry has passed, oldest first. */
+/** Live invoices (open or withdrawn) whose expiry has passed, oldest first. */
 export function dueInvoices(db: Db, nowS: number, limit = 500): BookInvoice[] {
   return db
     .select()
     .from(invoiceBook)
-    .where(and(OPEN, lte(invoiceBook.expiresAt, nowS)))
+    .where(and(LIVE, lte(invoiceBook.expiresAt, nowS)))
     .orderBy(asc(invoiceBook.expiresAt))
     .limit(limit)
     .all() as BookInvoice[];
 }
 
-/** Open invoices after `afterHash` in hash order: the resume pass pages through them. */
-export function openInvoices(db: Db, afterHash = '', limit = 500): BookInvoice[] {
+/** Live invoices (open or withdrawn: payable) after `afterHash` in hash order: the resume pass pages through them. */
+export function liveInvoices(db: Db, afterHash = '', limit = 500): BookInvoice[] {
   return db
     .select()
     .from(invoiceBook)
-    .where(and(OPEN, sql`${invoiceBook.paymentHash} > ${afterHash}`))
+    .where(and(LIVE, sql`${invoiceBook.paymentHash} > ${afterHash}`))
     .orderBy(asc(invoiceBook.paymentHash))
     .limit(limit)
     .all() as BookInvoice[];
+}
+
+/** The oldest open invoices of a subject kind and purpose (e.g. the unpaid evaluation fees that waited longest). */
+export function oldestOpen(db: Db, kind: SubjectKind, purpose: InvoicePurpose, limit: number): BookInvoice[] {
+  const q = prepared(db, 'oldestOpen', () =>
+    db
+      .select()
+      .from(invoiceBook)
+      .where(and(OPEN, eq(invoiceBook.subjectKind, sql.placeholder('kind')), eq(invoiceBook.purpose, sql.placeholder('purpose'))))
+      .orderBy(asc(invoiceBook.createdAt))
+      .limit(sql.placeholder('limit'))
+      .prepare(),
+  );
+  return q.all({ kind, purpose, limit }) as BookInvoice[];
 }
 
 /** Every invoice of one subject, oldest first. */

@@ -190,7 +190,7 @@ export interface TransitionArgs {
   patch?: JobPatch;
   invoice?: NewBookInvoice;
   /** The settlement or expiry that caused the move: the move happens only if this call marks the invoice. */
-  settle?: { paymentHash: string; status: 'paid' | 'expired' };
+  settle?: { paymentHash: string; status: 'paid' | 'expired' | 'withdrawn' };
   intents: PublishIntent[];
   credits?: CreditEntry[];
   sessionLedger?: LedgerEntry[];

@@ -66,7 +66,7 @@ export interface SessionMove {
   to: SessionState | null; // null: state unchanged
   ledger?: LedgerEntry[];
   credits?: CreditEntry[];
-  settle?: { paymentHash: string; status: 'paid' | 'expired' };
+  settle?: { paymentHash: string; status: 'paid' | 'expired' | 'withdrawn' };
   touch?: boolean; // counts as use (the TTL restarts)
 }
 

@@ -38,10 +38,11 @@ describe('invoice book', () => {
     const r = await h.core.jobs.submit(job);
     if (r.status !== 'created') throw new Error(r.status);
     expect(h.core.jobs.cancel(job.id, job.customerPubkey!)).toBe(true);
-    // The invoice stays payable (and followed) until it runs out: money that still arrives is credited.
-    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('open');
-    await h.pay(r.invoice!.paymentHash);
+    // The invoice is withdrawn (no longer open work) yet stays payable and followed until it runs out:
+    // money that still arrives is credited.
+    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('withdrawn');
     expect(openInvoiceCount(h.db, 'job')).toBe(0);
+    await h.pay(r.invoice!.paymentHash);
     await h.core.book.settle(r.invoice!.paymentHash);
     expect(creditBalanceMsats(h.db, job.customerPubkey!)).toBe(r.invoice!.amountMsats);
     expect(h.intents(job.id).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error' && o.intent.label === 'credited')).toHaveLength(1);
@@ -50,6 +51,22 @@ describe('invoice book', () => {
     const a = await h.core.jobs.submit(anon);
     if (a.status !== 'created') throw new Error(a.status);
     expect(h.core.book.get(a.invoice!.paymentHash)!.account).toBe(`job:${anon.id}`);
+  });
+
+  it('a withdrawn invoice is followed until it runs out, then expires without moving its subject', async () => {
+    const job = newJob();
+    const r = await h.core.jobs.submit(job);
+    if (r.status !== 'created') throw new Error(r.status);
+    expect(h.core.jobs.cancel(job.id, job.customerPubkey!)).toBe(true);
+    const watched: string[] = [];
+    const watch = h.backends.payments.watch?.bind(h.backends.payments);
+    h.backends.payments.watch = (hash: string, expiresAt: number) => (watched.push(hash), watch?.(hash, expiresAt));
+    await h.core.book.resume();
+    expect(watched).toContain(r.invoice!.paymentHash);
+    await h.core.book.expireDue(r.invoice!.expiresAt + 1);
+    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('expired');
+    expect(h.core.jobs.get(job.id)!.state).toBe('cancelled');
+    expect(creditBalanceMsats(h.db, job.customerPubkey!)).toBe(0);
   });
 
   it('never expires an invoice the backend cannot be asked about; expires it once the backend answers', async () => {

@@ -34,25 +34,67 @@ describe('text jobs', () => {
     ]);
   });
 
-  it('refuses past the caps with a typed rate-limited refusal, per customer and in total', async () => {
+  it('refuses past the per-customer cap with a typed rate-limited refusal, recorded and answered once', async () => {
     const alice = 'b'.repeat(64);
     await submitted(newJob({ customerPubkey: alice }));
     await submitted(newJob({ customerPubkey: alice }));
-    const third = await h.core.jobs.submit(newJob({ customerPubkey: alice }));
-    expect(third.status).toBe('refused');
-    if (third.status !== 'refused') return;
-    expect(third.refusal).toBeInstanceOf(Refusal);
-    expect(third.refusal.code).toBe('rate-limited');
-    expect(third.refusal.message).toMatch(/^rate-limited: you have 2 unpaid jobs open/);
-    await submitted(newJob({ customerPubkey: 'c'.repeat(64) }));
-    const late = newJob({ customerPubkey: 'd'.repeat(64) });
-    const total = await h.core.jobs.submit(late);
-    expect(total.status === 'refused' && total.refusal.message).toBe('rate-limited: too many unpaid jobs are open, try again later');
+    const third = newJob({ customerPubkey: alice });
+    const r = await h.core.jobs.submit(third);
+    expect(r.status).toBe('refused');
+    if (r.status !== 'refused') return;
+    expect(r.refusal).toBeInstanceOf(Refusal);
+    expect(r.refusal.code).toBe('rate-limited');
+    expect(r.refusal.message).toMatch(/^rate-limited: you have 2 unpaid jobs open/);
     // A refused Nostr request is recorded once and answered with the refusal's words and its label.
-    expect(h.intents(late.id).map((o) => o.intent)).toEqual([
-      { type: 'feedback', status: 'error', message: 'rate-limited: too many unpaid jobs are open, try again later', label: 'rate-limited' },
-    ]);
-    expect((await h.core.jobs.submit(late)).status).toBe('duplicate');
+    expect(h.intents(third.id).map((o) => o.intent)).toEqual([{ type: 'feedback', status: 'error', message: r.refusal.message, label: 'rate-limited' }]);
+    expect((await h.core.jobs.submit(third)).status).toBe('duplicate');
+  });
+
+  it('at the total cap the oldest unpaid evaluation makes room: withdrawn, answered, its late payment credited', async () => {
+    const oldest = await submitted(newJob({ customerPubkey: 'b'.repeat(64) }));
+    await submitted(newJob({ customerPubkey: 'c'.repeat(64) }));
+    await submitted(newJob({ customerPubkey: 'd'.repeat(64) }));
+    const newest = await submitted(newJob({ customerPubkey: 'e'.repeat(64) }));
+    expect(newest.invoice).not.toBeNull();
+    expect(h.core.book.openCount('job')).toBe(3);
+    expect(h.core.jobs.get(oldest.job.id)!.state).toBe('expired');
+    expect(h.core.book.get(oldest.invoice!.paymentHash)!.status).toBe('withdrawn');
+    const [dropped] = h.intents(oldest.job.id).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error').map((o) => o.intent);
+    expect(dropped).toMatchObject({ label: 'expired', message: expect.stringMatching(/^expired: dropped unpaid to make room/) });
+    // Still payable: the money is credited to the payer, once, and the withdrawn invoice no longer counts.
+    await h.pay(oldest.invoice!.paymentHash);
+    await h.core.book.settle(oldest.invoice!.paymentHash);
+    expect(h.core.book.get(oldest.invoice!.paymentHash)!.status).toBe('paid');
+    expect(creditBalanceMsats(h.db, 'b'.repeat(64))).toBe(oldest.invoice!.amountMsats);
+    expect(h.core.book.openCount('job')).toBe(3);
+  });
+
+  it('refuses at the total cap when every open invoice is for work whose evaluation was paid', async () => {
+    for (const who of ['b', 'c', 'd']) {
+      const r = await submitted(newJob({ customerPubkey: who.repeat(64) }));
+      await h.pay(r.invoice!.paymentHash);
+      expect((await h.core.runner.settled(r.job.id))!.state).toBe('awaiting_work_payment');
+    }
+    const late = await h.core.jobs.submit(newJob({ customerPubkey: 'e'.repeat(64) }));
+    expect(late.status === 'refused' && late.refusal.message).toBe('rate-limited: too many unpaid jobs are open, try again later');
+    expect(h.core.book.openCount('job')).toBe(3);
+  });
+
+  it('demands NIP-13 proof of work from Nostr requests once open unpaid jobs reach the threshold', async () => {
+    // Threshold: 50 % of MAX_OPEN_UNPAID_TOTAL (3) = 2 open unpaid jobs.
+    await submitted(newJob({ customerPubkey: 'b'.repeat(64) }));
+    expect(h.core.jobs.powRequired()).toBe(0);
+    await submitted(newJob({ customerPubkey: 'c'.repeat(64) }));
+    expect(h.core.jobs.powRequired()).toBe(16);
+    const weak = await h.core.jobs.submit(newJob({ customerPubkey: 'd'.repeat(64) }), { powBits: 15 });
+    expect(weak.status === 'refused' && weak.refusal.code).toBe('pow-required');
+    expect(weak.status === 'refused' && weak.refusal.message).toMatch(/^pow-required: difficulty 16\b/);
+    const strong = await h.core.jobs.submit(newJob({ customerPubkey: 'd'.repeat(64) }), { powBits: 17 });
+    expect(strong.status).toBe('created');
+    // A NIP-09 cancellation withdraws the invoice: it no longer counts as open work.
+    expect(h.core.book.openCount('job')).toBe(3);
+    expect(h.core.jobs.cancel(strong.status === 'created' ? strong.job.id : '', 'd'.repeat(64))).toBe(true);
+    expect(h.core.book.openCount('job')).toBe(2);
   });
 
   it('refuses a bid below the price with bid-too-low and issues no invoice', async () => {
