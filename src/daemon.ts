@@ -22,6 +22,7 @@ import { systemClock, type Agent, type Clock, type InboxDirectory, type PaymentB
 import { InvoiceBook } from './core/book.ts';
 import { JobMoves } from './core/job-moves.ts';
 import { JobService, type JobSettings } from './core/jobs.ts';
+import { Quoter } from './core/quote.ts';
 import { JobRunner } from './core/job-runner.ts';
 import { SessionService } from './core/sessions.ts';
 import { BootstrapService } from './core/bootstrap.ts';
@@ -287,8 +288,9 @@ export function buildCore(
     const last = b.agent.health?.() ?? { ok: true, detail: 'in process' };
     return last.ok || !b.agent.recheck ? last : b.agent.recheck();
   };
-  const jobs = new JobService({ moves, book, aiHealth, oracle: b.oracle, pricing, settings: jobSettings(config) });
-  const runner = new JobRunner({ moves, book, agent: b.agent, oracle: b.oracle, pricing });
+  const quoter = new Quoter({ agent: b.agent, oracle: b.oracle, pricing, log: log.child({ module: 'pricing' }) });
+  const jobs = new JobService({ moves, book, aiHealth, quoter, settings: jobSettings(config) });
+  const runner = new JobRunner({ moves, book, agent: b.agent, quoter, pricing });
   const sessions = new SessionService({
     db,
     book,

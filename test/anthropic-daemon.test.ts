@@ -56,6 +56,35 @@ describe('Anthropic backend', () => {
     expect(ledger.actualCostUsd).toBeLessThanOrEqual(pricing.totalUsd);
   });
 
+  it('quotes CJK text on the tokens the API counts, asked only after the evaluation was paid', async () => {
+    const cjk = '閃電網絡'.repeat(3998) + '比特幣'; // 15,995 characters: ÷ 4 would have said ~4,000 tokens
+    const req = await customer.request(cjk);
+    const [evalFb] = await customer.waitForFeedback(req.id, 'payment-required');
+    expect(fake.counts).toHaveLength(0); // an unpaid request never reaches the API
+    await payStub(daemon.api, invoiceOf(evalFb!).bolt11);
+    const work = (await customer.waitForFeedback(req.id, 'payment-required', 2)).find((e) => e.id !== evalFb!.id)!;
+    const pricing = JSON.parse(work.content);
+    expect(fake.counts).toHaveLength(1);
+    expect(fake.counts[0]!.userText).toBe(cjk);
+    const counted = fakeTokens(fake.counts[0]!.system) + fakeTokens(cjk);
+    expect(pricing.estimatedInputTokens).toBe(counted);
+    await payStub(daemon.api, invoiceOf(work).bolt11);
+    const result = await customer.waitForResult(req.id);
+    expect(JSON.parse(tag(result, 'cost_ledger')![1]!).actualInputTokens).toBe(counted); // the quote was exact
+  });
+
+  it('quotes on the conservative estimate when the count fails', async () => {
+    fake.failNextCount(500, 'api_error', 'Internal server error', 10);
+    const cjk = '比特幣'.repeat(1000);
+    const { req, work } = await payEvalAndGetQuote(customer, cjk);
+    expect(fake.counts.length).toBeGreaterThan(0);
+    const pricing = JSON.parse(work.content);
+    await payStub(daemon.api, invoiceOf(work).bolt11);
+    const result = await customer.waitForResult(req.id);
+    const ledger = JSON.parse(tag(result, 'cost_ledger')![1]!);
+    expect(pricing.estimatedInputTokens).toBeGreaterThanOrEqual(ledger.actualInputTokens);
+  });
+
   it('529 then success: served once', async () => {
     const { req, work } = await payEvalAndGetQuote(customer, 'Name one Lightning implementation.');
     fake.failNext(529, 'overloaded_error', 'Overloaded', 1, { headers: { 'retry-after-ms': '10' } });

@@ -7,7 +7,7 @@ import { AgentError } from '../src/core/ports.ts';
 import { AnthropicAgent, EVAL_MAX_TOKENS, parseVerdict, type AnthropicAgentOptions } from '../src/ai/anthropic.ts';
 import { createLogger } from '../src/log.ts';
 import { WORK_SYSTEM_PROMPT } from '../src/pricing/pricing.ts';
-import { startFakeAnthropic, type FakeAnthropic } from './fakes/anthropic.ts';
+import { fakeTokens, startFakeAnthropic, type FakeAnthropic } from './fakes/anthropic.ts';
 
 const EVAL_MODEL = 'claude-haiku-4-5';
 // Not the README's default claude-sonnet-4-5: SDK 1.14 lists it as deprecated (end of life 2026-11-30) and
@@ -126,6 +126,29 @@ describe('AnthropicAgent.work', () => {
   it('refuses a non-positive budget before calling the API', async () => {
     await agentError(agent().work('hi', 0));
     expect(fake.requests).toHaveLength(0);
+  });
+});
+
+describe('AnthropicAgent.countInputTokens', () => {
+  it("counts the work call's input with the API (work model, system prompt, the request), exact for CJK text", async () => {
+    const cjk = '閃電網絡'.repeat(3998) + '比特幣'; // 15,995 characters; ÷ 4 said ~4,000 tokens
+    const n = await agent().countInputTokens(cjk);
+    expect(fake.counts).toHaveLength(1);
+    const [call] = fake.counts;
+    expect(call!.model).toBe(WORK_MODEL);
+    expect(call!.system).toBe(WORK_SYSTEM_PROMPT);
+    expect(call!.userText).toBe(cjk);
+    expect(call!.status).toBe(200);
+    expect(n).toBe(fakeTokens(WORK_SYSTEM_PROMPT) + fakeTokens(cjk));
+    expect(n).toBeGreaterThan(15_995);
+    expect(fake.requests).toHaveLength(0); // counting spends no Messages call
+  });
+
+  it('a failing count is an AgentError without the key', async () => {
+    fake.failNextCount(401, 'authentication_error', `invalid key ${fake.apiKey}`, 5);
+    const err = await agentError(agent().countInputTokens('hi'));
+    expect(err.message).toMatch(/token count HTTP 401 authentication_error/);
+    expect(err.message).not.toContain(fake.apiKey);
   });
 });
 
@@ -254,6 +277,18 @@ describe('the fake itself, over raw HTTP', () => {
     const usage = msg.usage as { input_tokens: number; output_tokens: number };
     expect(usage.output_tokens).toBeLessThanOrEqual(10);
     expect(fake.requests.map((r) => r.auth)).toEqual(['x-api-key', 'x-api-key']);
+  });
+
+  it('count_tokens: authenticated, the body of a Messages request without max_tokens', async () => {
+    const h = { 'content-type': 'application/json', 'x-api-key': fake.apiKey, 'anthropic-version': '2023-06-01' };
+    const count = (headers: Record<string, string>, b: unknown) => fetch(`${fake.url}/v1/messages/count_tokens`, { method: 'POST', headers, body: JSON.stringify(b) });
+    const { max_tokens: _, ...countBody } = body;
+    expect((await count({ ...h, 'x-api-key': 'wrong' }, countBody)).status).toBe(401);
+    expect((await count(h, body)).status).toBe(400); // max_tokens is not part of a count
+    expect((await count(h, { model: WORK_MODEL })).status).toBe(400);
+    const ok = await count(h, { ...countBody, system: 'be brief' });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ input_tokens: fakeTokens('be brief') + fakeTokens('hi') });
   });
 
   it('validates max_tokens and messages', async () => {

@@ -141,6 +141,24 @@ export class AnthropicAgent implements Agent {
     return { text: textOf(msg), usage };
   }
 
+  /**
+   * The work call's input tokens for `input`, counted by the API (POST /v1/messages/count_tokens: free, and
+   * exact for every script). Short timeout and one retry: a quote falls back to the estimate rather than wait.
+   */
+  async countInputTokens(input: string): Promise<number> {
+    try {
+      const r = await this.client.messages.countTokens(
+        { model: this.opts.workModel, system: WORK_SYSTEM_PROMPT, messages: [{ role: 'user', content: input }] },
+        { timeout: 5_000, maxRetries: 1 },
+      );
+      if (!Number.isInteger(r.input_tokens) || r.input_tokens < 1) throw new AgentError(`Anthropic token count answered ${String(r.input_tokens)}`);
+      return r.input_tokens;
+    } catch (err) {
+      if (err instanceof AgentError) throw err;
+      throw this.toAgentError('token count', err, 5_000, 10_000);
+    }
+  }
+
   /** The API as last seen: every call reports, a stale reading lists the models (GET /v1/models, no tokens spent). */
   private readonly tracker = new HealthTracker(async () => {
     try {

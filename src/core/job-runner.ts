@@ -4,8 +4,8 @@
 import * as store from '../store/jobs.ts';
 import * as sessions from '../store/sessions.ts';
 import type { LedgerEntry } from '../store/sessions.ts';
-import type { PriceOracle } from '../pricing/oracle.ts';
-import { actualCostUsd, costLedger, quoteWork, usdToSats, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
+import { actualCostUsd, costLedger, usdToSats, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
+import type { Quoter } from './quote.ts';
 import type { Agent, Usage } from './ports.ts';
 import { creditAccount, creditedTo, msatsText, refundCredit, type InvoiceBook } from './book.ts';
 import { jobPayer } from './jobs.ts';
@@ -16,7 +16,7 @@ export interface RunnerDeps {
   moves: JobMoves;
   book: InvoiceBook;
   agent: Agent;
-  oracle: PriceOracle;
+  quoter: Quoter;
   pricing: PricingParams;
 }
 
@@ -84,8 +84,7 @@ export class JobRunner {
       this.d.moves.advance(job, 'rejected', { reason: verdict.reason }, [errorFeedback('rejected', verdict.reason)]);
       return;
     }
-    const btc = await this.d.oracle.btcUsd();
-    const pricing = quoteWork(this.d.pricing, job.input, btc.usd, job.params.maxTokens);
+    const pricing = await this.d.quoter.counted(job.input, job.params.maxTokens);
     try {
       await this.d.book.underAccount(creditAccount(jobPayer(job)), () => this.quote(job, verdict.reason, pricing));
     } catch (err) {

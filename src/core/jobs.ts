@@ -5,13 +5,12 @@
 import * as store from '../store/jobs.ts';
 import { groupCommit } from '../store/db.ts';
 import * as sessions from '../store/sessions.ts';
-import type { PriceOracle } from '../pricing/oracle.ts';
-import { quoteWork, type PricingParams } from '../pricing/pricing.ts';
 import { creditAccount, creditedTo, msatsText, type InvoiceBook, type SubjectHandler } from './book.ts';
 import { JOB_INITIAL_STATES, nextJobState, UNPAID_JOB_STATES, type JobState } from './job-machine.ts';
 import { errorFeedback, forSource, processing, refusalFeedback, type JobMoves } from './job-moves.ts';
 import { Refusal } from './refusal.ts';
 import type { Health } from './ports.ts';
+import type { Quoter } from './quote.ts';
 import type { BookInvoice, CreditEntry, Job, NewBookInvoice, NewJob, PublishIntent } from './types.ts';
 
 export interface JobSettings {
@@ -35,8 +34,7 @@ export interface JobDeps {
   /** The AI backend's state (last seen; checked afresh when it was seen down): while down, no new work. */
   aiHealth: () => Promise<Health>;
   book: InvoiceBook;
-  oracle: PriceOracle;
-  pricing: PricingParams;
+  quoter: Quoter;
   settings: JobSettings;
 }
 
@@ -175,8 +173,7 @@ export class JobService {
   async openOnSession(req: NewJob, sessionId: string, maxSatsPerRequest: number | null): Promise<SessionOpenOutcome> {
     if (this.stopping) throw Refusal.of('unavailable', 'shutting down, try again shortly');
     await this.checkAi();
-    const btc = await this.d.oracle.btcUsd();
-    const pricing = quoteWork(this.d.pricing, req.input, btc.usd, req.params.maxTokens);
+    const pricing = await this.d.quoter.counted(req.input, req.params.maxTokens);
     if (maxSatsPerRequest !== null && pricing.amountSats > maxSatsPerRequest) {
       throw new Refusal('caveat', `caveat max_sats_per_request=${maxSatsPerRequest} exceeded: this request needs up to ${pricing.amountSats} sats`);
     }
@@ -279,8 +276,8 @@ export class JobService {
 
   private async checkBid(req: NewJob): Promise<void> {
     if (req.bidMsats == null) return;
-    const btc = await this.d.oracle.btcUsd();
-    const quote = quoteWork(this.d.pricing, req.input, btc.usd, req.params.maxTokens);
+    // Before any payment: the estimate, never a call to the AI backend.
+    const quote = await this.d.quoter.estimated(req.input, req.params.maxTokens);
     const priceMsats = (this.d.settings.evalFeeSats + quote.amountSats) * 1000;
     if (req.bidMsats < priceMsats) {
       throw Refusal.of(

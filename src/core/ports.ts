@@ -75,6 +75,8 @@ export interface Agent {
   evaluate(input: string): Promise<Verdict>;
   /** `maxTokens` comes from the price estimate, so the actual cost cannot exceed the quote. */
   work(input: string, maxTokens: number): Promise<WorkAnswer>;
+  /** Input tokens the work call for `input` would be billed (system prompt included), counted by the backend; absent = estimate. */
+  countInputTokens?(input: string): Promise<number>;
 }
 
 export class AgentError extends Error {

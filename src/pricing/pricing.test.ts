@@ -10,10 +10,17 @@ const P: PricingParams = {
 };
 
 describe('token estimates and tiers', () => {
-  it('counts ~4 characters per token, at least 1', () => {
+  it('estimates conservatively: 3 ASCII characters per token, one per other code point, at least 1', () => {
     expect(estimateTokens('')).toBe(1);
-    expect(estimateTokens('abcd')).toBe(1);
-    expect(estimateTokens('abcde')).toBe(2);
+    expect(estimateTokens('abc')).toBe(1);
+    expect(estimateTokens('abcd')).toBe(2);
+    // The request that ÷ 4 quoted at 4,027 tokens: 15,993 CJK characters are at least as many tokens.
+    expect(estimateTokens('閃電網絡'.repeat(3998) + '比特幣')).toBeGreaterThanOrEqual(15_993);
+    expect(estimateTokens('😀')).toBe(1); // one code point, not two UTF-16 units
+  });
+  it('prices counted input tokens when the backend counted them', () => {
+    const q = quoteWork(P, '閃電'.repeat(100), 50_000, undefined, 321);
+    expect(q.estimatedInputTokens).toBe(321);
   });
   it('picks short, medium and long tiers from the request', () => {
     expect(outputTier('hi')).toBe('short');

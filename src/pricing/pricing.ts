@@ -46,9 +46,20 @@ export type OutputTier = keyof typeof OUTPUT_TIERS;
 const LONG_HINT = /\b(essay|article|report|detailed|in depth|step[- ]by[- ]step|explain|write a|story|code|program|tutorial)\b/i;
 const SHORT_HINT = /\b(yes or no|one word|one sentence|briefly|short|tl;?dr|translate)\b/i;
 
-/** Rough token count: ~4 characters per token for English text, never 0. */
+/**
+ * A conservative token count without the model's tokenizer (used when the backend cannot count): one token
+ * per 3 ASCII characters (English runs nearer 4) and one per other code point (Chinese, Japanese, Korean,
+ * Cyrillic and most other scripts take about one each; ÷ 4 quoted 15,993 CJK characters as 4,027 tokens).
+ * Never 0.
+ */
 export function estimateTokens(text: string): number {
-  return Math.max(1, Math.ceil(text.length / 4));
+  let ascii = 0;
+  let other = 0;
+  for (const ch of text) {
+    if (ch.charCodeAt(0) < 0x80) ascii++;
+    else other++;
+  }
+  return Math.max(1, Math.ceil(ascii / 3) + other);
 }
 
 /** Output tier by what the request asks for: explicit cues first, then its length. */
@@ -82,9 +93,12 @@ function withMargin(usd: number, marginPct: number): number {
   return usd * (1 + marginPct / 100);
 }
 
-/** The work quote for `input` at `btcPriceUsd`. */
-export function quoteWork(p: PricingParams, input: string, btcPriceUsd: number, maxTokensHint?: number): PricingBreakdown {
-  const estimatedInputTokens = estimateTokens(WORK_SYSTEM_PROMPT) + estimateTokens(input);
+/**
+ * The work quote for `input` at `btcPriceUsd`. `countedInputTokens` is the backend's count of the work call's
+ * input (system prompt included) when it could count; else the estimate.
+ */
+export function quoteWork(p: PricingParams, input: string, btcPriceUsd: number, maxTokensHint?: number, countedInputTokens?: number): PricingBreakdown {
+  const estimatedInputTokens = countedInputTokens ?? estimateTokens(WORK_SYSTEM_PROMPT) + estimateTokens(input);
   const estimatedOutputTokens = estimateOutputTokens(input, maxTokensHint);
   const inferenceUsd =
     (estimatedInputTokens * p.work.inputUsdPerMtok + estimatedOutputTokens * p.work.outputUsdPerMtok) / 1e6;

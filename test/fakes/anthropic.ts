@@ -1,4 +1,5 @@
-// A local fake of the Anthropic Messages API (POST /v1/messages) on 127.0.0.1, faithful to the wire format:
+// A local fake of the Anthropic Messages API (POST /v1/messages, POST /v1/messages/count_tokens, GET
+// /v1/models) on 127.0.0.1, faithful to the wire format:
 // the same headers required, the same error bodies ({"type":"error","error":{type,message},"request_id"}),
 // the same response shape, and token accounting that never exceeds max_tokens. Tests script failures,
 // hangs and answers, and read back every request it received.
@@ -46,6 +47,10 @@ export interface FakeAnthropic {
   apiKey: string;
   /** Every POST /v1/messages in arrival order, failed and hanging ones included. */
   requests: RecordedRequest[];
+  /** Every POST /v1/messages/count_tokens in arrival order. */
+  counts: RecordedRequest[];
+  /** Answer the next `times` token counts with this error. */
+  failNextCount(status: number, errorType: string, message: string, times?: number): void;
   /** Answer the next `times` authenticated, valid requests with this error (Infinity: until reset()). */
   failNext(status: number, errorType: string, message: string, times?: number, opts?: FailureOptions): void;
   /** Use `text` as the model's answer for the next `times` successful requests (before truncation). */
@@ -62,9 +67,29 @@ export interface FakeAnthropic {
 /** Prompts the default responder rejects, like a careful eval model would. */
 const HARMFUL = /\b(ransomware|malware|keylogger|make a bomb|steal (?:passwords|credentials|bitcoin)|credit card dump)\b/i;
 
-/** ~4 characters per token, never 0 for non-empty text: the same rule as pricing.estimateTokens. */
+/**
+ * The fake's tokenizer: ~4 ASCII characters per token, one token per other code point (as real tokenizers
+ * do for CJK text); never 0 for non-empty text. Usage and count_tokens both use it, so they agree as on the
+ * real API.
+ */
 export function fakeTokens(text: string): number {
-  return text.length === 0 ? 0 : Math.ceil(text.length / 4);
+  let ascii = 0;
+  let other = 0;
+  for (const ch of text) {
+    if (ch.charCodeAt(0) < 0x80) ascii++;
+    else other++;
+  }
+  return Math.ceil(ascii / 4) + other;
+}
+
+/** The longest prefix of `text` within `maxTokens` of the fake's tokenizer (a model stopping at max_tokens). */
+function truncateToTokens(text: string, maxTokens: number): string {
+  let out = '';
+  for (const ch of text) {
+    if (fakeTokens(out + ch) > maxTokens) break;
+    out += ch;
+  }
+  return out;
 }
 
 /** The default model behaviour: a JSON verdict when asked for one, else a deterministic echo. */
@@ -89,6 +114,8 @@ interface Failure {
 export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promise<FakeAnthropic> {
   const apiKey = opts.apiKey ?? FAKE_API_KEY;
   const requests: RecordedRequest[] = [];
+  const counts: RecordedRequest[] = [];
+  const countFailures: Failure[] = [];
   const failures: Failure[] = [];
   const replies: { text: string; left: number }[] = [];
   const hanging = new Set<ServerResponse>();
@@ -113,6 +140,7 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
       const model = { type: 'model', id: 'claude-sonnet-4-6', display_name: 'Claude Sonnet 4.6', created_at: '2026-01-01T00:00:00Z' };
       return send(res, 200, { data: [model], has_more: false, first_id: model.id, last_id: model.id });
     }
+    if (path === '/v1/messages/count_tokens') return countTokens(req, res);
     if (path !== '/v1/messages') {
       await readBody(req);
       return sendError(res, 404, 'not_found_error', `Not found: ${req.method} ${path}`);
@@ -172,7 +200,7 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     // A model stops at max_tokens mid-answer; cutting at 4 chars/token keeps output_tokens <= max_tokens.
     let stopReason: 'end_turn' | 'max_tokens' = 'end_turn';
     if (fakeTokens(text) > maxTokens) {
-      text = text.slice(0, maxTokens * 4);
+      text = truncateToTokens(text, maxTokens);
       stopReason = 'max_tokens';
     }
     reply(200, {
@@ -193,6 +221,48 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     });
   }
 
+  /** POST /v1/messages/count_tokens: the body of a Messages request without max_tokens -> {input_tokens}. */
+  async function countTokens(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'POST') {
+      await readBody(req);
+      return sendError(res, 405, 'invalid_request_error', `Method ${req.method} not allowed`);
+    }
+    const raw = await readBody(req);
+    let body: Record<string, unknown> | undefined;
+    try {
+      const parsed: unknown = raw === undefined ? undefined : JSON.parse(raw.toString('utf8'));
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) body = parsed as Record<string, unknown>;
+    } catch {
+      body = undefined;
+    }
+    const rec = record(req, body);
+    counts.push(rec);
+    const fail = (status: number, type: string, message: string) => {
+      rec.status = status;
+      sendError(res, status, type, message);
+    };
+    if (rec.auth === 'none') return fail(401, 'authentication_error', 'x-api-key header is required');
+    if (credential(req) !== apiKey) return fail(401, 'authentication_error', 'invalid x-api-key');
+    if (!rec.anthropicVersion) return fail(400, 'invalid_request_error', 'anthropic-version: header is required');
+    if (raw === undefined) return fail(413, 'request_too_large', 'Request exceeds the maximum allowed number of bytes.');
+    if (hangMode) {
+      hanging.add(res);
+      res.on('close', () => hanging.delete(res));
+      return;
+    }
+    const failure = countFailures[0];
+    if (failure) {
+      if (--failure.left <= 0) countFailures.shift();
+      return fail(failure.status, failure.type, failure.message);
+    }
+    // The same checks as a Messages request, except that max_tokens is not part of a count.
+    if (body && 'max_tokens' in body) return fail(400, 'invalid_request_error', 'max_tokens: Extra inputs are not permitted');
+    const invalid = validate(body && { ...body, max_tokens: 1 }, rec.anthropicVersion);
+    if (invalid) return fail(400, 'invalid_request_error', invalid);
+    rec.status = 200;
+    send(res, 200, { input_tokens: Math.max(1, fakeTokens(rec.system) + fakeTokens(rec.userText)) });
+  }
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
@@ -203,6 +273,10 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     url: `http://127.0.0.1:${port}`,
     apiKey,
     requests,
+    counts,
+    failNextCount(status, errorType, message, times = 1) {
+      countFailures.push({ status, type: errorType, message, left: times, headers: {} });
+    },
     failNext(status, errorType, message, times = 1, o = {}) {
       failures.push({ status, type: errorType, message, left: times, headers: o.headers ?? {} });
     },
@@ -217,8 +291,10 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     },
     reset() {
       failures.length = 0;
+      countFailures.length = 0;
       replies.length = 0;
       requests.length = 0;
+      counts.length = 0;
       hangMode = false;
       responder = defaultResponder;
     },
