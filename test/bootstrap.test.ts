@@ -211,7 +211,7 @@ describe('DigitalOcean (local fake)', () => {
       expect(fake.droplets).toHaveLength(1);
       const droplet = fake.droplets[0]!;
       expect(droplet.tags).toContain(`timmy-job-${req.id}`);
-      expect(droplet.user_data).toMatch(/^#!\/bin\/bash/);
+      expect(droplet.user_data).toMatch(/^#cloud-config\n/);
       expect(fake.keys.length).toBeGreaterThanOrEqual(1);
       const result = (await queryRelay(relay.url, { kinds: [6960], '#e': [req.id] }))[0]!;
       expect(JSON.parse(result.content).ip).toBe(fake.ipOf(droplet.id));

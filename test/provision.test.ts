@@ -201,8 +201,9 @@ describe('DigitalOceanProvisioner (local fakes)', () => {
     const authKey = ts!.keys[0]!;
     expect(authKey).toMatchObject({ reusable: false, ephemeral: false, preauthorized: true, tags: ['tag:bitcoin-node'], expirySeconds: 3600 });
     expect(ts!.requests[0]!.auth).toBe('bearer');
-    expect(d.user_data).toMatch(/^#!\/bin\/bash\n/);
-    expect(d.user_data).toContain(`tailscale up --authkey=${authKey.key} --hostname=timmy-node-00000007`);
+    expect(d.user_data).toMatch(/^#cloud-config\n/);
+    expect(d.user_data).toContain(`tailscale up --auth-key=file:/root/.timmy-node/tailscale-auth.key --hostname=timmy-node-00000007`);
+    expect(d.user_data).toContain(`\n      ${authKey.key}\n`); // in its 0600 file, not on the command line
     expect(d.user_data).toContain(`nsec=${secrets.nodeNsec}`);
     // The SSH private key never travels to DigitalOcean.
     expect(JSON.stringify(fake.requests)).not.toContain('PRIVATE KEY');

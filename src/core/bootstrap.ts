@@ -61,7 +61,7 @@ const REGION = /^[a-z]{3}[0-9]$/;
 export function nextSteps(c: { ip: string; tailscaleHostname: string | null; sshUser: string }, keyFile = '~/.ssh/timmy-node'): string[] {
   return [
     `ssh -i ${keyFile} ${c.sshUser}@${c.ip}${c.tailscaleHostname ? `   (or over Tailscale: ssh ${c.sshUser}@${c.tailscaleHostname})` : ''}`,
-    'cloud-init takes a few minutes: `cloud-init status --wait`, then `docker compose -f /opt/bitcoin/docker-compose.yml logs -f`',
+    'cloud-init takes a few minutes: `cloud-init status --wait`, then `docker compose -f /opt/bitcoin-knots/compose.yaml logs -f`',
     'Bitcoin Knots runs pruned (550 MiB); initial block download takes hours to days',
     "the node's own Nostr key is in /root/.timmy-node/nostr.key (root only)",
   ];
