@@ -55,6 +55,7 @@ const MAX_EVENT_BYTES = 64 * 1024; // bytes of content + tags accepted in a requ
 const MAX_RELAY_MESSAGE_BYTES = 512 * 1024; // bytes; larger websocket frames close the connection
 const PASS_INTERVAL_MS = 2000; // ms between expiry passes
 const RETENTION_EVERY_TICKS = 30; // the retention pass runs every 30 passes (a minute)
+const CLEANUP_EVERY_TICKS = 300; // the server clean-up runs every 300 passes (10 minutes), and at start
 const NO_RELAY_GRACE_MS = 5000; // ms after start before "no relay connected" is worth a warning
 const NO_RELAY_WARN_EVERY_MS = 60_000; // ms between repeated warnings while it lasts
 
@@ -198,8 +199,11 @@ export interface Backends {
   oracle: PriceOracle;
 }
 
-/** The outside systems, chosen by configuration (stubs unless a real service is configured). */
-export async function buildBackends(config: Config, db: Db, log: Logger): Promise<Backends> {
+/**
+ * The outside systems, chosen by configuration (stubs unless a real service is configured). `pubkey` (hex)
+ * is this Timmy's identity: DigitalOcean droplets are tagged with it (required with DO_API_TOKEN).
+ */
+export async function buildBackends(config: Config, db: Db, log: Logger, pubkey?: string): Promise<Backends> {
   const stubPayments = config.LNBITS_URL ? null : new StubPayments(db);
   const payments: Backends['payments'] =
     stubPayments ??
@@ -228,6 +232,8 @@ export async function buildBackends(config: Config, db: Db, log: Logger): Promis
         size: config.DO_SIZE,
         image: config.DO_IMAGE,
         pollStartMs: config.DO_POLL_START_MS,
+        pollCapMs: config.DO_POLL_CAP_S * 1000,
+        instance: pubkey ?? '',
         tailscale:
           config.TAILSCALE_API_KEY && config.TAILSCALE_TAILNET
             ? new (await import('./provision/tailscale.ts')).TailscaleClient({ apiKey: config.TAILSCALE_API_KEY, tailnet: config.TAILSCALE_TAILNET, apiUrl: config.TAILSCALE_API_URL, tags: config.TAILSCALE_TAGS })
@@ -527,6 +533,7 @@ function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger
   const timer = setInterval(() => {
     for (const pass of [core.book.expireDue(), core.sessions.expireDue(), core.bootstrap.expireDue()]) pass.catch((err) => log.error({ err }, 'periodic pass failed'));
     nostr.refreshDeletions();
+    if (tick > 0 && tick % CLEANUP_EVERY_TICKS === 0) cleanUpServers(core, log);
     if (tick++ % RETENTION_EVERY_TICKS === 0) {
       try {
         core.jobs.purgeUnserved();
@@ -542,6 +549,14 @@ function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger
     }
   }, PASS_INTERVAL_MS);
   return () => clearInterval(timer);
+}
+
+/** Destroys servers of orders that will never be delivered (failed, expired, unknown); see BootstrapService.reconcile. */
+function cleanUpServers(core: Core, log: Logger): Promise<void> {
+  return core.bootstrap.reconcile().then(
+    (orders) => log.info({ orders }, 'server clean-up pass done'),
+    (err) => log.error({ err }, 'server clean-up pass failed (the provider could not list servers); tried again in 10 minutes'),
+  );
 }
 
 // --- lifecycle ---
@@ -560,7 +575,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: config.databasePath }, 'Timmy starting');
   const { relay: embedded, config: cfg } = await startEmbeddedRelay(config, log);
   config = cfg;
-  const backends = await buildBackends(config, db, log);
+  const backends = await buildBackends(config, db, log, keys.pubkey);
   const link = new NostrPorts();
   const core = buildCore(config, db, backends, { publisher: link, inbox: link, fault }, log);
   const nostr = buildNostr(config, db, keys, core, backends, { link, fault }, log);
@@ -575,7 +590,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const resumed = (async () => {
     core.runner.resume();
     core.bootstrap.resume();
-    await core.book.resume();
+    await Promise.all([core.book.resume(), cleanUpServers(core, log)]);
     log.info('resume pass done');
   })().catch((err) => log.error({ err }, 'resume pass failed'));
   const stopPasses = startPasses(core, nostr, nostr.pool.status().map((r) => r.url), log);

@@ -211,7 +211,7 @@ describe('DigitalOcean (local fake)', () => {
       expect(fake.droplets).toHaveLength(1);
       const droplet = fake.droplets[0]!;
       expect(droplet.tags).toContain(`timmy-job-${req.id}`);
-      expect(droplet.user_data).toMatch(/^#!\/bin\/bash/);
+      expect(droplet.user_data).toMatch(/^#cloud-config\n/);
       expect(fake.keys.length).toBeGreaterThanOrEqual(1);
       const result = (await queryRelay(relay.url, { kinds: [6960], '#e': [req.id] }))[0]!;
       expect(JSON.parse(result.content).ip).toBe(fake.ipOf(droplet.id));
@@ -245,6 +245,93 @@ describe('DigitalOcean (local fake)', () => {
       expect(status(err!)).toBe('error');
     } finally {
       c.close();
+      await d.kill();
+      await fake.close();
+    }
+  });
+});
+
+describe('DigitalOcean clean-up (issue 14, item 14b)', () => {
+  type Order = { bootstrapJobId: string; claimToken: string };
+  async function httpOrder(api: string): Promise<Order> {
+    const r = await fetch(`${api}/api/bootstrap`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(r.status).toBe(201);
+    const o = (await r.json()) as Order & { invoice: { paymentHash: string } };
+    expect((await fetch(`${api}/api/dev/stub/pay/${o.invoice.paymentHash}`, { method: 'POST' })).status).toBe(200);
+    return o;
+  }
+  const stateOf = async (api: string, id: string) => ((await (await fetch(`${api}/api/bootstrap/${id}`)).json()) as { state: string }).state;
+  const jobTag = (id: string) => `timmy-job-${id}`;
+
+  it('a droplet whose IP never appears: the order fails, the fee is credited, and the droplet is destroyed', async () => {
+    const { startFakeDigitalOcean } = await import('./fakes/digitalocean.ts');
+    const fake = await startFakeDigitalOcean({ ipAfterPolls: Infinity });
+    const d = await startDaemon({ relays: [relay.url], env: { DO_API_TOKEN: fake.token, DO_API_URL: fake.url, DO_POLL_START_MS: '100', DO_POLL_CAP_S: '1' } });
+    try {
+      const o = await httpOrder(d.api);
+      await waitFor(async () => (await stateOf(d.api, o.bootstrapJobId)) === 'failed', 'failed', 20_000);
+      const credit = readDb(d.dataDir, (db) => (db.prepare('select coalesce(sum(delta_msats),0) s from credits where account = ?').get(`bootstrap:${o.bootstrapJobId}`) as { s: number }).s);
+      expect(credit).toBe(10_000_000);
+      await waitFor(() => fake.deleted.length === 1, 'the droplet destroyed');
+      expect(fake.droplets).toHaveLength(0);
+      expect(fake.deleted[0]!.tags).toContain(jobTag(o.bootstrapJobId));
+      expect(fake.requests.find((r) => r.method === 'DELETE')).toMatchObject({ path: `/v2/droplets/${fake.deleted[0]!.id}`, auth: 'ok', status: 204 });
+      expect(d.logs.some((l) => l.msg === 'destroyed the server of a node order that will not be delivered' && l.bootstrapId === o.bootstrapJobId)).toBe(true);
+    } finally {
+      await d.kill();
+      await fake.close();
+    }
+  });
+
+  it('at start, droplets of failed and unknown orders are destroyed; provisioning and delivered ones, and other Timmys\', are kept', async () => {
+    const { startFakeDigitalOcean } = await import('./fakes/digitalocean.ts');
+    const { DigitalOceanClient } = await import('../src/provision/digitalocean.ts');
+    const fake = await startFakeDigitalOcean({ ipAfterPolls: 2 });
+    const dataDir = tempDir();
+    const env = (capS: number) => ({ DO_API_TOKEN: fake.token, DO_API_URL: fake.url, DO_POLL_START_MS: '100', DO_POLL_CAP_S: String(capS) });
+    const dropletOf = (id: string) => [...fake.droplets, ...fake.deleted].find((x) => x.tags.includes(jobTag(id)))!;
+
+    // First run: a delivered order, and a failed one whose droplet could not be destroyed (DO failing).
+    let d = await startDaemon({ relays: [relay.url], dataDir, env: env(1) });
+    const delivered = await httpOrder(d.api);
+    await waitFor(async () => (await stateOf(d.api, delivered.bootstrapJobId)) === 'ready', 'ready', 20_000);
+    const claim = await fetch(`${d.api}/api/bootstrap/${delivered.bootstrapJobId}/claim`, { method: 'POST', headers: { authorization: `Bearer ${delivered.claimToken}` } });
+    expect(claim.status).toBe(200);
+    expect(await stateOf(d.api, delivered.bootstrapJobId)).toBe('delivered');
+    fake.failDelete(500);
+    fake.setIpAfterPolls(Infinity);
+    const failed = await httpOrder(d.api);
+    await waitFor(async () => (await stateOf(d.api, failed.bootstrapJobId)) === 'failed', 'failed', 20_000);
+    await waitFor(() => d.logs.some((l) => l.level === 50 && l.bootstrapId === failed.bootstrapJobId && String(l.msg).startsWith('could not destroy')), 'the destroy given up, loudly');
+    await d.kill();
+
+    // Second run (deletes still failing): an order left provisioning by a crash.
+    d = await startDaemon({ relays: [relay.url], dataDir, env: env(600) });
+    const provisioning = await httpOrder(d.api);
+    await waitFor(() => fake.droplets.some((x) => x.tags.includes(jobTag(provisioning.bootstrapJobId))), 'droplet created');
+    await d.kill('SIGKILL');
+    fake.failDelete(null);
+
+    // Droplets made meanwhile: one of ours for an order this store never had, one of another Timmy.
+    const client = new DigitalOceanClient({ token: fake.token, apiUrl: fake.url });
+    const make = (name: string, tags: string[]) => client.createDroplet({ name, region: 'nyc3', size: 's-1vcpu-1gb', image: 'ubuntu-24-04-x64', sshKeyIds: [], tags, userData: '' });
+    const unknownId = 'c'.repeat(32);
+    const unknown = await make('unknown', [jobTag(unknownId), `timmy-instance-${d.pubkey}`]);
+    const theirs = await make('theirs', [jobTag('d'.repeat(32)), `timmy-instance-${'e'.repeat(64)}`]);
+    expect(fake.deleted).toHaveLength(0);
+
+    // Third start: the clean-up pass.
+    d = await startDaemon({ relays: [relay.url], dataDir, env: env(600) });
+    try {
+      await waitFor(() => d.logs.some((l) => l.msg === 'server clean-up pass done'), 'clean-up pass');
+      expect(d.logs.find((l) => l.msg === 'server clean-up pass done')).toMatchObject({ orders: 2 });
+      expect(fake.deleted.map((x) => x.id).sort()).toEqual([dropletOf(failed.bootstrapJobId).id, unknown.id].sort());
+      expect(fake.droplets.map((x) => x.id).sort()).toEqual([dropletOf(delivered.bootstrapJobId).id, dropletOf(provisioning.bootstrapJobId).id, theirs.id].sort());
+      const destroyed = d.logs.filter((l) => l.msg === 'destroyed the server of a node order that will not be delivered');
+      expect(destroyed.map((l) => [l.bootstrapId, l.state]).sort()).toEqual([[failed.bootstrapJobId, 'failed'], [unknownId, 'unknown to this store']].sort());
+      expect(await stateOf(d.api, provisioning.bootstrapJobId)).toBe('provisioning');
+      expect(await stateOf(d.api, delivered.bootstrapJobId)).toBe('delivered');
+    } finally {
       await d.kill();
       await fake.close();
     }

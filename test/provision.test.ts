@@ -38,6 +38,8 @@ function customerKey(type: 'ed25519' | 'rsa' | 'ecdsa', bits?: number): string {
   return readFileSync(`${file}.pub`, 'utf8').trim();
 }
 
+const INSTANCE = 'a1'.repeat(32); // this Timmy's pubkey (hex)
+const OTHER_INSTANCE = 'b2'.repeat(32);
 const jobId = (n: number) => `${n.toString(16).padStart(8, '0')}${'ab'.repeat(28)}`; // 64 hex, like an event id
 const spec = (n: number, extra: Partial<NodeSpec> = {}): NodeSpec => ({ jobId: jobId(n), size: '', region: '', ...extra });
 
@@ -168,6 +170,7 @@ describe('DigitalOceanProvisioner (local fakes)', () => {
       region: 'nyc3',
       size: 's-2vcpu-4gb',
       image: 'ubuntu-24-04-x64',
+      instance: INSTANCE,
       tailscale: ts ? new TailscaleClient({ apiKey: ts.apiKey, tailnet: ts.tailnet, apiUrl: ts.url, tags: ['tag:bitcoin-node'] }) : undefined,
       ...FAST,
       ...provOpts,
@@ -194,15 +197,16 @@ describe('DigitalOceanProvisioner (local fakes)', () => {
     expect(fake.keys[0]!.public_key).toBe(secrets.sshPublicKey);
     expect(d.ssh_keys).toEqual([fake.keys[0]!.id]);
     // Per-job region/size win over the defaults; the rest is as asked.
-    expect(d).toMatchObject({ name: 'timmy-node-00000007', region: 'fra1', size: 's-4vcpu-8gb', image: 'ubuntu-24-04-x64', tags: [`timmy-job-${s.jobId}`], ipv6: false, monitoring: true });
+    expect(d).toMatchObject({ name: 'timmy-node-00000007', region: 'fra1', size: 's-4vcpu-8gb', image: 'ubuntu-24-04-x64', tags: [`timmy-job-${s.jobId}`, `timmy-instance-${INSTANCE}`], ipv6: false, monitoring: true });
 
     // Tailscale: one single-use, pre-authorized key whose secret is in the first-boot script.
     expect(ts!.keys).toHaveLength(1);
     const authKey = ts!.keys[0]!;
     expect(authKey).toMatchObject({ reusable: false, ephemeral: false, preauthorized: true, tags: ['tag:bitcoin-node'], expirySeconds: 3600 });
     expect(ts!.requests[0]!.auth).toBe('bearer');
-    expect(d.user_data).toMatch(/^#!\/bin\/bash\n/);
-    expect(d.user_data).toContain(`tailscale up --authkey=${authKey.key} --hostname=timmy-node-00000007`);
+    expect(d.user_data).toMatch(/^#cloud-config\n/);
+    expect(d.user_data).toContain(`tailscale up --auth-key=file:/root/.timmy-node/tailscale-auth.key --hostname=timmy-node-00000007`);
+    expect(d.user_data).toContain(`\n      ${authKey.key}\n`); // in its 0600 file, not on the command line
     expect(d.user_data).toContain(`nsec=${secrets.nodeNsec}`);
     // The SSH private key never travels to DigitalOcean.
     expect(JSON.stringify(fake.requests)).not.toContain('PRIVATE KEY');
@@ -237,6 +241,7 @@ describe('DigitalOceanProvisioner (local fakes)', () => {
       region: 'nyc3',
       size: 's-2vcpu-4gb',
       image: 'ubuntu-24-04-x64',
+      instance: INSTANCE,
       tailscale: new TailscaleClient({ apiKey: ts!.apiKey, tailnet: ts!.tailnet, apiUrl: ts!.url }),
       ...FAST,
     });
@@ -287,7 +292,7 @@ describe('DigitalOceanProvisioner (local fakes)', () => {
   it('a wrong token is "Unable to authenticate you", and neither token shows in the error', async () => {
     const { fake } = await setup();
     const wrong = 'dop_v1_wrongwrongwrongwrong';
-    const prov = new DigitalOceanProvisioner({ token: wrong, apiUrl: fake.url, region: 'nyc3', size: 's-2vcpu-4gb', image: 'ubuntu-24-04-x64', ...FAST });
+    const prov = new DigitalOceanProvisioner({ token: wrong, apiUrl: fake.url, region: 'nyc3', size: 's-2vcpu-4gb', image: 'ubuntu-24-04-x64', instance: INSTANCE, ...FAST });
     const s = spec(13);
     const err = (await prov.provision(s, prov.prepareSecrets(s)).catch((e: unknown) => e)) as ProvisionError;
     expect(err).toBeInstanceOf(ProvisionError);
@@ -301,7 +306,7 @@ describe('DigitalOceanProvisioner (local fakes)', () => {
   it('an unreachable API is a ProvisionError too, without the token', async () => {
     const { fake } = await setup();
     await fake.close();
-    const prov = new DigitalOceanProvisioner({ token: fake.token, apiUrl: fake.url, region: 'nyc3', size: 's-2vcpu-4gb', image: 'ubuntu-24-04-x64', ...FAST });
+    const prov = new DigitalOceanProvisioner({ token: fake.token, apiUrl: fake.url, region: 'nyc3', size: 's-2vcpu-4gb', image: 'ubuntu-24-04-x64', instance: INSTANCE, ...FAST });
     const err = (await prov.provision(spec(14), prov.prepareSecrets(spec(14))).catch((e: unknown) => e)) as ProvisionError;
     expect(err).toBeInstanceOf(ProvisionError);
     expect(err.message).toMatch(/^DigitalOcean could not be reached to list servers/);
@@ -318,6 +323,7 @@ describe('DigitalOceanProvisioner (local fakes)', () => {
       region: 'nyc3',
       size: 's-2vcpu-4gb',
       image: 'ubuntu-24-04-x64',
+      instance: INSTANCE,
       tailscale: new TailscaleClient({ apiKey: 'tskey-api-wrong', tailnet: ts.tailnet, apiUrl: ts.url }),
       ...FAST,
     });
@@ -334,6 +340,103 @@ describe('DigitalOceanProvisioner (local fakes)', () => {
     const s = spec(16);
     const p = prov.provision(s, prov.prepareSecrets(s), { signal: ac.signal, onProgress: (m) => m.startsWith('waiting') && ac.abort() });
     await expect(p).rejects.toThrow(/abort/i);
+    expect(fake.droplets).toHaveLength(1);
+  });
+});
+
+describe('DigitalOcean clean-up: list every page, destroy only our own', () => {
+  const FAST = { pollStartMs: 5, pollMaxIntervalMs: 20, pollCapMs: 10_000, destroyRetryMs: [5, 5] };
+
+  async function setup(instance = INSTANCE) {
+    const fake = await startFakeDigitalOcean({ ipAfterPolls: 0 });
+    cleanups.push(() => fake.close());
+    const prov = new DigitalOceanProvisioner({ token: fake.token, apiUrl: fake.url, region: 'nyc3', size: 's-2vcpu-4gb', image: 'ubuntu-24-04-x64', instance, ...FAST });
+    /** A droplet made straight through the API (another Timmy, an older version, a person). */
+    const make = (name: string, tags: string[]) =>
+      prov.client.createDroplet({ name, region: 'nyc3', size: 's-1vcpu-1gb', image: 'ubuntu-24-04-x64', sshKeyIds: [], tags, userData: '' });
+    return { fake, prov, make };
+  }
+
+  it('the fake pages like DigitalOcean: per_page, links.pages.next, meta.total; 400 past 200 per page', async () => {
+    const { fake, make } = await setup();
+    for (let i = 0; i < 5; i++) await make(`d${i}`, ['t']);
+    await make('other', ['u']);
+    const get = async (q: string) => (await fetch(`${fake.url}/v2/droplets?${q}`, { headers: { authorization: `Bearer ${fake.token}` } }));
+    const p1 = (await (await get('tag_name=t&per_page=2')).json()) as { droplets: { name: string }[]; links: { pages?: { next?: string } }; meta: { total: number } };
+    expect(p1.droplets.map((d) => d.name)).toEqual(['d0', 'd1']);
+    expect(p1.meta.total).toBe(5);
+    expect(new URL(p1.links.pages!.next!).searchParams.get('page')).toBe('2');
+    const p3 = (await (await get('tag_name=t&per_page=2&page=3')).json()) as typeof p1;
+    expect(p3.droplets.map((d) => d.name)).toEqual(['d4']);
+    expect(p3.links.pages?.next).toBeUndefined();
+    expect((await get('per_page=201')).status).toBe(400);
+    expect((await get('')).status).toBe(200);
+  });
+
+  it('lists every page (more than 200 droplets) and names the job of each of ours, and only ours', async () => {
+    const { prov, make } = await setup();
+    for (let i = 0; i < 203; i++) await make(`n${i}`, [`timmy-job-${jobId(1000 + i)}`, `timmy-instance-${INSTANCE}`]);
+    await make('theirs', [`timmy-job-${jobId(5000)}`, `timmy-instance-${OTHER_INSTANCE}`]);
+    const nodes = await prov.listNodes();
+    expect(nodes).toHaveLength(203);
+    expect(new Set(nodes.map((n) => n.jobId))).toEqual(new Set(Array.from({ length: 203 }, (_, i) => jobId(1000 + i))));
+    expect(nodes.every((n) => typeof n.createdAtMs === 'number' && n.createdAtMs > 0)).toBe(true);
+  });
+
+  it("destroy takes the job's droplets by id (also a second one from a lost create, and a pre-instance-tag one), never another Timmy's", async () => {
+    const { fake, prov, make } = await setup();
+    const job = jobId(77);
+    const mine = await make('mine', [`timmy-job-${job}`, `timmy-instance-${INSTANCE}`]);
+    const lost = await make('lost', [`timmy-job-${job}`, `timmy-instance-${INSTANCE}`]);
+    const legacy = await make('legacy', [`timmy-job-${job}`]);
+    const theirs = await make('theirs', [`timmy-job-${job}`, `timmy-instance-${OTHER_INSTANCE}`]);
+    const unrelated = await make('unrelated', [`timmy-job-${jobId(78)}`, `timmy-instance-${INSTANCE}`]);
+    expect(await prov.destroy(job)).toBe(3);
+    expect(fake.deleted.map((d) => d.id).sort()).toEqual([mine.id, lost.id, legacy.id].sort());
+    expect(fake.droplets.map((d) => d.id).sort()).toEqual([theirs.id, unrelated.id].sort());
+    expect(fake.requests.filter((r) => r.method === 'DELETE').map((r) => r.path).every((p) => /^\/v2\/droplets\/\d+$/.test(p))).toBe(true);
+    // Nothing left: a second call finds nothing and destroys nothing.
+    expect(await prov.destroy(job)).toBe(0);
+  });
+
+  it('destroy tries transient failures three times, then throws; a refusal is not retried', async () => {
+    const { fake, prov, make } = await setup();
+    const job = jobId(79);
+    await make('x', [`timmy-job-${job}`, `timmy-instance-${INSTANCE}`]);
+    const deletes = () => fake.requests.filter((r) => r.method === 'DELETE').length;
+    fake.failDelete(503);
+    await expect(prov.destroy(job)).rejects.toThrow(/DigitalOcean refused to destroy the server/);
+    expect(deletes()).toBe(3);
+    fake.failDelete(403, 'forbidden', 'You do not have access for the attempted action.');
+    await expect(prov.destroy(job)).rejects.toMatchObject({ status: 403 });
+    expect(deletes()).toBe(4);
+    fake.failDelete(null);
+    expect(await prov.destroy(job)).toBe(1);
+    expect(fake.droplets).toHaveLength(0);
+  });
+
+  it("a restart never adopts another Timmy's droplet that carries the same job tag", async () => {
+    const { fake, prov, make } = await setup();
+    const s = spec(80);
+    const theirs = await make('theirs', [`timmy-job-${s.jobId}`, `timmy-instance-${OTHER_INSTANCE}`]);
+    const node = await prov.provision(s, prov.prepareSecrets(s));
+    expect(node.dropletId).not.toBe(String(theirs.id));
+    expect(fake.droplets).toHaveLength(2);
+  });
+
+  it('the fake deletes by tag (204, only that tag), refuses a tagless bulk delete (422) and unknown ids (404)', async () => {
+    const { fake, make } = await setup();
+    await make('a', ['gone']);
+    await make('b', ['gone', 'x']);
+    const keep = await make('c', ['x']);
+    const del = (path: string) => fetch(`${fake.url}${path}`, { method: 'DELETE', headers: { authorization: `Bearer ${fake.token}` } });
+    expect((await del('/v2/droplets')).status).toBe(422);
+    const r = await del('/v2/droplets?tag_name=gone');
+    expect(r.status).toBe(204);
+    expect(await r.text()).toBe('');
+    expect(fake.droplets.map((d) => d.id)).toEqual([keep.id]);
+    expect((await del('/v2/droplets/1')).status).toBe(404);
+    expect((await fetch(`${fake.url}/v2/droplets/${keep.id}`, { method: 'DELETE' })).status).toBe(401);
     expect(fake.droplets).toHaveLength(1);
   });
 });

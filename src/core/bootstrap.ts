@@ -5,6 +5,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import type { Db } from '../store/db.ts';
 import * as store from '../store/bootstrap.ts';
+import { getKv, setKv } from '../store/kv.ts';
 import { ProvisionError, type Clock, type InboxDirectory, type NodeSecrets, type Provisioner, type Publisher } from './ports.ts';
 import { nextBootstrapState, type BootstrapEvent } from './bootstrap-machine.ts';
 import type { SecretBox } from './sealed.ts';
@@ -58,10 +59,19 @@ export interface Credentials {
 
 const REGION = /^[a-z]{3}[0-9]$/;
 
+/**
+ * Orders whose servers are only a cost: failed (the fee was credited) and expired (never paid). Unknown
+ * orders (not in this store) join them; provisioning ones are kept (the resumed job adopts its server),
+ * and so are unpaid, ready and delivered ones — the last two are the customer's node.
+ */
+const DISPOSABLE: ReadonlySet<string> = new Set(['failed', 'expired']);
+/** Since when this store has been cleaning up (unix ms): older servers of unknown orders are not its own to judge. */
+const CLEANUP_SINCE_KEY = 'server_cleanup_since';
+
 export function nextSteps(c: { ip: string; tailscaleHostname: string | null; sshUser: string }, keyFile = '~/.ssh/timmy-node'): string[] {
   return [
     `ssh -i ${keyFile} ${c.sshUser}@${c.ip}${c.tailscaleHostname ? `   (or over Tailscale: ssh ${c.sshUser}@${c.tailscaleHostname})` : ''}`,
-    'cloud-init takes a few minutes: `cloud-init status --wait`, then `docker compose -f /opt/bitcoin/docker-compose.yml logs -f`',
+    'cloud-init takes a few minutes: `cloud-init status --wait`, then `docker compose -f /opt/bitcoin-knots/compose.yaml logs -f`',
     'Bitcoin Knots runs pruned (550 MiB); initial block download takes hours to days',
     "the node's own Nostr key is in /root/.timmy-node/nostr.key (root only)",
   ];
@@ -70,6 +80,7 @@ export function nextSteps(c: { ip: string; tailscaleHostname: string | null; ssh
 export class BootstrapService {
   private readonly running = new Map<string, Promise<void>>();
   private stopping = false;
+  private reconciling: Promise<number> | null = null;
 
   constructor(private readonly d: BootstrapDeps) {
     d.book.handle('bootstrap', this.invoiceHandler());
@@ -248,7 +259,9 @@ export class BootstrapService {
         onProgress: (message) => store.moveBootstrap(this.d.db, { id, from: 'provisioning', to: null, patch: { progress: message } }),
       });
     } catch (err) {
-      this.fail(job, `provisioning failed: ${(err as Error).message}`);
+      // Failed first (committed, fee credited), then the server goes: a crash in between leaves a failed
+      // order whose server the start-up clean-up destroys, never a provisioning one that would make another.
+      if (this.fail(job, `provisioning failed: ${(err as Error).message}`)) await this.destroyServers(id, 'failed');
       return;
     }
     const inbox = job.customerPubkey ? await this.d.inbox.inboxRelays(job.customerPubkey).catch(() => []) : [];
@@ -265,7 +278,7 @@ export class BootstrapService {
     );
   }
 
-  private fail(job: BootstrapJob, message: string): void {
+  private fail(job: BootstrapJob, message: string): boolean {
     const payer = { subjectKind: 'bootstrap' as const, subjectId: job.id, pubkey: job.customerPubkey };
     const note = `; ${msatsText(job.amountMsats)} credited to ${creditedTo(payer)}`;
     this.d.log.warn({ bootstrapId: job.id, message, creditedSats: job.amountMsats / 1000 }, 'node order failed');
@@ -273,6 +286,50 @@ export class BootstrapService {
       credits: [refundCredit(payer, job.amountMsats, message)],
     });
     if (moved) store.eraseCredentials(this.d.db, job.id, null);
+    return moved;
+  }
+
+  /** Destroys the order's servers; a failure is logged loudly and left to the next clean-up pass. */
+  private async destroyServers(id: string, state: string): Promise<void> {
+    try {
+      const count = await this.d.provisioner.destroy(id);
+      if (count > 0) this.d.log.warn({ bootstrapId: id, state, servers: count }, 'destroyed the server of a node order that will not be delivered');
+    } catch (err) {
+      this.d.log.error(
+        { err, bootstrapId: id, state },
+        'could not destroy the server of a node order that will not be delivered: it keeps costing money until the clean-up pass (at start and every 10 minutes) removes it',
+      );
+    }
+  }
+
+  /**
+   * The clean-up pass: every server this Timmy made whose order failed, expired or is unknown to this
+   * store is destroyed (each logged with its job id); the others are kept (see DISPOSABLE). One pass at a
+   * time; resolves with how many orders had servers destroyed or attempted.
+   */
+  reconcile(): Promise<number> {
+    this.reconciling ??= (async () => {
+      let since = Number(getKv(this.d.db, CLEANUP_SINCE_KEY));
+      if (!Number.isFinite(since) || since <= 0) setKv(this.d.db, CLEANUP_SINCE_KEY, String((since = this.d.clock.nowMs())));
+      let n = 0;
+      const servers = await this.d.provisioner.listNodes();
+      for (const id of new Set(servers.map((s) => s.jobId))) {
+        if (this.stopping) break;
+        const job = store.getBootstrap(this.d.db, id);
+        if (job && !DISPOSABLE.has(job.state)) continue;
+        // An order unknown here whose server is older than this store's clean-up (a fresh store started with
+        // the same NOSTR_SECRET_KEY, a restored backup) may be a customer's live node: kept, and said so.
+        const older = servers.filter((s) => s.jobId === id && (s.createdAtMs === null || s.createdAtMs < since));
+        if (!job && older.length > 0) {
+          this.d.log.warn({ bootstrapId: id, servers: older.map((s) => s.serverId) }, 'a server of ours whose order this store does not know, made before this store: kept; destroy it by hand if it is not a customer node');
+          continue;
+        }
+        await this.destroyServers(id, job?.state ?? 'unknown to this store');
+        n++;
+      }
+      return n;
+    })().finally(() => (this.reconciling = null));
+    return this.reconciling;
   }
 
   /** The DM text: a human line, the OpenSSH private key block verbatim (when generated), a JSON block. */
@@ -334,7 +391,8 @@ export class BootstrapService {
 
   async stop(graceMs = 5000): Promise<void> {
     this.stopping = true;
-    await Promise.race([Promise.allSettled([...this.running.values()]), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    const inFlight = [...this.running.values(), ...(this.reconciling ? [this.reconciling] : [])];
+    await Promise.race([Promise.allSettled(inFlight), new Promise((r) => setTimeout(r, graceMs).unref())]);
   }
 }
 

@@ -112,6 +112,14 @@ export interface ProvisionedNode {
   dropletId: string | null;
 }
 
+/** A server a provisioner made and still sees, with the job its tag names. */
+export interface NodeServer {
+  jobId: string;
+  serverId: string;
+  /** When the provider made it, unix ms (null when it does not say). */
+  createdAtMs: number | null;
+}
+
 export interface ProvisionOptions {
   signal?: AbortSignal;
   onProgress?: (message: string) => void;
@@ -125,6 +133,13 @@ export interface Provisioner {
   prepareSecrets(spec: NodeSpec): NodeSecrets;
   /** Idempotent per jobId: finds an existing droplet by its job tag before creating one; polls until it has a public IPv4 (~2 min cap, backoff). */
   provision(spec: NodeSpec, secrets: NodeSecrets, opts?: ProvisionOptions): Promise<ProvisionedNode>;
+  /** Servers this Timmy made that still exist (what the clean-up compares with the orders). */
+  listNodes(): Promise<NodeServer[]>;
+  /**
+   * Destroys every server this Timmy made for the job, also one whose create answer was lost; returns how
+   * many. Transient failures are tried again a few times, then it throws.
+   */
+  destroy(jobId: string): Promise<number>;
 }
 
 export interface ProvisionErrorDetails {

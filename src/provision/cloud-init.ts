@@ -1,6 +1,17 @@
-// The droplet's first-boot script (DigitalOcean `user_data`; cloud-init runs a `#!` script once, as
-// root, on first boot). Everything inserted is validated against a strict format and the call throws
-// otherwise: nothing is escaped, so nothing can be smuggled into the shell.
+// The droplet's first-boot configuration (DigitalOcean `user_data`): a `#cloud-config` document.
+// Everything inserted is validated against a strict format and the call throws otherwise: nothing is
+// escaped, so nothing can be smuggled into the YAML or the shell.
+//
+// Who can read the node's secrets (issue 14a). `user_data` carries the node's nsec (SPEC 4.3: Timmy
+// hands it to the customer, so it is made here, not on the node) and the one-off Tailscale auth key, and
+// DigitalOcean's metadata service (169.254.169.254, IPv4 only) serves `user_data` to any process that
+// asks. So the metadata service is made root-only before anything else runs: the firewall below is the
+// first `bootcmd` (cloud-init's earliest stage, before any package, container or user service exists),
+// and a systemd unit applies it again at every later boot before the network comes up. Non-root local
+// processes are refused by owner (filter OUTPUT); forwarded traffic — Docker containers on any bridge,
+// whatever user they run as — is dropped before routing (mangle PREROUTING, a chain neither Docker nor
+// UFW rewrites). The secrets reach the disk only through `write_files`, root-owned 0600 in a 0700
+// directory, never on a command line (visible in `ps`) and never echoed (the logs are not secret).
 import { nip19 } from 'nostr-tools';
 
 export interface CloudInitArgs {
@@ -20,7 +31,6 @@ export interface CloudInitArgs {
 export const DEFAULT_KNOTS_IMAGE = 'bitcoinknots/bitcoin:28.1';
 export const DEFAULT_PRUNE_MIB = 550;
 const MIN_AUTO_PRUNE_MIB = 550; // bitcoind: 0 = off, 1 = manual, >= 550 = automatic target
-const NODE_DIR = '/root/.timmy-node';
 
 export class CloudInitError extends Error {
   override name = 'CloudInitError';
@@ -57,13 +67,68 @@ function checkArgs(a: CloudInitArgs): { prune: number; image: string } {
   return { prune, image };
 }
 
+/** Where the node's own files live: root's home, 0700. */
+export const NODE_DIR = '/root/.timmy-node';
+export const NOSTR_KEY_FILE = `${NODE_DIR}/nostr.key`;
+export const TAILSCALE_KEY_FILE = `${NODE_DIR}/tailscale-auth.key`;
+export const BOOTSTRAP_SCRIPT = `${NODE_DIR}/bootstrap.sh`;
+export const FIREWALL_SCRIPT = '/usr/local/sbin/timmy-metadata-firewall';
+export const FIREWALL_UNIT = '/etc/systemd/system/timmy-metadata-firewall.service';
+/** DigitalOcean's metadata service; it has no IPv6 address (docs.digitalocean.com, Metadata API). */
+export const METADATA_IPV4 = '169.254.169.254';
+
+/**
+ * POSIX sh (cloud-init runs bootcmd with /bin/sh), idempotent (it runs at every boot, and again from the
+ * bootstrap script after UFW and Docker have touched the tables). Fails loudly when a rule cannot be set.
+ */
+export const METADATA_FIREWALL = `# Timmy: the metadata service serves user_data, which holds this node's secrets: root only.
+set -eu
+M=${METADATA_IPV4}
+# Local processes: only uid 0 may reach it.
+iptables -w -C OUTPUT -d "$M" -m owner ! --uid-owner 0 -j REJECT 2>/dev/null || iptables -w -I OUTPUT 1 -d "$M" -m owner ! --uid-owner 0 -j REJECT
+# Forwarded traffic (containers, bridges, VMs) never: dropped before routing, ahead of Docker's and UFW's chains.
+iptables -w -t mangle -C PREROUTING -d "$M" -j DROP 2>/dev/null || iptables -w -t mangle -I PREROUTING 1 -d "$M" -j DROP
+`;
+
+/** Later boots: the same rules, after UFW has loaded its tables and before any network exists. */
+const FIREWALL_UNIT_TEXT = `[Unit]
+Description=Timmy: DigitalOcean metadata service (holds this node's secrets) for root only
+DefaultDependencies=no
+After=local-fs.target systemd-modules-load.service ufw.service
+Before=network-pre.target cloud-init.service docker.service
+Wants=network-pre.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${FIREWALL_SCRIPT}
+
+[Install]
+WantedBy=multi-user.target
+`;
+
 const HEADER = `#!/bin/bash
-# Timmy node bootstrap: Docker, Tailscale (optional), UFW, Bitcoin Knots. Runs once, as root.
+# Timmy node bootstrap: Docker, Tailscale (optional), UFW, Bitcoin Knots. Run once by cloud-init, as root.
+# No command tracing anywhere: the output goes to logs that are not secret.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 # Fresh droplets run unattended-upgrades at boot: wait up to 600 s for the dpkg lock instead of failing.
 APT="apt-get -y -q -o DPkg::Lock::Timeout=600"
+touch /var/log/timmy-node-bootstrap.log && chmod 600 /var/log/timmy-node-bootstrap.log
 exec > >(tee -a /var/log/timmy-node-bootstrap.log) 2>&1
+`;
+
+const FIREWALL_SECTION = `
+# --- metadata service root-only: again now (bootcmd did it first), and at every boot from now on ---
+chmod 700 ${NODE_DIR}
+${FIREWALL_SCRIPT}
+systemctl daemon-reload
+systemctl enable timmy-metadata-firewall.service
+`;
+
+// UFW and Docker load their own tables: the rules are put back (idempotently) after each.
+const FIREWALL_AGAIN = `${FIREWALL_SCRIPT}
 `;
 
 function hostnameSection(hostname: string): string {
@@ -73,27 +138,10 @@ hostnamectl set-hostname ${hostname}
 `;
 }
 
-function nostrKeySection(nsec: string, npub: string): string {
-  // Quoted heredoc delimiter: the body is taken literally (no expansion), and umask keeps it private
-  // from the moment it exists.
-  return `
-# --- the node's Nostr identity (root only) ---
-install -d -m 700 ${NODE_DIR}
-(
-  umask 077
-  cat > ${NODE_DIR}/nostr.key <<'TIMMY_NODE_NOSTR_KEY'
-nsec=${nsec}
-npub=${npub}
-TIMMY_NODE_NOSTR_KEY
-)
-chmod 600 ${NODE_DIR}/nostr.key
-`;
-}
-
 const BASE_SECTION = `
 # --- base packages ---
 $APT update
-$APT install ca-certificates curl ufw
+$APT install ca-certificates curl ufw iptables
 `;
 
 const DOCKER_SECTION = `
@@ -106,13 +154,16 @@ echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.
 $APT update
 $APT install docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin
 systemctl enable --now docker
-`;
+${FIREWALL_AGAIN}`;
 
-function tailscaleSection(authKey: string, hostname: string): string {
+function tailscaleSection(hostname: string): string {
+  // The key is read from its 0600 file (tailscale's `file:` form), so it never shows in `ps`; spent or
+  // not, it is removed afterwards.
   return `
 # --- Tailscale: join the operator's tailnet with a one-off, pre-authorized key ---
 curl -fsSL https://tailscale.com/install.sh | sh
-tailscale up --authkey=${authKey} --hostname=${hostname}
+trap 'rm -f ${TAILSCALE_KEY_FILE}' EXIT
+tailscale up --auth-key=file:${TAILSCALE_KEY_FILE} --hostname=${hostname}
 `;
 }
 
@@ -125,7 +176,7 @@ ufw default allow outgoing
 ufw allow 22/tcp
 ufw allow 8333/tcp
 ufw --force enable
-`;
+${FIREWALL_AGAIN}`;
 
 function knotsSection(image: string, prune: number): string {
   return `
@@ -151,20 +202,75 @@ docker compose -f /opt/bitcoin-knots/compose.yaml up -d
 `;
 }
 
-/** The whole first-boot script. Throws CloudInitError on any value that is not exactly the expected format. */
-export function buildCloudInit(args: CloudInitArgs): string {
-  const { prune, image } = checkArgs(args);
+/** The bootstrap script (run by cloud-init's runcmd, after the files exist). No secret is in it. */
+function bootstrapScript(args: CloudInitArgs, prune: number, image: string): string {
   return [
     HEADER,
+    FIREWALL_SECTION,
     hostnameSection(args.hostname),
-    // Secrets first: written before anything downloads, so a failed install still leaves the identity.
-    nostrKeySection(args.nodeNsec, args.nodeNpub),
     BASE_SECTION,
     UFW_SECTION,
     DOCKER_SECTION,
     knotsSection(image, prune),
     // Last: a Tailscale hiccup must not keep the Bitcoin node from starting.
-    args.tailscaleAuthKey !== undefined ? tailscaleSection(args.tailscaleAuthKey, args.hostname) : '',
+    args.tailscaleAuthKey !== undefined ? tailscaleSection(args.hostname) : '',
     '\necho "timmy node bootstrap finished"\n',
   ].join('');
+}
+
+// --- YAML: every scalar is a JSON string (valid YAML) or a literal block; both need no escaping here ---
+
+/** A `|` literal block whose lines are indented by `indent` spaces; `text` ends with a newline. */
+function literal(text: string, indent: number): string {
+  if (!text.endsWith('\n') || /\t|\r/.test(text)) throw new CloudInitError('internal: literal blocks end with a newline and hold no tabs');
+  const pad = ' '.repeat(indent);
+  return `|\n${text.slice(0, -1).split('\n').map((l) => (l.length ? pad + l : '')).join('\n')}\n`;
+}
+
+interface WriteFile {
+  path: string;
+  permissions: string;
+  content: string;
+}
+
+function writeFilesEntry(f: WriteFile): string {
+  return [
+    `  - path: ${JSON.stringify(f.path)}`,
+    `    owner: "root:root"`,
+    `    permissions: ${JSON.stringify(f.permissions)}`,
+    `    content: ${literal(f.content, 6)}`,
+  ].join('\n');
+}
+
+/** The files the node starts with. Secrets: 0600, in NODE_DIR (root's home, made 0700). */
+export function nodeFiles(args: CloudInitArgs): WriteFile[] {
+  const { prune, image } = checkArgs(args);
+  const files: WriteFile[] = [
+    { path: FIREWALL_SCRIPT, permissions: '0755', content: `#!/bin/sh\n${METADATA_FIREWALL}` },
+    { path: FIREWALL_UNIT, permissions: '0644', content: FIREWALL_UNIT_TEXT },
+    { path: NOSTR_KEY_FILE, permissions: '0600', content: `nsec=${args.nodeNsec}\nnpub=${args.nodeNpub}\n` },
+  ];
+  if (args.tailscaleAuthKey !== undefined) files.push({ path: TAILSCALE_KEY_FILE, permissions: '0600', content: `${args.tailscaleAuthKey}\n` });
+  files.push({ path: BOOTSTRAP_SCRIPT, permissions: '0700', content: bootstrapScript(args, prune, image) });
+  return files;
+}
+
+/**
+ * The whole `#cloud-config` document. Order matters: bootcmd (the metadata firewall) runs first, in
+ * cloud-init's init stage, before write_files puts the secrets on disk and long before runcmd starts
+ * anything else. Throws CloudInitError on any value that is not exactly the expected format.
+ */
+export function buildCloudInit(args: CloudInitArgs): string {
+  const files = nodeFiles(args);
+  return [
+    '#cloud-config',
+    '# Timmy node bootstrap. The metadata service serves this document to whoever asks: the first thing',
+    '# that runs makes it root-only.',
+    `bootcmd:\n  - ${literal(METADATA_FIREWALL, 4)}`.trimEnd(),
+    'write_files:',
+    ...files.map(writeFilesEntry).map((e) => e.trimEnd()),
+    'runcmd:',
+    `  - [${JSON.stringify('bash')}, ${JSON.stringify(BOOTSTRAP_SCRIPT)}]`,
+    '',
+  ].join('\n');
 }

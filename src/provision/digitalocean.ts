@@ -8,13 +8,15 @@
 //   GET  /v2/account/keys/{id | fingerprint}            -> 200 {ssh_key}; fingerprint = MD5 of the key blob, colon hex
 //   POST /v2/droplets {name, region, size, image, ssh_keys, tags, user_data (<= 64 KiB), ipv6, monitoring}
 //                                                       -> 202 {droplet, links: {actions}} (accepted, not yet running)
-//   GET  /v2/droplets?tag_name=<tag>                    -> 200 {droplets: [...], links, meta: {total}}
+//   GET  /v2/droplets?tag_name=<tag>&page=&per_page=    -> 200 {droplets: [...], links: {pages: {next, ...}}, meta: {total}}
+//                                                          (per_page at most 200; no tag-prefix filter exists)
 //   GET  /v2/droplets/{id}                              -> 200 {droplet}; networks.v4[] = {ip_address, netmask, gateway, type: public|private}
+//   DELETE /v2/droplets/{id}                            -> 204 (404 once it is gone)
 // The token is a secret: it is only ever put in the Authorization header, never in a message.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { CloudInitError, buildCloudInit } from './cloud-init.ts';
-import type { NodeSecrets, NodeSpec, ProvisionedNode, ProvisionOptions, Provisioner } from '../core/ports.ts';
+import type { NodeSecrets, NodeServer, NodeSpec, ProvisionedNode, ProvisionOptions, Provisioner } from '../core/ports.ts';
 import { ProvisionError } from '../core/ports.ts';
 import { checkJobId, nodeHostname, prepareNodeSecrets, validateCustomerKey } from './secrets.ts';
 import { md5Fingerprint, parsePublicKey } from './ssh-keys.ts';
@@ -22,6 +24,12 @@ import type { TailscaleClient } from './tailscale.ts';
 
 const MAX_USER_DATA_BYTES = 64 * 1024; // DigitalOcean's limit on user_data
 const MAX_MESSAGE_CHARS = 300;
+const PAGE_SIZE = 200; // droplets per list page, DigitalOcean's maximum
+const MAX_PAGES = 100; // a list longer than 20,000 droplets is a bug, not an account
+/** Every droplet of a node order carries `timmy-job-<job id>`. */
+export const JOB_TAG_PREFIX = 'timmy-job-';
+/** And the tag of the Timmy instance that made it: `timmy-instance-<its Nostr pubkey, hex>`. */
+export const INSTANCE_TAG_PREFIX = 'timmy-instance-';
 
 // --- response shapes (tolerant: unknown fields are ignored) ---
 
@@ -37,7 +45,10 @@ const Droplet = z.object({
 });
 const KeyResponse = z.object({ ssh_key: SshKey });
 const DropletResponse = z.object({ droplet: Droplet });
-const DropletsResponse = z.object({ droplets: z.array(Droplet).nullish() });
+const DropletsResponse = z.object({
+  droplets: z.array(Droplet).nullish(),
+  links: z.object({ pages: z.object({ next: z.string().optional() }).passthrough().optional() }).passthrough().nullish(),
+});
 const ErrorBody = z.object({ id: z.string().optional(), message: z.string(), request_id: z.string().optional() });
 
 export type DoSshKey = z.infer<typeof SshKey>;
@@ -131,10 +142,31 @@ export class DigitalOceanClient {
     return this.parse(DropletResponse, json, 'create the server').droplet;
   }
 
-  /** Droplets carrying `tag`, oldest first (by id; DigitalOcean ids grow over time). */
+  /**
+   * Droplets carrying `tag`, every page, oldest first (by id; DigitalOcean ids grow over time). The next
+   * page is asked for by number while the answer names one: its `links.pages.next` URL is not followed,
+   * so the token only ever goes to the configured API.
+   */
   async listDropletsByTag(tag: string, signal?: AbortSignal): Promise<DoDroplet[]> {
-    const json = await this.request('GET', `/v2/droplets?tag_name=${encodeURIComponent(tag)}&per_page=200`, 'list servers', undefined, signal);
-    return [...(this.parse(DropletsResponse, json, 'list servers').droplets ?? [])].sort((a, b) => a.id - b.id);
+    const all: DoDroplet[] = [];
+    for (let page = 1; ; page++) {
+      const json = await this.request('GET', `/v2/droplets?tag_name=${encodeURIComponent(tag)}&page=${page}&per_page=${PAGE_SIZE}`, 'list servers', undefined, signal);
+      const body = this.parse(DropletsResponse, json, 'list servers');
+      all.push(...(body.droplets ?? []));
+      if (!body.links?.pages?.next || (body.droplets ?? []).length === 0) break;
+      if (page >= MAX_PAGES) throw new ProvisionError(`DigitalOcean lists more than ${MAX_PAGES} pages of servers tagged ${tag}`, { status: 502 });
+    }
+    return all.sort((a, b) => a.id - b.id);
+  }
+
+  /** Destroys a droplet; one that is already gone (404) counts as destroyed. */
+  async deleteDroplet(id: number, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.request('DELETE', `/v2/droplets/${id}`, 'destroy the server', undefined, signal);
+    } catch (err) {
+      if (err instanceof ProvisionError && err.status === 404) return;
+      throw err;
+    }
   }
 
   async getDroplet(id: number, signal?: AbortSignal): Promise<DoDroplet> {
@@ -173,7 +205,7 @@ export class DigitalOceanClient {
 
   // --- transport ---
 
-  private async request(method: 'GET' | 'POST', path: string, what: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+  private async request(method: 'GET' | 'POST' | 'DELETE', path: string, what: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
     const headers: Record<string, string> = { Authorization: `Bearer ${this.opts.token}`, Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     let res: Response;
@@ -229,6 +261,12 @@ export interface DigitalOceanProvisionerOptions {
   region: string;
   size: string;
   image: string;
+  /**
+   * This Timmy's Nostr pubkey (64 hex). Its droplets carry `timmy-instance-<pubkey>`, and only its own
+   * are ever adopted, listed or destroyed: another Timmy sharing the DigitalOcean account (which could
+   * even hold an order with the same job id) is never touched.
+   */
+  instance: string;
   /** When set, nodes join the tailnet with a one-off auth key. */
   tailscale?: TailscaleClient;
   /** Total wait for the public IPv4, ms; default 120_000. */
@@ -239,6 +277,8 @@ export interface DigitalOceanProvisionerOptions {
   pollMaxIntervalMs?: number;
   /** Bitcoin prune target, MiB; default 550. */
   prune?: number;
+  /** Pauses before retrying a destroy that failed transiently, ms; default [1000, 4000] (three tries). */
+  destroyRetryMs?: number[];
   requestTimeoutMs?: number;
   fetch?: typeof fetch;
 }
@@ -246,9 +286,54 @@ export interface DigitalOceanProvisionerOptions {
 export class DigitalOceanProvisioner implements Provisioner {
   readonly name = 'digitalocean' as const;
   readonly client: DigitalOceanClient;
+  private readonly instanceTag: string;
 
   constructor(private readonly opts: DigitalOceanProvisionerOptions) {
+    if (!/^[0-9a-f]{64}$/.test(opts.instance)) throw new Error('DigitalOceanProvisioner needs the instance pubkey (64 hex)');
     this.client = new DigitalOceanClient({ token: opts.token, apiUrl: opts.apiUrl, requestTimeoutMs: opts.requestTimeoutMs, fetch: opts.fetch });
+    this.instanceTag = `${INSTANCE_TAG_PREFIX}${opts.instance}`;
+  }
+
+  /**
+   * Made by this instance: it carries our instance tag, or no instance tag at all (made before instance
+   * tags existed, when one Timmy per account was the only setup).
+   */
+  private ours(d: DoDroplet): boolean {
+    const tags = d.tags ?? [];
+    return tags.includes(this.instanceTag) || !tags.some((t) => t.startsWith(INSTANCE_TAG_PREFIX));
+  }
+
+  private async dropletsOf(jobId: string, signal?: AbortSignal): Promise<DoDroplet[]> {
+    return (await this.client.listDropletsByTag(`${JOB_TAG_PREFIX}${jobId}`, signal)).filter((d) => this.ours(d));
+  }
+
+  /** This instance's droplets (by its instance tag), each with the job its tag names. */
+  async listNodes(): Promise<NodeServer[]> {
+    return (await this.client.listDropletsByTag(this.instanceTag)).flatMap((d) => {
+      const tag = d.tags?.find((t) => t.startsWith(JOB_TAG_PREFIX));
+      const createdAtMs = d.created_at ? Date.parse(d.created_at) : NaN;
+      return tag ? [{ jobId: tag.slice(JOB_TAG_PREFIX.length), serverId: String(d.id), createdAtMs: Number.isFinite(createdAtMs) ? createdAtMs : null }] : [];
+    });
+  }
+
+  /**
+   * Destroys every droplet of ours tagged for the job — found by the tag, so one whose create answer was
+   * lost goes too — by id: DELETE ?tag_name= would also take another instance's droplet with that tag.
+   * Transient failures (no answer, 429, 5xx) are tried again; then it throws.
+   */
+  async destroy(jobId: string): Promise<number> {
+    checkJobId(jobId);
+    const pauses = this.opts.destroyRetryMs ?? [1000, 4000];
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const droplets = await this.dropletsOf(jobId);
+        for (const d of droplets) await this.client.deleteDroplet(d.id);
+        return droplets.length;
+      } catch (err) {
+        if (!isTransient(err) || attempt >= pauses.length) throw err;
+        await sleep(pauses[attempt]!);
+      }
+    }
   }
 
   validatePublicKey(line: string): void {
@@ -263,11 +348,11 @@ export class DigitalOceanProvisioner implements Provisioner {
     checkJobId(spec.jobId);
     const { signal } = opts;
     const progress = (m: string) => opts.onProgress?.(m);
-    const tag = `timmy-job-${spec.jobId}`;
+    const tag = `${JOB_TAG_PREFIX}${spec.jobId}`;
     const hostname = nodeHostname(spec.jobId);
 
     // Idempotency: the job tag is the record of a droplet we already created (a restart lands here).
-    let droplet = (await this.client.listDropletsByTag(tag, signal))[0];
+    let droplet = (await this.dropletsOf(spec.jobId, signal))[0];
     if (droplet) {
       progress('found the server created earlier');
     } else {
@@ -313,7 +398,7 @@ export class DigitalOceanProvisioner implements Provisioner {
       size: spec.size || this.opts.size,
       image: this.opts.image,
       sshKeyIds: [key.id],
-      tags: [tag],
+      tags: [tag, this.instanceTag],
       userData,
     };
     try {
@@ -321,7 +406,7 @@ export class DigitalOceanProvisioner implements Provisioner {
     } catch (err) {
       // The request may have been carried out even though no answer came back: look before failing.
       if (signal?.aborted || !isTransient(err)) throw err;
-      const existing = (await this.client.listDropletsByTag(tag, signal).catch(() => []))[0];
+      const existing = (await this.dropletsOf(spec.jobId, signal).catch(() => []))[0];
       if (existing) return existing;
       throw err;
     }

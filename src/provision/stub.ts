@@ -3,7 +3,7 @@
 // never routed, so nobody can mistake it for a live node.
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { NodeSecrets, NodeSpec, ProvisionedNode, ProvisionOptions, Provisioner } from '../core/ports.ts';
+import type { NodeSecrets, NodeServer, NodeSpec, ProvisionedNode, ProvisionOptions, Provisioner } from '../core/ports.ts';
 import { checkJobId, nodeHostname, prepareNodeSecrets, validateCustomerKey } from './secrets.ts';
 
 export interface StubProvisionerOptions {
@@ -44,5 +44,15 @@ export class StubProvisioner implements Provisioner {
       sshUser: 'root',
       dropletId: null,
     };
+  }
+
+  /** The stub makes no server, so there is never one to list or destroy. */
+  async listNodes(): Promise<NodeServer[]> {
+    return [];
+  }
+
+  async destroy(jobId: string): Promise<number> {
+    checkJobId(jobId);
+    return 0;
   }
 }

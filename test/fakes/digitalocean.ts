@@ -10,7 +10,10 @@
 // - POST /v2/droplets -> 202 {droplet, links: {actions: [...]}}; the droplet starts `new` with no
 //   networks and becomes `active` with a public (and a private) IPv4 once it has been looked at
 //   `ipAfterPolls` times (GET /v2/droplets/{id} and every appearance in a list count);
-// - GET /v2/droplets[?tag_name=] -> {droplets, links, meta: {total}}; GET /v2/droplets/{id} -> {droplet}.
+// - GET /v2/droplets[?tag_name=][&page=&per_page=] -> {droplets, links: {pages: {first, prev, next, last}}, meta: {total}},
+//   paginated (per_page default 20, at most 200; pages after the last are empty); GET /v2/droplets/{id} -> {droplet};
+// - DELETE /v2/droplets/{id} -> 204 (no body), 404 for an unknown id; DELETE /v2/droplets?tag_name= -> 204
+//   (every droplet with that tag; none is fine), 422 without tag_name (modelled wording).
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -38,6 +41,8 @@ export interface FakeDroplet {
   created_at: string;
   /** How often the droplet has been looked at so far. */
   polls: number;
+  /** Looks before its IPv4 shows up (the fake's setting when it was created; Infinity: never). */
+  ipAfterPolls: number;
 }
 
 export interface FakeSshKey {
@@ -66,13 +71,19 @@ export interface FakeDigitalOceanOptions {
 export interface FakeDigitalOcean {
   url: string;
   token: string;
+  /** Droplets that exist (deleted ones move to `deleted`). */
   droplets: FakeDroplet[];
+  deleted: FakeDroplet[];
   keys: FakeSshKey[];
   requests: RecordedDoRequest[];
   /** The public IPv4 the droplet has (or will get): 203.0.113.x (RFC 5737 TEST-NET-3). */
   ipOf(id: number): string;
   /** Every following POST /v2/droplets answers `status` {id, message} until cleared with failCreate(null). */
   failCreate(status: number | null, id?: string, message?: string): void;
+  /** Every following DELETE answers `status` {id, message} until cleared with failDelete(null). */
+  failDelete(status: number | null, id?: string, message?: string): void;
+  /** Looks before the IPv4 shows up, for droplets created from now on (Infinity: never). */
+  setIpAfterPolls(n: number): void;
   close(): Promise<void>;
 }
 
@@ -92,18 +103,21 @@ function keyBlob(publicKey: string): Buffer | null {
 
 export async function startFakeDigitalOcean(opts: FakeDigitalOceanOptions = {}): Promise<FakeDigitalOcean> {
   const token = opts.token ?? `dop_v1_${randomUUID().replace(/-/g, '')}`;
-  const ipAfterPolls = opts.ipAfterPolls ?? 2;
+  let ipAfterPolls = opts.ipAfterPolls ?? 2;
   const droplets: FakeDroplet[] = [];
+  const deleted: FakeDroplet[] = [];
+  let nextDropletId = FIRST_DROPLET_ID;
   const keys: FakeSshKey[] = [];
   const requests: RecordedDoRequest[] = [];
   let createFailure: { status: number; id: string; message: string } | null = null;
+  let deleteFailure: { status: number; id: string; message: string } | null = null;
 
   const ipOf = (id: number) => `203.0.113.${((id - FIRST_DROPLET_ID) % 254) + 1}`;
 
   /** DO's droplet object, as much of it as a client reads. Looking at it counts as a poll. */
   function view(d: FakeDroplet): Record<string, unknown> {
     d.polls += 1;
-    const ready = d.polls > ipAfterPolls;
+    const ready = d.polls > d.ipAfterPolls;
     return {
       id: d.id,
       name: d.name,
@@ -186,7 +200,7 @@ export async function startFakeDigitalOcean(opts: FakeDigitalOceanOptions = {}):
       return fail(res, 422, 'unprocessable_entity', 'user_data must be plain text of at most 64 KiB.');
     }
     const d: FakeDroplet = {
-      id: FIRST_DROPLET_ID + droplets.length,
+      id: nextDropletId++,
       name,
       region,
       size,
@@ -198,12 +212,39 @@ export async function startFakeDigitalOcean(opts: FakeDigitalOceanOptions = {}):
       monitoring: body.monitoring === true,
       created_at: new Date().toISOString(),
       polls: 0,
+      ipAfterPolls,
     };
     droplets.push(d);
     const created = view(d);
     d.polls -= 1; // the create answer itself is not a poll
     send(res, 202, { droplet: created, links: { actions: [{ id: d.id + 7, rel: 'create', href: `/v2/actions/${d.id + 7}` }] } });
     return 202;
+  }
+
+  function remove(d: FakeDroplet): void {
+    droplets.splice(droplets.indexOf(d), 1);
+    deleted.push(d);
+  }
+
+  /** DO's pagination: `page` from 1, `per_page` 1..200 (default 20); links.pages names the neighbours. */
+  function listDroplets(res: ServerResponse, url: URL): number {
+    const tag = url.searchParams.get('tag_name');
+    const page = Number(url.searchParams.get('page') ?? '1');
+    const perPage = Number(url.searchParams.get('per_page') ?? '20');
+    if (!Number.isInteger(page) || page < 1) return fail(res, 400, 'bad_request', 'page must be a positive integer');
+    if (!Number.isInteger(perPage) || perPage < 1 || perPage > 200) return fail(res, 400, 'bad_request', 'per_page must be between 1 and 200');
+    const all = droplets.filter((d) => tag === null || d.tags.includes(tag));
+    const last = Math.max(1, Math.ceil(all.length / perPage));
+    const link = (p: number) => {
+      const q = new URLSearchParams({ page: String(p), per_page: String(perPage), ...(tag === null ? {} : { tag_name: tag }) });
+      return `https://api.digitalocean.com/v2/droplets?${q}`;
+    };
+    const pages: Record<string, string> = {};
+    if (page > 1) Object.assign(pages, { first: link(1), prev: link(Math.min(page - 1, last)) });
+    if (page < last) Object.assign(pages, { next: link(page + 1), last: link(last) });
+    const list = all.slice((page - 1) * perPage, page * perPage).map(view);
+    send(res, 200, { droplets: list, links: Object.keys(pages).length ? { pages } : {}, meta: { total: all.length } });
+    return 200;
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -241,9 +282,23 @@ export async function startFakeDigitalOcean(opts: FakeDigitalOceanOptions = {}):
     } else if (req.method === 'POST' && path === '/v2/droplets') {
       rec.status = createDroplet(res, body);
     } else if (req.method === 'GET' && path === '/v2/droplets') {
+      rec.status = listDroplets(res, url);
+    } else if (req.method === 'DELETE' && path === '/v2/droplets') {
       const tag = url.searchParams.get('tag_name');
-      const list = droplets.filter((d) => tag === null || d.tags.includes(tag)).map(view);
-      send(res, (rec.status = 200), { droplets: list, links: {}, meta: { total: list.length } });
+      if (deleteFailure) rec.status = fail(res, deleteFailure.status, deleteFailure.id, deleteFailure.message);
+      else if (!tag) rec.status = fail(res, 422, 'unprocessable_entity', 'tag_name is required to delete Droplets by tag.');
+      else {
+        for (const d of droplets.filter((x) => x.tags.includes(tag))) remove(d);
+        send(res, (rec.status = 204));
+      }
+    } else if (req.method === 'DELETE' && dropletMatch) {
+      const d = droplets.find((x) => x.id === Number(dropletMatch[1]));
+      if (deleteFailure) rec.status = fail(res, deleteFailure.status, deleteFailure.id, deleteFailure.message);
+      else if (!d) rec.status = fail(res, 404, 'not_found', 'The resource you were accessing could not be found.');
+      else {
+        remove(d);
+        send(res, (rec.status = 204));
+      }
     } else if (req.method === 'GET' && dropletMatch) {
       const d = droplets.find((x) => x.id === Number(dropletMatch[1]));
       if (d) send(res, (rec.status = 200), { droplet: view(d) });
@@ -265,11 +320,18 @@ export async function startFakeDigitalOcean(opts: FakeDigitalOceanOptions = {}):
     url: `http://127.0.0.1:${port}`,
     token,
     droplets,
+    deleted,
     keys,
     requests,
     ipOf,
     failCreate(status, id = 'unprocessable_entity', message = 'Size is not available in this region.') {
       createFailure = status === null ? null : { status, id, message };
+    },
+    failDelete(status, id = 'server_error', message = 'Server was unable to give you a response.') {
+      deleteFailure = status === null ? null : { status, id, message };
+    },
+    setIpAfterPolls(n) {
+      ipAfterPolls = n;
     },
     close: () =>
       new Promise<void>((resolve) => {
