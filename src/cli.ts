@@ -1,18 +1,27 @@
 // The `timmy` command line (commander): every command, and nothing else.
-import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { nip19 } from 'nostr-tools';
-import { loadConfig, ConfigError } from './config.ts';
+import { getPublicKey as publicKeyOf } from 'nostr-tools/pure';
+import { loadConfig, ConfigError, PACKAGE_ROOT } from './config.ts';
 import { createLogger } from './log.ts';
 import { jsonLine, terminalSafe } from './terminal.ts';
-import { openDb, closeDb } from './store/db.ts';
+import { openDb, openDbReadOnly, closeDb, NoStoreError, SchemaTooNewError, type Db } from './store/db.ts';
 import { listJobs } from './store/jobs.ts';
+import { listNodeOrders } from './store/bootstrap.ts';
+import { invoicesOf } from './store/invoices.ts';
 import { creditBalanceMsats, creditBalances, creditEntries } from './store/credits.ts';
 import { isJobState, JOB_STATES } from './core/job-machine.ts';
+import { BOOTSTRAP_STATES, isBootstrapState } from './core/bootstrap-machine.ts';
+import type { Job } from './core/types.ts';
 import { loadSecretKey } from './nostr/keys.ts';
 import { initCrypto, getPublicKey } from './nostr/crypto.ts';
 import { startDaemon, StartupError } from './daemon.ts';
-import { join } from 'node:path';
-import { runRequest, runBootstrap, devPay, clientKey, SessionWallet, apiCall, showInvoice } from './client.ts';
+import { runRequest, runBootstrap, fetchResult, devPay, SessionWallet, apiCall } from './client.ts';
+import { defaultApi } from './customer/api.ts';
+import { defaultKeyPath, loadCustomerKey } from './customer/key.ts';
+import { showInvoice } from './customer/invoice.ts';
 
 function configOrExit() {
   try {
@@ -26,9 +35,48 @@ function configOrExit() {
   }
 }
 
+/** A whole number option (`--limit 20`); anything else is refused by commander with the option's name. */
+const intArg = (min: number) => (value: string): number => {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < min) throw new InvalidArgumentError(`must be a whole number${min > 0 ? ` of at least ${min}` : ''}.`);
+  return Number(value);
+};
+
+/** The customer's key (`--key`, else the config-dir file, created on first use), or exit 2 naming the problem. */
+function customerKeyOrExit(choice: string | undefined): Uint8Array {
+  try {
+    const k = loadCustomerKey(choice, { create: true })!;
+    if (k.created) {
+      process.stdout.write(`new customer key ${k.source} (${nip19.npubEncode(publicKeyOf(k.secretKey))}): credit and bound sessions belong to it, keep it\n`);
+    }
+    return k.secretKey;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
+
+/** The store, opened read-only; a missing store is said, never created (exit 1). */
+function storeOrExit(): { db: Db; path: string } {
+  const config = configOrExit();
+  try {
+    return { db: openDbReadOnly(config.databasePath), path: config.databasePath };
+  } catch (err) {
+    if (err instanceof NoStoreError || err instanceof SchemaTooNewError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+const API_HELP = "Timmy's HTTP API (TIMMY_API, else http://HTTP_HOST:HTTP_PORT)";
+const KEY_HELP = `your customer key: an nsec, hex, or a file holding one (default: ${defaultKeyPath()}, created on first use)`;
+const VERSION = (JSON.parse(readFileSync(resolve(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
 const program = new Command()
   .name('timmy')
   .description('Timmy: a paid AI agent on Nostr (NIP-90 jobs paid over Lightning)')
+  .version(VERSION, '-V, --version', 'print the version')
   .showHelpAfterError();
 
 program
@@ -89,89 +137,159 @@ program
     process.stdout.write(`database ${config.databasePath} is up to date\n`);
   });
 
+/** What a job costs and what of it is paid so far, in msats: invoices, credit applied, a session's charge. */
+function jobMoney(db: Db, j: Job): { priceMsats: number; paidMsats: number } {
+  const invoices = invoicesOf(db, 'job', j.id);
+  const credit = j.evalCreditMsats + j.workCreditMsats;
+  const session = j.sessionId && j.costLedger ? j.costLedger.chargedSats * 1000 : 0;
+  return {
+    priceMsats: invoices.reduce((a, i) => a + i.amountMsats, 0) + credit + session,
+    paidMsats: invoices.filter((i) => i.status === 'paid').reduce((a, i) => a + i.amountMsats, 0) + credit + session,
+  };
+}
+
+const sats = (msats: number) => String(msats / 1000);
+
 program
   .command('jobs')
-  .description('list jobs, newest first')
-  .addOption(new Option('--state <state>', 'only jobs in this state').choices([...JOB_STATES]))
-  .option('--limit <n>', 'how many', '20')
+  .description('list text jobs and node orders, newest first (reads the store; never creates one)')
+  .addOption(new Option('--state <state>', 'only those in this state').choices([...new Set<string>([...JOB_STATES, ...BOOTSTRAP_STATES])]))
+  .option('--limit <n>', 'how many of each', intArg(1), 20)
   .option('--json', 'one JSON object per line')
-  .action((opts: { state?: string; limit: string; json?: boolean }) => {
-    const config = configOrExit();
-    const db = openDb(config.databasePath);
-    const states = opts.state && isJobState(opts.state) ? [opts.state] : undefined;
-    const rows = listJobs(db, { states, limit: Number(opts.limit) || 20 });
+  .action((opts: { state?: string; limit: number; json?: boolean }) => {
+    const { db } = storeOrExit();
+    const jobStates = opts.state ? (isJobState(opts.state) ? [opts.state] : null) : undefined;
+    const orderStates = opts.state ? (isBootstrapState(opts.state) ? [opts.state] : null) : undefined;
+    const rows = jobStates === null ? [] : listJobs(db, { states: jobStates, limit: opts.limit });
+    const orders = orderStates === null ? [] : listNodeOrders(db, { states: orderStates, limit: opts.limit });
     for (const j of rows) {
+      const m = jobMoney(db, j);
       if (opts.json) {
-        process.stdout.write(`${jsonLine({ id: j.id, state: j.state, source: j.source, customer: j.customerPubkey, createdAt: j.createdAt, input: j.input.slice(0, 80), error: j.errorMessage })}\n`);
+        process.stdout.write(`${jsonLine({ type: 'job', id: j.id, state: j.state, source: j.source, customer: j.customerPubkey, createdAt: j.createdAt, priceSats: m.priceMsats / 1000, paidSats: m.paidMsats / 1000, input: j.input.slice(0, 80), error: j.errorMessage })}\n`);
       } else {
         const when = new Date(j.createdAt).toISOString();
         const note = j.errorMessage ?? j.reason ?? '';
+        const money = `${sats(m.paidMsats)}/${sats(m.priceMsats)} sats`;
         // The input and the reasons come from strangers: never let them drive the terminal.
         const text = terminalSafe(j.input.slice(0, 40).replace(/\s+/g, ' '), { oneLine: true });
-        process.stdout.write(`${when}  ${j.id}  ${j.source.padEnd(5)}  ${j.state.padEnd(22)}  ${text}${note ? `  (${terminalSafe(note.slice(0, 60), { oneLine: true })})` : ''}\n`);
+        process.stdout.write(`${when}  ${j.id}  ${j.source.padEnd(5)}  ${j.state.padEnd(22)}  ${money.padStart(14)}  ${text}${note ? `  (${terminalSafe(note.slice(0, 60), { oneLine: true })})` : ''}\n`);
       }
     }
-    if (!opts.json) process.stdout.write(`${rows.length} job(s)\n`);
+    if (!opts.json) process.stdout.write(`${rows.length} job(s)${orders.length ? '; node orders:' : ''}\n`);
+    for (const o of orders) {
+      const paid = invoicesOf(db, 'bootstrap', o.id).some((i) => i.status === 'paid');
+      if (opts.json) {
+        process.stdout.write(`${jsonLine({ type: 'node', id: o.id, state: o.state, source: o.source, customer: o.customerPubkey, createdAt: o.createdAt, priceSats: o.amountMsats / 1000, paidSats: paid ? o.amountMsats / 1000 : 0, size: o.size, region: o.region, ip: o.ip, error: o.errorMessage })}\n`);
+      } else {
+        const money = `${paid ? sats(o.amountMsats) : 0}/${sats(o.amountMsats)} sats`;
+        const where = terminalSafe(`${o.size} ${o.region}${o.ip ? ` ${o.ip}` : ''}`, { oneLine: true });
+        const note = o.errorMessage ? `  (${terminalSafe(o.errorMessage.slice(0, 60), { oneLine: true })})` : '';
+        process.stdout.write(`${new Date(o.createdAt).toISOString()}  ${o.id}  ${o.source.padEnd(5)}  ${o.state.padEnd(22)}  ${money.padStart(14)}  node ${where}${note}\n`);
+      }
+    }
+    if (!opts.json && orders.length) process.stdout.write(`${orders.length} node order(s)\n`);
     closeDb(db);
   });
 
 program
   .command('request')
-  .description('act as a customer: post a kind 5050 job request, follow it live, print the result')
+  .description('act as a customer: post a kind 5050 job request with your key, follow it live, print the result')
   .argument('<prompt>', 'what to ask')
-  .option('--api <url>', "Timmy's HTTP API (used to find its pubkey and relays, and for --pay-stub)", 'http://127.0.0.1:8080')
+  .option('--api <url>', API_HELP, defaultApi())
+  .option('--key <key>', KEY_HELP)
   .option('--to <npub>', "Timmy's npub or hex pubkey (default: from the API)")
   .option('--relay <url...>', 'relays to use (default: those the API lists)')
   .option('--pay-stub', 'pay each invoice through the dev route (stub payments only)')
-  .option('--max-tokens <n>', 'advisory max_tokens param')
-  .option('--bid <msats>', 'the most you will pay, in msats')
-  .option('--timeout <s>', 'give up after this many seconds', '120')
+  .option('--max-tokens <n>', 'advisory max_tokens param', intArg(1))
+  .option('--bid <msats>', 'the most you will pay, in msats', intArg(0))
+  .option('--timeout <s>', 'give up after this many seconds', intArg(1), 120)
   .option('--no-qr', 'do not draw invoices as QR codes')
   .option('--session <id>', 'spend this pre-funded session (created with `timmy session create --bind`)')
   .action(async (prompt: string, opts) => {
-    const config = opts.session ? configOrExit() : null;
     const code = await runRequest(prompt, {
       session: opts.session,
-      secretKey: config ? clientKey(config.DATA_DIR) : undefined,
+      secretKey: customerKeyOrExit(opts.key),
       api: opts.api,
       to: opts.to,
       relays: opts.relay,
       payStub: Boolean(opts.payStub),
-      maxTokens: opts.maxTokens ? Number(opts.maxTokens) : undefined,
-      bidMsats: opts.bid ? Number(opts.bid) : undefined,
-      timeoutSecs: Number(opts.timeout),
+      maxTokens: opts.maxTokens,
+      bidMsats: opts.bid,
+      timeoutSecs: opts.timeout,
       qr: opts.qr !== false,
     });
     process.exit(code);
   });
 
 program
+  .command('result')
+  .description('fetch the result (or the state) of a job you requested earlier: from the relays, else GET /api/jobs/:id')
+  .argument('<jobId>', 'the request event id (Nostr) or the HTTP job id')
+  .option('--api <url>', API_HELP, defaultApi())
+  .option('--key <key>', `${KEY_HELP}; decrypts encrypted results`)
+  .option('--to <npub>', "Timmy's npub or hex pubkey (default: from the API)")
+  .option('--relay <url...>', 'relays to ask (default: those the API lists)')
+  .option('--no-qr', 'do not draw an open invoice as a QR code')
+  .action(async (jobId: string, opts) => {
+    let sk: Uint8Array | null;
+    try {
+      sk = loadCustomerKey(opts.key, { create: false })?.secretKey ?? null;
+    } catch (err) {
+      process.stderr.write(`${(err as Error).message}\n`);
+      process.exit(2);
+    }
+    process.exit(await fetchResult(jobId.trim().toLowerCase(), { api: opts.api, to: opts.to, relays: opts.relay, secretKey: sk, qr: opts.qr !== false }));
+  });
+
+/** An account named on the command line: npub or hex pubkey, or job:<id>; exit 2 on a bad npub. */
+function accountOrExit(account: string): string {
+  if (!account.startsWith('npub')) return account;
+  try {
+    const d = nip19.decode(account);
+    if (d.type !== 'npub') throw new Error(d.type);
+    return d.data;
+  } catch {
+    process.stderr.write(`timmy credits: "${terminalSafe(account.slice(0, 80), { oneLine: true })}" is not a valid npub (give an npub, a hex pubkey, or job:<id>)\n`);
+    process.exit(2);
+  }
+}
+
+program
   .command('credits')
-  .description('show the credits ledger: balances per account, or one account\'s entries')
-  .argument('[account]', 'a pubkey (hex or npub) or job:<id>')
-  .action((account?: string) => {
-    const config = configOrExit();
-    const db = openDb(config.databasePath);
-    if (account) {
-      let key = account;
-      if (account.startsWith('npub')) {
+  .description("your credit (your customer key's account), another account's, or every balance (reads the store; never creates one)")
+  .argument('[account]', 'a pubkey (hex or npub) or job:<id> (default: your customer key)')
+  .option('--key <key>', KEY_HELP.replace(', created on first use', ''))
+  .option('--all', 'every account with a balance')
+  .action((account: string | undefined, opts: { key?: string; all?: boolean }) => {
+    let key: string | undefined;
+    if (!opts.all) {
+      if (account) {
+        key = accountOrExit(account);
+      } else {
+        let mine;
         try {
-          const d = nip19.decode(account);
-          if (d.type !== 'npub') throw new Error(d.type);
-          key = d.data;
-        } catch {
-          process.stderr.write(`timmy credits: "${terminalSafe(account.slice(0, 80), { oneLine: true })}" is not a valid npub (give an npub, a hex pubkey, or job:<id>)\n`);
-          closeDb(db);
+          mine = loadCustomerKey(opts.key, { create: false });
+        } catch (err) {
+          process.stderr.write(`${(err as Error).message}\n`);
           process.exit(2);
         }
+        if (!mine) {
+          process.stdout.write(`no customer key yet (${defaultKeyPath()} is created by your first request): no credit\n`);
+          return;
+        }
+        key = publicKeyOf(mine.secretKey);
+        process.stdout.write(`account ${key} (${nip19.npubEncode(key)})\n`);
       }
+    }
+    const { db } = storeOrExit();
+    if (key !== undefined) {
       for (const e of creditEntries(db, key)) {
         process.stdout.write(`${new Date(e.createdAt).toISOString()}  ${String(e.deltaMsats / 1000).padStart(8)} sats  ${terminalSafe(e.reason, { oneLine: true })}${e.jobId ? `  (job ${e.jobId})` : ''}\n`);
       }
       process.stdout.write(`balance ${creditBalanceMsats(db, key) / 1000} sats\n`);
     } else {
       const rows = creditBalances(db).filter((r) => r.balanceMsats !== 0);
-      for (const r of rows) process.stdout.write(`${r.account}  ${r.balanceMsats / 1000} sats\n`);
+      for (const r of rows) process.stdout.write(`${terminalSafe(r.account, { oneLine: true })}  ${r.balanceMsats / 1000} sats\n`);
       process.stdout.write(`${rows.length} account(s) with credit\n`);
     }
     closeDb(db);
@@ -179,19 +297,24 @@ program
 
 program
   .command('bootstrap')
-  .description('order a Bitcoin full node over Nostr; the credentials arrive by encrypted DM')
+  .description('order a Bitcoin full node over Nostr (or follow an earlier order); the credentials arrive by encrypted DM')
   .option('--ssh-key <file>', 'your OpenSSH public key (then no private key is generated)')
   .option('--size <slug>', 'node size (see GET /api/info and the README)')
   .option('--region <slug>', 'region, e.g. nyc3')
+  .option('--resume <orderId>', 'follow an order placed earlier with the same key and fetch its credentials')
   .option('--pay-stub', 'pay the invoice through the dev route')
   .option('--key-out <file>', 'where to write a generated private key', './timmy-node.key')
-  .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+  .option('--api <url>', API_HELP, defaultApi())
+  .option('--key <key>', KEY_HELP)
   .option('--to <npub>', "Timmy's npub or hex pubkey (default: from the API)")
   .option('--relay <url...>', 'relays to use (default: those the API lists)')
-  .option('--timeout <s>', 'give up after this many seconds', '300')
+  .option('--timeout <s>', 'give up after this many seconds', intArg(1), 300)
   .option('--no-qr', 'do not draw the invoice as a QR code')
   .action(async (opts) => {
-    const config = configOrExit();
+    if (opts.resume !== undefined && !/^[0-9a-f]{64}$/i.test(opts.resume)) {
+      process.stderr.write('--resume: give the order id (the 64-hex request id printed when you ordered)\n');
+      process.exit(2);
+    }
     const code = await runBootstrap({
       api: opts.api,
       to: opts.to,
@@ -201,9 +324,10 @@ program
       sshKeyFile: opts.sshKey,
       payStub: Boolean(opts.payStub),
       keyOut: opts.keyOut,
-      secretKey: clientKey(config.DATA_DIR),
-      timeoutSecs: Number(opts.timeout),
+      secretKey: customerKeyOrExit(opts.key),
+      timeoutSecs: opts.timeout,
       qr: opts.qr !== false,
+      resume: opts.resume?.toLowerCase(),
     });
     process.exit(code);
   });
@@ -224,21 +348,21 @@ const fail = (err: unknown) => {
 session
   .command('create')
   .description('open a session: prints the deposit invoice and keeps the macaroon')
-  .requiredOption('--amount <sats>', 'deposit in sats')
-  .option('--bind', "bind it to this CLI's Nostr key, so `timmy request --session` can spend it")
+  .requiredOption('--amount <sats>', 'deposit in sats', intArg(1))
+  .option('--bind', 'bind it to your customer key, so `timmy request --session` can spend it')
+  .option('--key <key>', KEY_HELP)
   .option('--pay-stub', 'pay the deposit through the dev route')
-  .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+  .option('--api <url>', API_HELP, defaultApi())
   .option('--no-qr', 'no QR code')
   .action(async (opts) => {
     try {
-      const config = configOrExit();
       await initCrypto();
-      const pubkey = opts.bind ? getPublicKey(clientKey(config.DATA_DIR)) : undefined;
-      const r = await apiCall<SessionCreated>(opts.api, 'POST', '/api/sessions', { amountSats: Number(opts.amount), ...(pubkey ? { pubkey } : {}) });
+      const pubkey = opts.bind ? getPublicKey(customerKeyOrExit(opts.key)) : undefined;
+      const r = await apiCall<SessionCreated>(opts.api, 'POST', '/api/sessions', { amountSats: opts.amount, ...(pubkey ? { pubkey } : {}) });
       wallet().save(r.sessionId, r.macaroon);
       print(`session ${r.sessionId}${pubkey ? ` (bound to ${nip19.npubEncode(pubkey)})` : ''}`);
       print(`macaroon saved; use it as Authorization: Bearer <macaroon>`);
-      showInvoice(print, r.depositInvoice.paymentRequest, r.depositInvoice.amountSats, opts.qr);
+      showInvoice(print, r.depositInvoice.paymentRequest, r.depositInvoice.amountSats, { qr: opts.qr, payStub: Boolean(opts.payStub) });
       if (opts.payStub) {
         await devPay(opts.api, r.depositInvoice.paymentHash);
         print('deposit paid through the dev route');
@@ -257,7 +381,7 @@ for (const [name, description] of [
     .description(description)
     .argument('<id>', 'session id')
     .option('--macaroon <m>', 'macaroon (default: the saved one)')
-    .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+    .option('--api <url>', API_HELP, defaultApi())
     .action(async (id: string, opts: { macaroon?: string; api: string }) => {
       try {
         const mac = opts.macaroon ?? wallet().load(id);
@@ -272,10 +396,10 @@ session
   .command('topup')
   .description('a new invoice that adds to the balance when paid')
   .argument('<id>', 'session id')
-  .requiredOption('--amount <sats>', 'top-up in sats')
+  .requiredOption('--amount <sats>', 'top-up in sats', intArg(1))
   .option('--macaroon <m>', 'macaroon (default: the saved one)')
   .option('--pay-stub', 'pay it through the dev route')
-  .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+  .option('--api <url>', API_HELP, defaultApi())
   .option('--no-qr', 'no QR code')
   .action(async (id: string, opts) => {
     try {
@@ -283,10 +407,10 @@ session
         opts.api,
         'POST',
         `/api/sessions/${id}/topup`,
-        { amountSats: Number(opts.amount) },
+        { amountSats: opts.amount },
         opts.macaroon ?? wallet().load(id),
       );
-      showInvoice(print, r.invoice.paymentRequest, r.invoice.amountSats, opts.qr);
+      showInvoice(print, r.invoice.paymentRequest, r.invoice.amountSats, { qr: opts.qr, payStub: Boolean(opts.payStub) });
       if (opts.payStub) {
         await devPay(opts.api, r.invoice.paymentHash);
         print('top-up paid through the dev route');
@@ -301,7 +425,7 @@ dev
   .command('pay')
   .description('pay a stub invoice through the dev route')
   .argument('<invoice>', 'bolt11 invoice or payment hash')
-  .option('--api <url>', "Timmy's HTTP API", 'http://127.0.0.1:8080')
+  .option('--api <url>', API_HELP, defaultApi())
   .action(async (invoice: string, opts: { api: string }) => {
     try {
       const r = await devPay(opts.api, invoice);

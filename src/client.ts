@@ -1,29 +1,37 @@
-// The customer side, as `timmy request` and `timmy dev pay` use it: posts a 5050 request with its own
-// key, follows the 7000 feedback and the 6050 result live, and optionally pays stub invoices.
+// The customer side of the CLI: posts 5050 requests and node orders with the customer's key, follows the
+// 7000 feedback and the results live (through relay drops), fetches a result or node credentials later,
+// and pays stub invoices through the dev route.
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import * as nip17 from 'nostr-tools/nip17';
-import { generateSecretKey as pureSecretKey } from 'nostr-tools/pure';
 import { join } from 'node:path';
+import * as nip17 from 'nostr-tools/nip17';
+import * as nip04 from 'nostr-tools/nip04';
+import * as nip44 from 'nostr-tools/nip44';
 import WebSocket from 'ws';
-import qrcode from 'qrcode-terminal';
 import { nip19, type Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import { decode as decodeBolt11 } from 'light-bolt11-decoder';
-import { initCrypto, finalizeEvent, generateSecretKey, getPublicKey } from './nostr/crypto.ts';
+import { initCrypto, finalizeEvent, getPublicKey } from './nostr/crypto.ts';
 import { terminalSafe } from './terminal.ts';
+import { ApiError, apiCall, apiUrl, fetchApi } from './customer/api.ts';
+import { RelayFollower, type Follow } from './customer/follow.ts';
+import { showInvoice } from './customer/invoice.ts';
 
 /** Prints a line whose text may come from relays or strangers (results, reasons): never raw to the terminal. */
 const stdoutLine = (l: string) => process.stdout.write(`${terminalSafe(l)}\n`);
 
 useWebSocketImplementation(WebSocket);
 
-export interface RequestOptions {
+/** Where Timmy is: its HTTP API, and optionally its pubkey and relays given on the command line. */
+export interface Target {
   api: string;
-  /** Spend this pre-funded session (bound to `secretKey`) instead of paying invoices. */
-  session?: string;
-  secretKey?: Uint8Array;
   to?: string;
   relays?: string[];
+}
+
+export interface RequestOptions extends Target {
+  /** Spend this pre-funded session (bound to `secretKey`) instead of paying invoices. */
+  session?: string;
+  secretKey: Uint8Array;
   payStub: boolean;
   maxTokens?: number;
   bidMsats?: number;
@@ -42,42 +50,82 @@ export function paymentHashOf(invoiceOrHash: string): string {
 
 export async function devPay(api: string, invoiceOrHash: string): Promise<{ paid: true; preimage: string }> {
   const hash = paymentHashOf(invoiceOrHash);
-  const res = await fetch(`${api.replace(/\/$/, '')}/api/dev/stub/pay/${hash}`, { method: 'POST' });
+  const res = await fetchApi(apiUrl(api, `/api/dev/stub/pay/${hash}`), { method: 'POST' });
   const body = (await res.json().catch(() => ({}))) as { error?: string; paid?: true; preimage?: string };
   if (!res.ok) throw new Error(`dev pay failed (HTTP ${res.status}): ${body.error ?? 'no detail'}`);
   return body as { paid: true; preimage: string };
 }
 
-async function discover(opts: RequestOptions): Promise<{ pubkey: string; relays: string[] }> {
-  let pubkey = opts.to;
-  let relays = opts.relays;
+interface Info {
+  pubkey: string;
+  relays: { url: string; read: boolean; write: boolean }[];
+  kinds?: number[];
+}
+
+/** Timmy's pubkey, relays and job kinds: from the command line, else from GET /api/info. */
+async function discover(t: Target): Promise<{ pubkey: string; relays: string[]; kinds: number[] }> {
+  let pubkey = t.to;
+  let relays = t.relays;
+  let kinds: number[] = [];
   if (!pubkey || !relays?.length) {
-    const res = await fetch(`${opts.api.replace(/\/$/, '')}/api/info`);
-    if (!res.ok) throw new Error(`GET /api/info answered HTTP ${res.status}`);
-    const info = (await res.json()) as { pubkey: string; relays: { url: string; read: boolean; write: boolean }[] };
+    const info = await apiCall<Info>(t.api, 'GET', '/api/info');
     pubkey ??= info.pubkey;
     relays = relays?.length ? relays : info.relays.map((r) => r.url);
+    kinds = info.kinds ?? [];
   }
   if (pubkey.startsWith('npub1')) {
-    const d = nip19.decode(pubkey);
+    let d;
+    try {
+      d = nip19.decode(pubkey);
+    } catch {
+      throw new Error('--to must be an npub or hex pubkey');
+    }
     if (d.type !== 'npub') throw new Error('--to must be an npub or hex pubkey');
     pubkey = d.data;
   }
-  return { pubkey, relays };
+  if (!/^[0-9a-f]{64}$/.test(pubkey)) throw new Error('--to must be an npub or hex pubkey');
+  return { pubkey, relays, kinds };
+}
+
+const tagOf = (ev: Event, name: string) => ev.tags.find((t) => t[0] === name);
+
+/** The plain text of a result or feedback content, decrypted when Timmy encrypted it to us. */
+function openContent(ev: Event, sk: Uint8Array): string {
+  if (!tagOf(ev, 'encrypted') || !ev.content) return ev.content;
+  try {
+    return ev.content.includes('?iv=') ? nip04.decrypt(sk, ev.pubkey, ev.content) : nip44.decrypt(ev.content, nip44.getConversationKey(sk, ev.pubkey));
+  } catch {
+    return '(encrypted to another key: pass the key that made the request with --key)';
+  }
+}
+
+/** Prints a text job's result event: the answer, the cost ledger, a session balance. */
+function printResult(ev: Event, sk: Uint8Array, out: (l: string) => void): void {
+  out('--- result ---');
+  out(openContent(ev, sk));
+  const ledger = tagOf(ev, 'cost_ledger')?.[1];
+  if (ledger) {
+    try {
+      out(`--- cost ledger ---\n${JSON.stringify(JSON.parse(ledger), null, 2)}`);
+    } catch {
+      out(`--- cost ledger ---\n${ledger}`);
+    }
+  }
+  const balance = tagOf(ev, 'balance')?.[1];
+  if (balance) out(`session balance: ${Number(balance) / 1000} sats`);
 }
 
 /** Runs one job as a customer; resolves to the process exit code (0 = result received). */
 export async function runRequest(prompt: string, opts: RequestOptions): Promise<number> {
   const out = opts.out ?? stdoutLine;
   await initCrypto();
-  let target: { pubkey: string; relays: string[] };
+  let target: Awaited<ReturnType<typeof discover>>;
   try {
     target = await discover(opts);
   } catch (err) {
     out(`cannot reach Timmy: ${(err as Error).message}`);
     return 2;
   }
-  const sk = opts.secretKey ?? generateSecretKey();
   const tags: string[][] = [
     ['i', prompt, 'text'],
     ['p', target.pubkey],
@@ -86,79 +134,69 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
   if (opts.maxTokens) tags.push(['param', 'max_tokens', String(opts.maxTokens)]);
   if (opts.bidMsats !== undefined) tags.push(['bid', String(opts.bidMsats)]);
   if (opts.session) tags.push(['param', 'session', opts.session]);
-  const request = finalizeEvent({ kind: 5050, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, sk);
+  const request = finalizeEvent({ kind: 5050, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, opts.secretKey);
   const paid = new Set<string>();
-  return converse(target.relays, request, 'request', opts, out, (pool, finish) => [
-    pool.subscribeMany(target.relays, { kinds: [7000, 6050], '#e': [request.id] }, {
+  return converse(target.relays, request, 'request', opts, out, (finish) => [
+    {
+      filters: [{ kinds: [7000, 6050], '#e': [request.id] }],
       onevent: (ev: Event) => {
         if (ev.pubkey !== target.pubkey) return;
         if (ev.kind === 7000) {
           followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
-        } else if (ev.kind === 6050) {
-          out('--- result ---');
-          out(ev.content);
-          const ledger = ev.tags.find((t) => t[0] === 'cost_ledger')?.[1];
-          if (ledger) out(`--- cost ledger ---\n${JSON.stringify(JSON.parse(ledger), null, 2)}`);
-          const balance = ev.tags.find((t) => t[0] === 'balance')?.[1];
-          if (balance) out(`session balance: ${Number(balance) / 1000} sats`);
+        } else {
+          printResult(ev, opts.secretKey, out);
           finish(0);
         }
       },
-    }),
+    },
   ]);
 }
 
 /**
- * Publishes `request` to `relays`, lets `subscribe` follow the replies, and resolves with the exit code
- * passed to `finish` (3 on timeout, 2 when no relay takes the request).
+ * Publishes `request` (null: only follows) to `relays`, follows the replies through relay drops, and
+ * resolves with the exit code passed to `finish` (3 on timeout, 2 when no relay takes the request).
  */
 function converse(
   relays: string[],
-  request: Event,
+  request: Event | { id: string; pubkey: string; kind: number; resume: true },
   what: string,
   opts: { timeoutSecs: number },
   out: (l: string) => void,
-  subscribe: (pool: SimplePool, finish: (code: number) => void) => { close(): void }[],
+  follows: (finish: (code: number) => void) => Follow[],
 ): Promise<number> {
-  const pool = new SimplePool();
   return new Promise<number>((resolve) => {
     let done = false;
-    let subs: { close(): void }[] = [];
     const finish = (code: number) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      subs.forEach((x) => x.close());
-      pool.destroy();
+      follower.close();
       resolve(code);
     };
     const timer = setTimeout(() => {
       out(`timed out after ${opts.timeoutSecs} s`);
       finish(3);
     }, opts.timeoutSecs * 1000);
-    subs = subscribe(pool, finish);
-    out(`${what} ${request.id} (kind ${request.kind}, from ${nip19.npubEncode(request.pubkey)}) -> ${relays.join(', ')}`);
-    // Each relay's answer, named: a rejection ("tag value too long", "blocked: ...") says which relay and why.
-    const sends = pool.publish(relays, request).map((p, i) =>
-      p.catch((err: unknown) => {
-        out(`relay ${relays[i]} did not take the ${what}: ${err instanceof Error ? err.message : String(err)}`);
-        throw err;
-      }),
-    );
-    Promise.any(sends).catch(() => {
-      out(`no relay accepted the ${what}`);
-      finish(2);
+    const follower = new RelayFollower(relays, out, {
+      what,
+      onNoRelay: () => {
+        out(`no relay ${'resume' in request ? 'could be reached' : `accepted the ${what}`}`);
+        finish(2);
+      },
     });
+    const resumed = 'resume' in request;
+    out(`${resumed ? 'following ' : ''}${what} ${request.id} (kind ${request.kind}, from ${nip19.npubEncode(request.pubkey)}) -> ${relays.join(', ')}`);
+    follower.start(resumed ? null : (request as Event), follows(finish));
   });
 }
 
 /** Prints a kind 7000 feedback event, shows (and with payStub pays) its invoice; `fail` on `error`. */
 function followFeedback(
   ev: Event,
-  o: { api: string; payStub: boolean; qr: boolean; out: (l: string) => void; paid: Set<string>; fail: () => void },
+  o: { api: string; payStub: boolean; qr: boolean; secretKey: Uint8Array; out: (l: string) => void; paid: Set<string>; fail: () => void },
 ): void {
-  const status = ev.tags.find((t) => t[0] === 'status');
-  const amount = ev.tags.find((t) => t[0] === 'amount');
+  const status = tagOf(ev, 'status');
+  const amount = tagOf(ev, 'amount');
   o.out(`[${status?.[1]}] ${status?.[2] ?? ''}`);
   if (status?.[1] === 'error') {
     o.fail();
@@ -166,8 +204,8 @@ function followFeedback(
   }
   if (status?.[1] !== 'payment-required' || !amount?.[2] || o.paid.has(amount[2])) return;
   const bolt11 = amount[2];
-  if (ev.content) o.out(`  quote: ${ev.content}`);
-  showInvoice((l) => o.out(`  ${l}`), bolt11, Number(amount[1]) / 1000, o.qr);
+  if (ev.content) o.out(`  quote: ${openContent(ev, o.secretKey)}`);
+  showInvoice((l) => o.out(`  ${l}`), bolt11, Number(amount[1]) / 1000, { qr: o.qr, payStub: o.payStub, indent: 2 });
   if (!o.payStub) return;
   o.paid.add(bolt11);
   devPay(o.api, bolt11).then(
@@ -177,16 +215,6 @@ function followFeedback(
       o.fail();
     },
   );
-}
-
-/** A persistent client key for `timmy request --session` (sessions are bound to a pubkey). */
-export function clientKey(dataDir: string): Uint8Array {
-  const file = join(dataDir, 'client.key');
-  if (!existsSync(file)) {
-    mkdirSync(dataDir, { recursive: true });
-    writeFileSync(file, `${Buffer.from(pureSecretKey()).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
-  }
-  return new Uint8Array(Buffer.from(readFileSync(file, 'utf8').trim(), 'hex'));
 }
 
 /** Where the CLI keeps the macaroons of the sessions it opened (0600 files). */
@@ -203,27 +231,95 @@ export class SessionWallet {
   }
 }
 
-/** JSON over HTTP to Timmy's API; throws with the server's error text on a non-2xx answer. */
-export async function apiCall<T>(api: string, method: string, path: string, body?: unknown, macaroon?: string): Promise<T> {
-  const headers: Record<string, string> = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (macaroon) headers.authorization = `Bearer ${macaroon}`;
-  const res = await fetch(`${api.replace(/\/$/, '')}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const parsed = (await res.json().catch(() => ({}))) as T & { error?: string };
-  if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status}: ${parsed.error ?? 'no detail'}`);
-  return parsed;
+export interface ResultOptions extends Target {
+  secretKey: Uint8Array | null;
+  qr: boolean;
+  out?: (line: string) => void;
 }
 
-/** Prints an invoice as text and (optionally) a terminal QR code. */
-export function showInvoice(out: (l: string) => void, bolt11: string, amountSats: number, qr: boolean): void {
-  out(`invoice (${amountSats} sats): ${bolt11}`);
-  if (qr) qrcode.generate(bolt11.toUpperCase(), { small: true }, (q) => out(q));
+interface HttpJobView {
+  jobId: string;
+  state: string;
+  evalInvoice?: { paymentRequest: string; amountSats: number };
+  workInvoice?: { paymentRequest: string; amountSats: number };
+  reason?: string;
+  result?: string;
+  costLedger?: unknown;
+  errorMessage?: string;
 }
 
-export interface BootstrapOptions {
-  api: string;
-  to?: string;
-  relays?: string[];
+const AWAITING = new Set(['awaiting_eval_payment', 'evaluating', 'awaiting_work_payment', 'executing']);
+
+/**
+ * `timmy result <id>`: a Nostr job's result from the relays (decrypted when it was encrypted to our key),
+ * else its state from GET /api/jobs/:id (HTTP jobs only have that). Exit code 0 with a result, 1 when the
+ * job ended without one, 4 while it is still under way, 2 when it cannot be found or Timmy cannot be reached.
+ */
+export async function fetchResult(jobId: string, opts: ResultOptions): Promise<number> {
+  const out = opts.out ?? stdoutLine;
+  await initCrypto();
+  if (!/^[0-9a-f]{32}$|^[0-9a-f]{64}$/.test(jobId)) {
+    out(`"${terminalSafe(jobId.slice(0, 80), { oneLine: true })}" is not a job id (64 hex characters for a Nostr request, 32 for an HTTP job)`);
+    return 2;
+  }
+  const sk = opts.secretKey ?? new Uint8Array(32);
+  let lastFeedback: Event | undefined;
+  if (jobId.length === 64) {
+    let target: Awaited<ReturnType<typeof discover>> | undefined;
+    try {
+      target = await discover(opts);
+    } catch (err) {
+      out(`cannot reach Timmy: ${(err as Error).message}`);
+      return 2;
+    }
+    const pool = new SimplePool();
+    let events: Event[];
+    try {
+      events = await pool.querySync(target.relays, { '#e': [jobId], authors: [target.pubkey] }, { maxWait: 5000 });
+    } finally {
+      pool.destroy();
+    }
+    const result = events.filter((e) => e.kind >= 6000 && e.kind < 7000).sort((a, b) => b.created_at - a.created_at)[0];
+    if (result) {
+      printResult(result, sk, out);
+      return 0;
+    }
+    lastFeedback = events.filter((e) => e.kind === 7000).sort((a, b) => b.created_at - a.created_at)[0];
+  }
+  let view: HttpJobView;
+  try {
+    view = await apiCall<HttpJobView>(opts.api, 'GET', `/api/jobs/${jobId}`);
+  } catch (err) {
+    if (lastFeedback) return describeFeedback(lastFeedback, sk, opts, out);
+    out(err instanceof ApiError && err.status === 404 ? `no job ${jobId} ${jobId.length === 64 ? 'on the relays or ' : ''}at ${opts.api}` : (err as Error).message);
+    return 2;
+  }
+  out(`job ${view.jobId}: ${view.state}`);
+  if (view.state === 'complete' && view.result !== undefined) {
+    out('--- result ---');
+    out(view.result);
+    if (view.costLedger) out(`--- cost ledger ---\n${JSON.stringify(view.costLedger, null, 2)}`);
+    return 0;
+  }
+  const note = view.errorMessage ?? view.reason;
+  if (note) out(note);
+  const open = view.state === 'awaiting_work_payment' ? view.workInvoice : view.state === 'awaiting_eval_payment' ? view.evalInvoice : undefined;
+  if (open) showInvoice(out, open.paymentRequest, open.amountSats, { qr: opts.qr });
+  return AWAITING.has(view.state) ? 4 : 1;
+}
+
+/** The newest feedback of a job whose state the API would not tell: its status, and an open invoice. */
+function describeFeedback(ev: Event, sk: Uint8Array, opts: { qr: boolean }, out: (l: string) => void): number {
+  const status = tagOf(ev, 'status');
+  out(`[${status?.[1]}] ${status?.[2] ?? ''}`);
+  const amount = tagOf(ev, 'amount');
+  if (status?.[1] === 'payment-required' && amount?.[2]) showInvoice(out, amount[2], Number(amount[1]) / 1000, { qr: opts.qr });
+  if (status?.[1] === 'error') return 1;
+  if (status?.[1] === 'success') out('(finished, but no relay has the result any more)');
+  return status?.[1] === 'success' ? 1 : 4;
+}
+
+export interface BootstrapOptions extends Target {
   size?: string;
   region?: string;
   sshKeyFile?: string;
@@ -232,31 +328,40 @@ export interface BootstrapOptions {
   secretKey: Uint8Array;
   timeoutSecs: number;
   qr: boolean;
+  /** Follow an order placed earlier (its request id) instead of placing one. */
+  resume?: string;
   out?: (line: string) => void;
 }
 
-/** Orders a node over Nostr, follows it, and reads the credentials DM (gift wraps are backdated up to 2 days). */
+/** Orders a node over Nostr (or follows an earlier order), and reads the credentials DM (gift wraps are backdated up to 2 days). */
 export async function runBootstrap(opts: BootstrapOptions): Promise<number> {
   const out = opts.out ?? stdoutLine;
   await initCrypto();
-  let target: { pubkey: string; relays: string[] };
+  let target: Awaited<ReturnType<typeof discover>>;
   try {
-    target = await discover({ ...opts, payStub: opts.payStub, timeoutSecs: opts.timeoutSecs, qr: opts.qr });
+    target = await discover(opts);
   } catch (err) {
     out(`cannot reach Timmy: ${(err as Error).message}`);
     return 2;
   }
   const me = getPublicKey(opts.secretKey);
-  const tags: string[][] = [['p', target.pubkey]];
-  if (opts.size) tags.push(['param', 'size', opts.size]);
-  if (opts.region) tags.push(['param', 'region', opts.region]);
-  if (opts.sshKeyFile) tags.push(['param', 'ssh_key', readFileSync(opts.sshKeyFile, 'utf8').trim()]);
-  const info = (await fetch(`${opts.api.replace(/\/$/, '')}/api/info`).then((r) => r.json()).catch(() => ({}))) as { kinds?: number[] };
-  const kind = info.kinds?.find((k) => k !== 5050) ?? 5960;
-  const request = finalizeEvent({ kind, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, opts.secretKey);
+  const kind = target.kinds.find((k) => k !== 5050) ?? 5960;
+  let request: Event | { id: string; pubkey: string; kind: number; resume: true };
+  if (opts.resume) {
+    request = { id: opts.resume, pubkey: me, kind, resume: true };
+  } else {
+    const tags: string[][] = [['p', target.pubkey]];
+    if (opts.size) tags.push(['param', 'size', opts.size]);
+    if (opts.region) tags.push(['param', 'region', opts.region]);
+    if (opts.sshKeyFile) tags.push(['param', 'ssh_key', readFileSync(opts.sshKeyFile, 'utf8').trim()]);
+    request = finalizeEvent({ kind, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, opts.secretKey);
+    out(`to follow it later: timmy bootstrap --resume ${request.id}`);
+  }
+  const orderId = request.id;
   const paid = new Set<string>();
-  return converse(target.relays, request, 'node order', opts, out, (pool, finish) => [
-    pool.subscribeMany(target.relays, { kinds: [7000, kind + 1000], '#e': [request.id] }, {
+  return converse(target.relays, request, 'node order', opts, out, (finish) => [
+    {
+      filters: [{ kinds: [7000, kind + 1000], '#e': [orderId] }],
       onevent: (ev) => {
         if (ev.pubkey !== target.pubkey) return;
         if (ev.kind !== 7000) {
@@ -265,9 +370,10 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<number> {
         }
         followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
       },
-    }),
+    },
     // NIP-59 wraps carry a random created_at up to two days back: look that far.
-    pool.subscribeMany(target.relays, { kinds: [1059], '#p': [me], since: Math.floor(Date.now() / 1000) - 3 * 86_400 }, {
+    {
+      filters: [{ kinds: [1059], '#p': [me], since: Math.floor(Date.now() / 1000) - 3 * 86_400 }],
       onevent: (wrap) => {
         let rumor;
         try {
@@ -275,22 +381,34 @@ export async function runBootstrap(opts: BootstrapOptions): Promise<number> {
         } catch {
           return;
         }
-        if (rumor.pubkey !== target.pubkey || !rumor.tags.some((t) => t[0] === 'e' && t[1] === request.id)) return;
-        const key = /-----BEGIN OPENSSH PRIVATE KEY-----[\s\S]+?-----END OPENSSH PRIVATE KEY-----/.exec(rumor.content)?.[0];
-        const json = /```json\n([\s\S]+?)\n```/.exec(rumor.content)?.[1];
-        const creds = json ? (JSON.parse(json) as { ip: string; sshUser: string; tailscaleHostname: string | null; nodeNpub: string }) : null;
+        if (rumor.pubkey !== target.pubkey || !rumor.tags.some((t) => t[0] === 'e' && t[1] === orderId)) return;
         out('--- credentials received by encrypted DM ---');
-        if (key) {
-          writeFileSync(opts.keyOut, `${key}\n`, { mode: 0o600 });
-          chmodSync(opts.keyOut, 0o600);
-          out(`private key written to ${opts.keyOut} (0600)`);
-        }
-        if (creds) {
-          out(`connect: ssh ${key ? `-i ${opts.keyOut} ` : ''}${creds.sshUser}@${creds.ip}${creds.tailscaleHostname ? `  (Tailscale: ${creds.tailscaleHostname})` : ''}`);
-          out(`node npub: ${creds.nodeNpub} (its nsec is in the DM and on the node, root only)`);
-        }
+        saveCredentials(rumor.content, opts.keyOut, out);
         finish(0);
       },
-    }),
+    },
   ]);
 }
+
+/** Writes the OpenSSH private key of a credentials DM to `keyOut` (0600) and prints how to connect. */
+function saveCredentials(content: string, keyOut: string, out: (l: string) => void): void {
+  const key = /-----BEGIN OPENSSH PRIVATE KEY-----[\s\S]+?-----END OPENSSH PRIVATE KEY-----/.exec(content)?.[0];
+  const json = /```json\n([\s\S]+?)\n```/.exec(content)?.[1];
+  let creds: { ip: string; sshUser: string; tailscaleHostname: string | null; nodeNpub: string } | null = null;
+  try {
+    creds = json ? JSON.parse(json) : null;
+  } catch {
+    out('(the credentials block is not valid JSON)');
+  }
+  if (key) {
+    writeFileSync(keyOut, `${key}\n`, { mode: 0o600 });
+    chmodSync(keyOut, 0o600);
+    out(`private key written to ${keyOut} (0600)`);
+  }
+  if (creds) {
+    out(`connect: ssh ${key ? `-i ${keyOut} ` : ''}${creds.sshUser}@${creds.ip}${creds.tailscaleHostname ? `  (Tailscale: ${creds.tailscaleHostname})` : ''}`);
+    out(`node npub: ${creds.nodeNpub} (its nsec is in the DM and on the node, root only)`);
+  }
+}
+
+export { apiCall };

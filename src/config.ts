@@ -85,6 +85,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   STUB_PROVISION_DELAY_MS: { default: '1500', doc: 'how long the stub provisioner pretends to work' },
   HTTP_MAX_CONNECTIONS: { default: '2000', doc: 'open HTTP connections at most (idle ones are closed after 10 s without a request)' },
   HTTP_MAX_CONNECTIONS_PER_ADDRESS: { default: '256', doc: 'open HTTP connections per client address at most (not applied with TRUST_PROXY: every client shares the proxy address)' },
+  TIMMY_API: { default: 'http://$HTTP_HOST:$HTTP_PORT', doc: "the CLI's HTTP base URL for the customer commands and dev pay (a wildcard HTTP_HOST means 127.0.0.1); not read by the daemon" },
   TRUST_PROXY: { default: 'unset', doc: 'trusted reverse-proxy hops: the client address is that many X-Forwarded-For entries from the right (`1` = one proxy; `true`/`yes` = 1)' },
 };
 

@@ -4,7 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
-import { freePort, ROOT, startDaemon } from './helpers/procs.ts';
+import { freePort, ROOT, startDaemon, tempDir } from './helpers/procs.ts';
+
+/** The CLI keeps a customer key in the user's config dir: a temporary home, never the real one. */
+const customerEnv = () => ({ PATH: process.env.PATH ?? '', HOME: tempDir('timmy-home-'), XDG_CONFIG_HOME: '' });
 
 describe('long prompts', () => {
   it('a 5,000-character prompt is served through the embedded relay', async () => {
@@ -14,7 +17,7 @@ describe('long prompts', () => {
       const prompt = `Summarise this: ${'lightning '.repeat(500)}`;
       const r = spawnSync(process.execPath, ['src/bin.js', 'request', prompt, '--api', daemon.api, '--pay-stub', '--no-qr', '--timeout', '120'], {
         cwd: ROOT,
-        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+        env: customerEnv(),
         encoding: 'utf8',
         timeout: 240_000,
       });
@@ -41,7 +44,7 @@ describe('long prompts', () => {
       const child = spawn(
         process.execPath,
         ['src/bin.js', 'request', 'hi', '--to', 'f'.repeat(64), '--relay', relay, '--api', 'http://127.0.0.1:9', '--no-qr', '--timeout', '60'],
-        { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' } },
+        { cwd: ROOT, env: customerEnv() },
       );
       let out = '';
       child.stdout.on('data', (d) => (out += d));

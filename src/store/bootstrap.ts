@@ -1,5 +1,5 @@
 // Bootstrap job queries: compare-and-set moves with their publish intents and credits, and erasure.
-import { and, eq, inArray, isNotNull, lte } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, lte } from 'drizzle-orm';
 import { bootstrapJobs } from '../../schema/tables.ts';
 import { atomically, atomicallyIf, type Db } from './db.ts';
 import { insertInvoice, markInvoice } from './invoices.ts';
@@ -70,6 +70,13 @@ export function moveBootstrap(
 
 export function listBootstraps(db: Db, states: BootstrapState[]): BootstrapJob[] {
   return db.select().from(bootstrapJobs).where(inArray(bootstrapJobs.state, states)).all().map(toJob);
+}
+
+/** Node orders, newest first (optionally only those in `states`), for the operator's listing. */
+export function listNodeOrders(db: Db, opts: { states?: BootstrapState[]; limit: number }): BootstrapJob[] {
+  const q = db.select().from(bootstrapJobs);
+  const filtered = opts.states?.length ? q.where(inArray(bootstrapJobs.state, opts.states)) : q;
+  return filtered.orderBy(desc(bootstrapJobs.createdAt)).limit(opts.limit).all().map(toJob);
 }
 
 /** Ready jobs still holding credentials since before `beforeMs` (the TTL pass). */

@@ -1,5 +1,5 @@
 // Opens the SQLite store (WAL, secure_delete) and applies the committed drizzle-kit migrations.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
@@ -34,6 +34,34 @@ export function openDb(path: string): Db {
   }
 }
 
+/** There is no database at the path a read-only command was pointed at (nothing is created there). */
+export class NoStoreError extends Error {
+  override name = 'NoStoreError';
+}
+
+/**
+ * Opens an existing database for reading only (the CLI's `jobs`, `credits`): never creates a file or a
+ * directory, never migrates; a missing or out-of-date store is a clear error instead.
+ */
+export function openDbReadOnly(path: string): Db {
+  if (!existsSync(path)) {
+    throw new NoStoreError(`no store at ${path}: the daemon has not run with this DATA_DIR (or DATABASE_PATH); set them as the daemon has them`);
+  }
+  const sqlite = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    sqlite.pragma('busy_timeout = 5000'); // ms; the daemon may be writing
+    const hasTable = sqlite.prepare("select name from sqlite_master where type = 'table' and name = '__drizzle_migrations'").get();
+    const applied = hasTable ? (sqlite.prepare('select max(created_at) m from __drizzle_migrations').get() as { m: number | null }).m : null;
+    const newest = newestKnownMigration();
+    if (applied !== null && applied > newest) throw new SchemaTooNewError(`${path} was written by a newer version of Timmy (its schema is ahead of this one)`);
+    if (applied === null || applied < newest) throw new NoStoreError(`${path} is not up to date with this version of Timmy: run \`timmy migrate\` (or start the daemon) first`);
+    return drizzle(sqlite, { schema: tables }) as Db;
+  } catch (err) {
+    sqlite.close();
+    throw err;
+  }
+}
+
 function prepareDb(sqlite: Database.Database): Db {
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL'); // WAL + NORMAL: a commit survives a process kill
@@ -52,7 +80,7 @@ function prepareDb(sqlite: Database.Database): Db {
 }
 
 export function closeDb(db: Db): void {
-  db.$client.pragma('wal_checkpoint(TRUNCATE)');
+  if (!db.$client.readonly) db.$client.pragma('wal_checkpoint(TRUNCATE)');
   db.$client.close();
 }
 
