@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import * as nip17 from 'nostr-tools/nip17';
 import * as nip04 from 'nostr-tools/nip04';
 import * as nip44 from 'nostr-tools/nip44';
+import { minePow } from 'nostr-tools/nip13';
 import WebSocket from 'ws';
 import { nip19, type Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
@@ -134,22 +135,42 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
   if (opts.maxTokens) tags.push(['param', 'max_tokens', String(opts.maxTokens)]);
   if (opts.bidMsats !== undefined) tags.push(['bid', String(opts.bidMsats)]);
   if (opts.session) tags.push(['param', 'session', opts.session]);
-  const request = finalizeEvent({ kind: 5050, created_at: Math.floor(Date.now() / 1000), tags, content: '' }, opts.secretKey);
-  const paid = new Set<string>();
-  return converse(target.relays, request, 'request', opts, out, (finish) => [
-    {
-      filters: [{ kinds: [7000, 6050], '#e': [request.id] }],
-      onevent: (ev: Event) => {
-        if (ev.pubkey !== target.pubkey) return;
-        if (ev.kind === 7000) {
-          followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
-        } else {
-          printResult(ev, opts.secretKey, out);
-          finish(0);
-        }
+  // Under load Timmy asks for NIP-13 proof of work (`pow-required: difficulty N`): mine and send again.
+  let difficulty = 0;
+  for (;;) {
+    const request = signRequest(tags, difficulty, opts.secretKey);
+    let powNeeded = 0;
+    const paid = new Set<string>();
+    const code = await converse(target.relays, request, 'request', opts, out, (finish) => [
+      {
+        filters: [{ kinds: [7000, 6050], '#e': [request.id] }],
+        onevent: (ev: Event) => {
+          if (ev.pubkey !== target.pubkey) return;
+          if (ev.kind === 7000) {
+            powNeeded = Number(/^pow-required: difficulty (\d+)/.exec(tagOf(ev, 'status')?.[2] ?? '')?.[1] ?? 0);
+            followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
+          } else {
+            printResult(ev, opts.secretKey, out);
+            finish(0);
+          }
+        },
       },
-    },
-  ]);
+    ]);
+    if (code !== 1 || powNeeded <= difficulty || powNeeded > MAX_POW_DIFFICULTY) return code;
+    difficulty = powNeeded;
+    out(`mining proof of work (NIP-13, difficulty ${difficulty}) and sending the request again`);
+  }
+}
+
+/** The most proof of work the CLI will mine when asked (each bit doubles the work; 24 bits is ~16 M hashes). */
+const MAX_POW_DIFFICULTY = 24;
+
+/** A signed kind 5050 request; with `difficulty` > 0, mined to that many leading zero bits (NIP-13 nonce tag). */
+function signRequest(tags: string[][], difficulty: number, sk: Uint8Array): Event {
+  const template = { kind: 5050, created_at: Math.floor(Date.now() / 1000), tags, content: '' };
+  if (difficulty <= 0) return finalizeEvent(template, sk);
+  const mined = minePow({ ...template, tags: tags.map((t) => [...t]), pubkey: getPublicKey(sk) }, difficulty); // mutates its copy
+  return finalizeEvent({ kind: mined.kind, created_at: mined.created_at, tags: mined.tags, content: mined.content }, sk);
 }
 
 /**

@@ -259,3 +259,29 @@ describe('following a job', () => {
     }
   });
 });
+
+describe('under load (proof of work demanded)', () => {
+  let relay: RelayProc;
+  let daemon: DaemonProc;
+  beforeAll(async () => {
+    relay = await startRelay();
+    // POW_THRESHOLD_PCT 0: every Nostr request must carry proof of work.
+    daemon = await startDaemon({ relays: [relay.url], env: { POW_DIFFICULTY: '8', POW_THRESHOLD_PCT: '0' } });
+  });
+  afterAll(async () => {
+    await daemon?.kill();
+    await relay?.stop();
+  });
+
+  it('`timmy request` mines the proof of work asked for and sends the request again', () => {
+    const env = customerEnv({ TIMMY_API: daemon.api, DATA_DIR: daemon.dataDir });
+    const r = cli(['request', 'hi', '--pay-stub', '--no-qr'], env);
+    expect(r.code, r.all).toBe(0);
+    expect(r.out).toMatch(/\[error\] pow-required: difficulty 8\b/);
+    expect(r.out).toContain('mining proof of work (NIP-13, difficulty 8) and sending the request again');
+    expect(r.out).toContain('--- result ---');
+    const ids = [...r.out.matchAll(/request ([0-9a-f]{64}) \(kind/g)].map((m) => m[1]!);
+    expect(ids).toHaveLength(2);
+    expect(ids[1]!.startsWith('00')).toBe(true); // 8 leading zero bits
+  });
+});
