@@ -1,4 +1,5 @@
 // Environment + relays.json -> one typed, validated Config. Fails fast naming every bad key.
+import { NwcUrlError, parseNwcUrl } from './payments/nwc.ts';
 import { readFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +36,8 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   LNBITS_URL: { default: 'unset (stub payments)', doc: 'LNbits base URL; set it to take real payments' },
   LNBITS_API_KEY: { default: 'unset', doc: 'LNbits invoice/read key of the wallet (never the admin key)' },
   LNBITS_POLL_INTERVAL_S: { default: '5', doc: 'how often open invoices are polled while the LNbits websocket is down' },
+  NWC_URL: { default: 'unset', doc: 'Nostr Wallet Connect string (nostr+walletconnect://...) of the wallet that receives; LNbits wins when both are set' },
+  NWC_POLL_INTERVAL_S: { default: '5', doc: 'how often open invoices are looked up while the NWC relay is down or the wallet sends no notifications' },
   ANTHROPIC_API_KEY: { default: 'unset (stub agent)', doc: 'Anthropic API key; set it for real answers' },
   ANTHROPIC_BASE_URL: { default: 'SDK default', doc: 'Anthropic API base URL' },
   ANTHROPIC_TIMEOUT_S: { default: '60', doc: 'timeout of one model call attempt' },
@@ -106,6 +109,8 @@ const EnvSchema = z.object({
   LNBITS_URL: z.url({ protocol: /^https?$/ }).optional(),
   LNBITS_API_KEY: z.string().min(1).optional(),
   LNBITS_POLL_INTERVAL_S: num(0.05).default(5),
+  NWC_URL: z.string().min(1).optional(),
+  NWC_POLL_INTERVAL_S: num(0.05).default(5),
   ANTHROPIC_API_KEY: z.string().min(1).optional(),
   ANTHROPIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   ANTHROPIC_TIMEOUT_S: num(0.1).default(60),
@@ -229,6 +234,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('invalid configuration:\n  TAILSCALE_TAGS: at least one ACL tag is required with Tailscale (untagged customer nodes would reach your whole tailnet)');
   }
   if (env.LNBITS_URL && !env.LNBITS_API_KEY) throw new ConfigError('invalid configuration:\n  LNBITS_API_KEY: required when LNBITS_URL is set (the invoice/read key)');
+  if (env.NWC_URL) {
+    try {
+      parseNwcUrl(env.NWC_URL);
+    } catch (err) {
+      if (err instanceof NwcUrlError) throw new ConfigError(`invalid configuration:\n  ${err.message}`); // names the part, never the secret
+      throw err;
+    }
+  }
   const dataDir = resolve(env.DATA_DIR);
   return {
     ...env,

@@ -14,6 +14,8 @@ import { getBootstrap } from './store/bootstrap.ts';
 import { outboxDepth, outboxStore } from './store/outbox.ts';
 import { StubPayments } from './payments/stub.ts';
 import { LnbitsPayments } from './payments/lnbits.ts';
+import { NwcPayments } from './payments/nwc.ts';
+import { redactRelayUrl } from './nostr/relay-policy.ts';
 import { StubAgent } from './ai/stub.ts';
 import { StubProvisioner } from './provision/stub.ts';
 import { CoinGeckoOracle, COINGECKO_SIMPLE_PRICE_URL, type PriceOracle } from './pricing/oracle.ts';
@@ -204,12 +206,20 @@ export interface Backends {
  * is this Timmy's identity: DigitalOcean droplets are tagged with it (required with DO_API_TOKEN).
  */
 export async function buildBackends(config: Config, db: Db, log: Logger, pubkey?: string): Promise<Backends> {
-  const stubPayments = config.LNBITS_URL ? null : new StubPayments(db);
-  const payments: Backends['payments'] =
-    stubPayments ??
-    new LnbitsPayments({ url: config.LNBITS_URL!, apiKey: config.LNBITS_API_KEY!, pollIntervalMs: config.LNBITS_POLL_INTERVAL_S * 1000, log: log.child({ module: 'lnbits' }) });
-  if (stubPayments) log.warn('payments: stub backend (test invoices, paid through the dev route)');
-  else log.info({ url: config.LNBITS_URL }, 'payments: LNbits');
+  // LNbits wins when both are configured; the stub only when neither is.
+  const stubPayments = config.LNBITS_URL || config.NWC_URL ? null : new StubPayments(db);
+  let payments: Backends['payments'];
+  if (stubPayments) {
+    payments = stubPayments;
+    log.warn('payments: stub backend (test invoices, paid through the dev route)');
+  } else if (config.LNBITS_URL) {
+    payments = new LnbitsPayments({ url: config.LNBITS_URL, apiKey: config.LNBITS_API_KEY!, pollIntervalMs: config.LNBITS_POLL_INTERVAL_S * 1000, log: log.child({ module: 'lnbits' }) });
+    log.info({ url: config.LNBITS_URL, nwcIgnored: config.NWC_URL ? true : undefined }, 'payments: LNbits');
+  } else {
+    const nwc = new NwcPayments({ url: config.NWC_URL!, pollIntervalMs: config.NWC_POLL_INTERVAL_S * 1000, log: log.child({ module: 'nwc' }) });
+    payments = nwc;
+    log.info({ wallet: nwc.conn.walletPubkey, relays: nwc.conn.relays.map(redactRelayUrl) }, 'payments: Nostr Wallet Connect');
+  }
   // Optional backends are loaded only when configured (the Anthropic SDK alone is ~20 MiB of heap).
   const agent: Agent = config.ANTHROPIC_API_KEY
     ? new (await import('./ai/anthropic.ts')).AnthropicAgent({
@@ -562,8 +572,8 @@ function cleanUpServers(core: Core, log: Logger): Promise<void> {
 // --- lifecycle ---
 
 export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL)): Promise<Daemon> {
-  if (config.production && !config.LNBITS_URL && !config.ALLOW_STUB_PAYMENTS) {
-    throw new StartupError('NODE_ENV=production with the stub payment backend: set LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
+  if (config.production && !config.LNBITS_URL && !config.NWC_URL && !config.ALLOW_STUB_PAYMENTS) {
+    throw new StartupError('NODE_ENV=production with the stub payment backend: set NWC_URL or LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
   }
   await initCrypto();
   const dirProblem = (e: NodeJS.ErrnoException) => (FS_CODES.has(e.code ?? '') ? `DATA_DIR ${config.DATA_DIR} cannot be used: ${e.code} (${e.message})` : null);

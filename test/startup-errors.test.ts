@@ -81,6 +81,14 @@ describe('start-up mistakes', () => {
     expect(r.out).not.toContain('nsec1notakeyatall');
   });
 
+  it('a malformed NWC_URL names the part that is wrong, never the secret', async () => {
+    const secret = 'ab'.repeat(31) + 'zz';
+    const r = timmy(['start'], { DATA_DIR: tempDir(), HTTP_PORT: String(await freePort()), NWC_URL: `nostr+walletconnect://${'c'.repeat(64)}?relay=wss://r.example&secret=${secret}` });
+    expect(r.status).not.toBe(0);
+    expect(r.out).toContain('NWC_URL: secret= must be 64 hex characters');
+    expect(r.out).not.toContain(secret);
+  });
+
   it('timmy credits with a bad npub says so', () => {
     const r = timmy(['credits', 'npub1definitelynotvalid'], { DATA_DIR: tempDir() });
     expect(r.status).toBe(2);

@@ -26,7 +26,7 @@ export interface InvoiceRequest {
 
 /** What the core needs of a Lightning backend (stub, LNbits). */
 export interface PaymentBackend {
-  readonly name: 'stub' | 'lnbits';
+  readonly name: 'stub' | 'lnbits' | 'nwc';
   /** As last seen (cheap: a stale reading starts a check in the background); absent = always answers. */
   health?(): Health;
   createInvoice(req: InvoiceRequest): Promise<Invoice>;

@@ -412,12 +412,12 @@ export class LnbitsPayments implements PaymentBackend {
 }
 
 /** Amount, payment hash and absolute expiry of a BOLT11 invoice; PaymentError when it does not decode. */
-export function readBolt11(bolt: string): { amountMsats: number; paymentHash: string; expiresAt: number } {
+export function readBolt11(bolt: string, source = 'LNbits'): { amountMsats: number; paymentHash: string; expiresAt: number } {
   let sections: ReturnType<typeof decodeBolt11>['sections'];
   try {
     sections = decodeBolt11(bolt).sections;
   } catch (err) {
-    throw new PaymentError(`LNbits returned an undecodable invoice: ${errorMessage(err)}`);
+    throw new PaymentError(`${source} returned an undecodable invoice: ${errorMessage(err)}`);
   }
   const value = (name: string): unknown => {
     const s = sections.find((x) => x.name === name);
@@ -427,11 +427,11 @@ export function readBolt11(bolt: string): { amountMsats: number; paymentHash: st
   const hash = value('payment_hash');
   const timestamp = value('timestamp'); // unix s
   const expiry = value('expiry'); // s after timestamp
-  if (typeof amount !== 'string' || !/^\d+$/.test(amount)) throw new PaymentError('LNbits invoice has no amount');
-  if (typeof hash !== 'string' || !HEX64.test(hash)) throw new PaymentError('LNbits invoice has no payment hash');
-  if (typeof timestamp !== 'number') throw new PaymentError('LNbits invoice has no timestamp');
+  if (typeof amount !== 'string' || !/^\d+$/.test(amount)) throw new PaymentError(`${source} invoice has no amount`);
+  if (typeof hash !== 'string' || !HEX64.test(hash)) throw new PaymentError(`${source} invoice has no payment hash`);
+  if (typeof timestamp !== 'number') throw new PaymentError(`${source} invoice has no timestamp`);
   const amountMsats = Number(amount);
-  if (!Number.isSafeInteger(amountMsats)) throw new PaymentError('LNbits invoice amount is out of range');
+  if (!Number.isSafeInteger(amountMsats)) throw new PaymentError(`${source} invoice amount is out of range`);
   const expirySecs = typeof expiry === 'number' ? expiry : DEFAULT_BOLT11_EXPIRY_S;
   return { amountMsats, paymentHash: hash.toLowerCase(), expiresAt: timestamp + expirySecs };
 }

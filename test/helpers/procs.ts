@@ -72,7 +72,8 @@ const SECRET_ENV = ['NOSTR_SECRET_KEY', 'LNBITS_API_KEY', 'ANTHROPIC_API_KEY', '
  * an nsec, or an SSH private key block. Every integration test runs it when its daemon stops.
  */
 export function assertNoSecrets(output: string, env: Record<string, string>, dataDir: string): void {
-  const values = SECRET_ENV.map((k) => env[k]).filter((v): v is string => !!v && v.length >= 8);
+  const nwcSecret = /[?&]secret=([0-9a-fA-F]+)/.exec(env.NWC_URL ?? '')?.[1]; // the NWC string's secret part
+  const values = [...SECRET_ENV.map((k) => env[k]), nwcSecret].filter((v): v is string => !!v && v.length >= 8);
   for (const f of ['nostr.key', 'macaroon.key', 'storage.key', 'client.key']) {
     try {
       values.push(readFileSync(join(dataDir, f), 'utf8').trim());
