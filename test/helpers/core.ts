@@ -10,7 +10,7 @@ import { buildBackends, buildCore, buildNostr, NostrPorts, type Backends, type C
 import type { Event } from 'nostr-tools';
 import { generateSecretKey, getPublicKey, initCrypto } from '../../src/nostr/crypto.ts';
 import { StubAgent } from '../../src/ai/stub.ts';
-import type { Agent, StreamHooks, Verdict, WorkAnswer, WorkPrompt } from '../../src/core/ports.ts';
+import type { Agent, Clock, StreamHooks, Verdict, WorkAnswer, WorkPrompt } from '../../src/core/ports.ts';
 import type { NewJob, OutboxRow } from '../../src/core/types.ts';
 import { outboxForJob } from '../../src/store/outbox.ts';
 import { tempDir } from './procs.ts';
@@ -62,7 +62,7 @@ export interface CoreHarness {
   close(): Promise<void>;
 }
 
-export async function coreHarness(env: Record<string, string> = {}): Promise<CoreHarness> {
+export async function coreHarness(env: Record<string, string> = {}, opts: { clock?: Clock } = {}): Promise<CoreHarness> {
   const dir = tempDir('timmy-core-');
   const config = loadConfig({ DATA_DIR: dir, EMBEDDED_RELAY_PORT: 'off', RELAYS: 'ws://127.0.0.1:9', STUB_PROVISION_DELAY_MS: '0', ...env });
   const log = createLogger('silent', pino.destination({ dest: '/dev/null', sync: true }));
@@ -75,7 +75,7 @@ export async function coreHarness(env: Record<string, string> = {}): Promise<Cor
   const backends = { ...built, agent, stubPayments: built.stubPayments! };
   let wakes = 0;
   const link = new NostrPorts();
-  const core = buildCore(config, db, backends, { publisher: { wake: () => (wakes++, link.wake()) }, inbox: { inboxRelays: async () => [] } }, log);
+  const core = buildCore(config, db, backends, { publisher: { wake: () => (wakes++, link.wake()) }, inbox: { inboxRelays: async () => [] }, clock: opts.clock }, log);
   const sent: Event[] = [];
   const autoAck = { on: true };
   const transport = {
