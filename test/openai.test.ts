@@ -250,3 +250,36 @@ describe('OpenAI-compatible API (openai client)', () => {
     expect((await api('GET', `/api/sessions/${s.id}`, undefined, `Bearer ${s.macaroon}`)).body.balanceSats).toBe(1000 - debit / 1000);
   });
 });
+
+describe('a crash mid-stream', () => {
+  it('releases the whole reservation once at the restart; the job ends failed, nothing is debited', async () => {
+    const dataDir = daemon.dataDir.replace(/\/?$/, '') + '-crash';
+    const env = { ANTHROPIC_API_KEY: FAKE_API_KEY, ANTHROPIC_BASE_URL: fake.url };
+    let d = await startDaemon({ relays: [relay.url], dataDir, env });
+    const created = await fetch(`${d.api}/api/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ amountSats: 500 }) }).then((r) => r.json() as Promise<Json>);
+    await fetch(`${d.api}/api/dev/stub/pay/${created.depositInvoice.paymentHash}`, { method: 'POST' });
+    const client = new OpenAI({ baseURL: `${d.api}/v1`, apiKey: created.macaroon, maxRetries: 0 });
+    await waitFor(async () => (await client.models.list()).data.length === 1, 'daemon answering');
+    fake.holdStreamsAfter(1);
+    const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Tell me a story.' }], stream: true });
+    let jobId = '';
+    const reading = (async () => {
+      for await (const ch of stream) jobId = ch.id.replace('chatcmpl-', '');
+    })().catch(() => undefined);
+    await waitFor(() => jobId && fake.requests.at(-1)?.stream?.deltas === 1, 'the stream under way');
+    await d.kill('SIGKILL');
+    await reading;
+    d = await startDaemon({ relays: [relay.url], dataDir, env });
+    try {
+      const ended = await waitFor(() => readDb(dataDir, (db) => db.prepare("select * from jobs where id = ? and state in ('complete', 'failed')").get(jobId)) as Json, 'the job ended');
+      expect(ended).toMatchObject({ state: 'failed', error_message: 'interrupted by a restart' });
+      const entries = readDb(dataDir, (db) => db.prepare('select kind, amount_msats from session_ledger where job_id = ?').all(jobId)) as { kind: string; amount_msats: number }[];
+      expect(entries.map((e) => e.kind).sort()).toEqual(['release', 'reserve']);
+      expect(entries.reduce((n, e) => n + e.amount_msats, 0)).toBe(0);
+      const view = await fetch(`${d.api}/api/sessions/${created.sessionId}`, { headers: { authorization: `Bearer ${created.macaroon}` } }).then((r) => r.json() as Promise<Json>);
+      expect(view.balanceSats).toBe(500);
+    } finally {
+      await d.kill();
+    }
+  });
+});
