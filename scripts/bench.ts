@@ -1,7 +1,7 @@
 // `npm run bench`: Timmy's benchmarks, side by side in one run. Figures only, never assertions:
 // progress on stderr, a markdown table on stdout (machine facts first). Sizes scale with BENCH_SCALE
 // (default 1, a run of about 2½ minutes on 2 cores) and each can be set alone (BENCH_INGEST_N, ...).
-// BENCH_ONLY=ingest,latency,backlog,http runs a subset. Only 127.0.0.1 is ever a network target.
+// BENCH_ONLY=ingest,latency,backlog,http,stream runs a subset. Only 127.0.0.1 is ever a network target.
 //
 //   1. ingest    signed kind-5050 requests/s from intake.handle to a signed, stored payment-required
 //                (in process, stub payments, no relay), against the crypto ceiling (1 verify + 1 sign),
@@ -11,6 +11,8 @@
 //   3. backlog   100,000 open jobs seeded into a fresh store: restart-to-serving, RSS, intake rate,
 //                beside the same daemon on an empty store
 //   4. http      GET /api/jobs/:id at concurrency 64 with autocannon, against the backlog daemon
+//   5. stream    time to first token through POST /v1/chat/completions streamed, against the whole answer
+//                without streaming, on the Anthropic fake at a fixed token rate
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { initCrypto } from '../src/nostr/crypto.ts';
@@ -19,8 +21,9 @@ import type { IngestResult } from './bench/ingest.ts';
 import { runLatency } from './bench/latency.ts';
 import { runBacklog, type BacklogResult } from './bench/backlog.ts';
 import { runHttp } from './bench/http.ts';
+import { runStream } from './bench/stream.ts';
 
-const SECTIONS = ['ingest', 'latency', 'backlog', 'http'] as const;
+const SECTIONS = ['ingest', 'latency', 'backlog', 'http', 'stream'] as const;
 const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const enabled = (s: (typeof SECTIONS)[number]) => only.length === 0 || only.includes(s);
 
@@ -36,6 +39,9 @@ const sizes = {
   idleS: seconds('IDLE_S', 30),
   httpS: seconds('HTTP_S', 10),
   httpConnections: Number(process.env.BENCH_HTTP_CONNECTIONS ?? 64),
+  streamN: count('STREAM_N', 10, 3),
+  streamTps: seconds('STREAM_TPS', 100), // tokens per second of the fake (not scaled)
+  streamTokens: count('STREAM_TOKENS', 200, 20),
 };
 
 const rows: Row[] = [];
@@ -218,6 +224,19 @@ async function backlogAndHttp(): Promise<void> {
   }
 }
 
+async function stream(): Promise<void> {
+  const r = await runStream({ n: sizes.streamN, tokensPerSecond: sizes.streamTps, answerTokens: sizes.streamTokens });
+  const ttft = summary(r.ttft);
+  const total = summary(r.streamTotal);
+  const whole = summary(r.whole);
+  const fake = `Anthropic fake at ${r.tokensPerSecond} tokens/s, ${r.answerTokens}-token answers, ${r.n} requests per mode, alternating, one session`;
+  rows.push(
+    { bench: '5', metric: 'POST /v1/chat/completions, stream: true: time to first token, p50', value: fmt.ms(ttft.p50), note: `p90 ${fmt.ms(ttft.p90)}, max ${fmt.ms(ttft.max)}; ${fake}` },
+    { bench: '5', metric: 'POST /v1/chat/completions, not streamed: the whole answer, p50', value: fmt.ms(whole.p50), note: `p90 ${fmt.ms(whole.p90)}, max ${fmt.ms(whole.max)}; × ${(whole.p50 / ttft.p50).toFixed(0)} the streamed time to first token` },
+    { bench: '5', metric: 'POST /v1/chat/completions, stream: true: to data: [DONE], p50', value: fmt.ms(total.p50), note: `the model's own pace: ${fmt.ms((1000 * r.answerTokens) / r.tokensPerSecond)} for the answer` },
+  );
+}
+
 async function main(): Promise<void> {
   await initCrypto();
   const t0 = performance.now();
@@ -225,6 +244,7 @@ async function main(): Promise<void> {
   if (enabled('ingest')) await ingest().catch((err) => failed('1', err));
   if (enabled('latency')) await latency().catch((err) => failed('2', err));
   if (enabled('backlog') || enabled('http')) await backlogAndHttp().catch((err) => failed('3', err));
+  if (enabled('stream')) await stream().catch((err) => failed('5', err));
   const totalS = (performance.now() - t0) / 1000;
   progress(`done in ${totalS.toFixed(0)} s`);
 

@@ -63,7 +63,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   POW_DIFFICULTY: { default: '16', doc: 'NIP-13 proof of work (leading zero bits of the request id) demanded of Nostr requests under load; 0: never' },
   POW_THRESHOLD_PCT: { default: '50', doc: 'proof of work is demanded while open unpaid jobs reach this share of MAX_OPEN_UNPAID_TOTAL' },
   MAX_INPUT_CHARS: { default: '20000', doc: 'longest job input accepted' },
-  STUB_AI_DELAY_MS: { default: '0', doc: 'artificial latency of the stub agent per call (demos, fault tests)' },
+  STUB_AI_DELAY_MS: { default: '0', doc: 'artificial latency of the stub agent per call (demos, fault tests); streamed answers: the first word after it, then one per twentieth of it' },
   ALLOW_PRIVATE_RELAYS: { default: 'unset', doc: 'let relay URLs from requests and 10050 lists be ws:// or private addresses' },
   DEMO_DAILY_BUDGET_USD: { default: '1', doc: 'what GET /api/demo may spend on the model per UTC day' },
   L402_DEPOSIT_SATS: { default: '1000', doc: 'deposit (and top-up) of a session opened by the L402 front door' },

@@ -278,6 +278,7 @@ export class NostrPorts implements Publisher, InboxDirectory {
 
 export interface Core {
   book: InvoiceBook;
+  quoter: Quoter;
   jobs: JobService;
   runner: JobRunner;
   sessions: SessionService;
@@ -306,7 +307,7 @@ export function buildCore(
   };
   const quoter = new Quoter({ agent: b.agent, oracle: b.oracle, pricing, log: log.child({ module: 'pricing' }) });
   const jobs = new JobService({ moves, book, aiHealth, quoter, settings: jobSettings(config) });
-  const runner = new JobRunner({ moves, book, agent: b.agent, quoter, pricing });
+  const runner = new JobRunner({ moves, book, agent: b.agent, quoter, pricing, clock });
   const sessions = new SessionService({
     db,
     book,
@@ -336,7 +337,7 @@ export function buildCore(
     fault,
   });
   const demo = new DemoService({ db, agent: b.agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD });
-  return { book, jobs, runner, sessions, bootstrap, demo };
+  return { book, quoter, jobs, runner, sessions, bootstrap, demo };
 }
 
 export interface NostrSide {
@@ -448,6 +449,14 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
       sessions: core.sessions,
       maxInputChars: config.MAX_INPUT_CHARS,
       maxDepositSats: config.MAX_SESSION_DEPOSIT_SATS,
+      l402DepositSats: config.L402_DEPOSIT_SATS,
+      trustProxy: config.TRUST_PROXY,
+    },
+    openai: {
+      sessions: core.sessions,
+      model: config.WORK_MODEL,
+      prices: () => core.quoter.prices(),
+      maxInputChars: config.MAX_INPUT_CHARS,
       l402DepositSats: config.L402_DEPOSIT_SATS,
       trustProxy: config.TRUST_PROXY,
     },

@@ -10,8 +10,8 @@
 import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from '@anthropic-ai/sdk';
 import type { Message } from '@anthropic-ai/sdk/resources/messages';
 import type { Logger } from '../log.ts';
-import { WORK_SYSTEM_PROMPT } from '../pricing/pricing.ts';
-import { AgentError, type Agent, type Health, type Usage, type Verdict, type WorkAnswer } from '../core/ports.ts';
+import { estimatePromptTokens, estimateTokens, WORK_SYSTEM_PROMPT } from '../pricing/pricing.ts';
+import { AgentError, type Agent, type Health, type StreamHooks, type Usage, type Verdict, type WorkAnswer, type WorkPrompt } from '../core/ports.ts';
 import { HealthTracker } from '../core/health.ts';
 
 export interface AnthropicAgentOptions {
@@ -142,13 +142,76 @@ export class AnthropicAgent implements Agent {
   }
 
   /**
+   * The work call on a conversation, streamed (SSE): text deltas go to `onText` as they arrive. Sampling
+   * parameters (temperature) are not sent: the API version this SDK pins (anthropic-version 2026-10-21)
+   * rejects them. When `signal` aborts, the stream is cancelled and the answer is what was generated until
+   * then, with the usage the API reported (input in message_start), the output estimated conservatively from
+   * the text when the final count (message_delta) never came.
+   */
+  async workStream(prompt: WorkPrompt, maxTokens: number, hooks: StreamHooks): Promise<WorkAnswer> {
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new AgentError(`maxTokens must be a positive integer, got ${maxTokens}`);
+    const model = this.opts.workModel;
+    const deadlineMs = this.deadlineMs ?? (this.maxRetries + 1) * this.timeoutMs + this.maxRetries * SDK_MAX_BACKOFF_MS + 1_000;
+    const deadline = AbortSignal.timeout(deadlineMs);
+    const signal = hooks.signal ? AbortSignal.any([hooks.signal, deadline]) : deadline;
+    const usage: Usage = { model, inputTokens: 0, outputTokens: 0 };
+    let text = '';
+    let started = false; // message_start seen: the API reported the input tokens
+    let finalCount = false; // message_delta seen: the API reported the output tokens
+    let stopReason: string | null = null;
+    try {
+      const stream = await this.client.messages.create(
+        { model, max_tokens: maxTokens, system: prompt.system ?? WORK_SYSTEM_PROMPT, messages: prompt.turns, stream: true },
+        { timeout: this.timeoutMs, signal },
+      );
+      this.tracker.ok('answering');
+      for await (const ev of stream) {
+        if (ev.type === 'message_start') {
+          started = true;
+          if (ev.message.model) usage.model = ev.message.model;
+          usage.inputTokens = ev.message.usage.input_tokens;
+          usage.outputTokens = ev.message.usage.output_tokens;
+        } else if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') {
+          text += ev.delta.text;
+          hooks.onText?.(ev.delta.text);
+        } else if (ev.type === 'message_delta') {
+          finalCount = true;
+          usage.outputTokens = ev.usage.output_tokens; // cumulative
+          if (typeof ev.usage.input_tokens === 'number') usage.inputTokens = Math.max(usage.inputTokens, ev.usage.input_tokens);
+          stopReason = ev.delta.stop_reason;
+        }
+      }
+    } catch (err) {
+      if (!hooks.signal?.aborted) {
+        const e = this.toAgentError('work', err, this.timeoutMs, deadlineMs);
+        if (!(err instanceof APIError) || err.status === undefined || err.status === 401 || err.status === 403 || err.status >= 500) this.tracker.failed(e.message);
+        this.log.warn({ model, err: e.message, status: err instanceof APIError ? err.status : undefined }, 'streamed work call failed');
+        throw e;
+      }
+    }
+    if (hooks.signal?.aborted) {
+      // The SDK ends the iteration quietly on abort. Bill what the API saw, never less than the text shows.
+      if (!started) usage.inputTokens = estimatePromptTokens(prompt);
+      if (!finalCount) usage.outputTokens = Math.min(maxTokens, Math.max(usage.outputTokens, estimateTokens(text)));
+      this.log.info({ model, usage, chars: text.length }, 'streamed work call stopped: the caller went away');
+      return { text, usage, aborted: true };
+    }
+    if (deadline.aborted) throw new AgentError(`Anthropic work gave up at its ${deadlineMs} ms deadline (the stream did not finish)`);
+    if (stopReason === 'refusal') throw new AgentError('the work model declined the request (stop_reason refusal)');
+    if (!finalCount) throw new AgentError('Anthropic work stream ended without its final usage (message_delta)');
+    this.log.debug({ model: usage.model, stopReason, usage }, 'worked (streamed)');
+    return { text, usage };
+  }
+
+  /**
    * The work call's input tokens for `input`, counted by the API (POST /v1/messages/count_tokens: free, and
    * exact for every script). Short timeout and one retry: a quote falls back to the estimate rather than wait.
    */
-  async countInputTokens(input: string): Promise<number> {
+  async countInputTokens(input: string | WorkPrompt): Promise<number> {
+    const prompt: WorkPrompt = typeof input === 'string' ? { turns: [{ role: 'user', content: input }] } : input;
     try {
       const r = await this.client.messages.countTokens(
-        { model: this.opts.workModel, system: WORK_SYSTEM_PROMPT, messages: [{ role: 'user', content: input }] },
+        { model: this.opts.workModel, system: prompt.system ?? WORK_SYSTEM_PROMPT, messages: prompt.turns },
         { timeout: 5_000, maxRetries: 1 },
       );
       if (!Number.isInteger(r.input_tokens) || r.input_tokens < 1) throw new AgentError(`Anthropic token count answered ${String(r.input_tokens)}`);

@@ -1,7 +1,8 @@
 // The deterministic stub agent: no model, no network. Accepts ordinary requests, rejects obviously bad ones,
-// reports token usage estimated from the text, and says in every answer that it is a stub.
-import { estimateTokens, WORK_SYSTEM_PROMPT } from '../pricing/pricing.ts';
-import type { Agent, Verdict, WorkAnswer } from '../core/ports.ts';
+// reports token usage estimated from the text, and says in every answer that it is a stub. Streamed answers
+// come a word at a time: the first after the configured latency, the rest a twentieth of it apart.
+import { estimatePromptTokens, estimateTokens, WORK_SYSTEM_PROMPT } from '../pricing/pricing.ts';
+import type { Agent, StreamHooks, Verdict, WorkAnswer, WorkPrompt } from '../core/ports.ts';
 
 /** Requests the stub refuses, so the rejection path can be exercised without a model. */
 const OBVIOUSLY_BAD = /\b(malware|ransomware|keylogger|credit card dump|make a bomb|steal (?:passwords|credentials|bitcoin))\b/i;
@@ -35,11 +36,7 @@ export class StubAgent implements Agent {
 
   async work(input: string, maxTokens: number): Promise<WorkAnswer> {
     await this.pause();
-    const excerpt = input.length > 200 ? `${input.slice(0, 200)}…` : input;
-    let text = `[stub agent: no AI model is configured, this answer is canned] You asked: "${excerpt}". Set ANTHROPIC_API_KEY for real answers.`;
-    // Respect the token budget like a real model would.
-    const maxChars = maxTokens * 4;
-    if (text.length > maxChars) text = text.slice(0, maxChars);
+    const text = cannedAnswer(input, maxTokens);
     return {
       text,
       usage: {
@@ -49,4 +46,46 @@ export class StubAgent implements Agent {
       },
     };
   }
+
+  async workStream(prompt: WorkPrompt, maxTokens: number, hooks: StreamHooks): Promise<WorkAnswer> {
+    const lastUser = prompt.turns.filter((t) => t.role === 'user').at(-1)?.content ?? '';
+    const words = cannedAnswer(lastUser, maxTokens).match(/\S+\s*/g) ?? [];
+    const gapMs = Math.round(this.delayMs / 20); // ms between words
+    let text = '';
+    for (const [i, word] of words.entries()) {
+      if (hooks.signal?.aborted) break;
+      await sleep(i === 0 ? this.delayMs : gapMs, hooks.signal);
+      if (hooks.signal?.aborted) break;
+      text += word;
+      hooks.onText?.(word);
+    }
+    const aborted = hooks.signal?.aborted === true;
+    return {
+      text,
+      usage: { model: this.models.workModel, inputTokens: estimatePromptTokens(prompt), outputTokens: Math.min(maxTokens, estimateTokens(text)) },
+      ...(aborted ? { aborted } : {}),
+    };
+  }
+}
+
+/** The stub's answer to `input`, cut to the token budget like a real model would. */
+function cannedAnswer(input: string, maxTokens: number): string {
+  const excerpt = input.length > 200 ? `${input.slice(0, 200)}…` : input;
+  const text = `[stub agent: no AI model is configured, this answer is canned] You asked: "${excerpt}". Set ANTHROPIC_API_KEY for real answers.`;
+  const maxChars = maxTokens * 4;
+  return text.length > maxChars ? text.slice(0, maxChars) : text;
+}
+
+/** Waits `ms` (0: not at all), or less when `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

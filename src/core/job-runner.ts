@@ -3,10 +3,11 @@
 // the compare-and-set runs the next step, so each step runs once per process; after a crash it runs again.
 import * as store from '../store/jobs.ts';
 import * as sessions from '../store/sessions.ts';
+import { insertIntents } from '../store/outbox.ts';
 import type { LedgerEntry } from '../store/sessions.ts';
 import { actualCostUsd, costLedger, usdToSats, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
 import type { Quoter } from './quote.ts';
-import type { Agent, Usage } from './ports.ts';
+import { systemClock, type Agent, type Clock, type StreamHooks, type Usage, type WorkAnswer } from './ports.ts';
 import { creditAccount, creditedTo, msatsText, refundCredit, type InvoiceBook } from './book.ts';
 import { jobPayer } from './jobs.ts';
 import { errorFeedback, processing, type JobMoves } from './job-moves.ts';
@@ -18,11 +19,16 @@ export interface RunnerDeps {
   agent: Agent;
   quoter: Quoter;
   pricing: PricingParams;
+  clock?: Clock;
 }
+
+/** NIP-90 `partial` feedback of a streamed Nostr job: at most one per this many ms. */
+export const PARTIAL_FEEDBACK_EVERY_MS = 2000;
 
 export class JobRunner {
   private readonly running = new Map<string, Promise<void>>(); // background eval/work per job
   private readonly again = new Set<string>(); // jobs whose running step asked for the next one
+  private readonly live = new Map<string, StreamHooks>(); // jobs whose caller follows the answer as it comes
   private stopping = false;
 
   constructor(private readonly d: RunnerDeps) {
@@ -41,6 +47,19 @@ export class JobRunner {
   async settled(jobId: string): Promise<Job | undefined> {
     for (let p = this.running.get(jobId); p; p = this.running.get(jobId)) await p;
     return store.getJob(this.db, jobId);
+  }
+
+  /**
+   * Follows a job's answer as it is generated (a streamed HTTP request): set before the job is opened, it is
+   * used by the work step and dropped after it. An abort of `hooks.signal` stops the generation; what was
+   * generated until then is charged.
+   */
+  attach(jobId: string, hooks: StreamHooks): void {
+    this.live.set(jobId, hooks);
+  }
+
+  detach(jobId: string): void {
+    this.live.delete(jobId);
   }
 
   /** Jobs whose evaluation or work is running now. */
@@ -131,17 +150,21 @@ export class JobRunner {
     }
     let answer;
     try {
-      answer = await this.d.agent.work(job.input, pricing.estimatedOutputTokens);
+      answer = await this.work(job, pricing.estimatedOutputTokens);
     } catch (err) {
       this.fail(job, 'work failed', `work failed: ${(err as Error).message}`);
       return;
+    } finally {
+      this.live.delete(job.id);
     }
     if (!answer.text.trim()) {
       // Only the output is free when it is empty: the input the model read is charged like any other.
       const inputMsats = usdToSats(actualCostUsd(this.d.pricing, answer.usage.inputTokens, 0), pricing.btcPriceUsd) * 1000;
-      this.fail(job, 'work failed', 'work failed: the model returned no output', { msats: inputMsats, what: `the ${answer.usage.inputTokens} input tokens it read` });
+      const why = answer.aborted ? 'the client went away before the model wrote anything' : 'the model returned no output';
+      this.fail(job, 'work failed', `work failed: ${why}`, { msats: inputMsats, what: `the ${answer.usage.inputTokens} input tokens it read` });
       return;
     }
+    if (answer.aborted) this.log.info({ jobId: job.id, usage: answer.usage }, 'caller went away mid-answer; charging what was generated');
     if (job.sessionId) {
       this.completeOnSession(job, pricing, answer);
       return;
@@ -151,6 +174,42 @@ export class JobRunner {
       { type: 'result' },
       { type: 'feedback', status: 'success', message: 'Done. Thank you for using Timmy.' },
     ]);
+  }
+
+  /**
+   * The work call: streamed when someone follows the answer (a live HTTP caller, a Nostr request with
+   * `stream`) or when the job is a conversation; else the plain call on the request text.
+   */
+  private work(job: Job, maxTokens: number): Promise<WorkAnswer> {
+    const live = this.live.get(job.id);
+    const partials = job.source === 'nostr' && job.params.stream ? this.partialFeedback(job) : undefined;
+    const agent = this.d.agent;
+    if (!agent.workStream || (!live && !partials && !job.params.chat)) return agent.work(job.input, maxTokens);
+    const prompt = job.params.chat ?? { turns: [{ role: 'user' as const, content: job.input }] };
+    const onText = (delta: string) => {
+      live?.onText?.(delta);
+      partials?.(delta);
+    };
+    return agent.workStream(prompt, maxTokens, { onText, signal: live?.signal });
+  }
+
+  /**
+   * NIP-90 `partial` feedback with the text so far (encrypted like the rest for encrypted requests): the
+   * first as soon as text comes, then at most one per PARTIAL_FEEDBACK_EVERY_MS. Not a transition: the
+   * intent is recorded alone, and the result follows as usual.
+   */
+  private partialFeedback(job: Job): (delta: string) => void {
+    const clock = this.d.clock ?? systemClock;
+    let text = '';
+    let lastMs = -Infinity;
+    return (delta) => {
+      text += delta;
+      const now = clock.nowMs();
+      if (now - lastMs < PARTIAL_FEEDBACK_EVERY_MS || !text.trim()) return;
+      lastMs = now;
+      insertIntents(this.db, job.id, [{ type: 'feedback', status: 'partial', message: 'Working on it; the answer so far is in the content.', content: text }], Date.now());
+      this.d.moves.c.publisher.wake();
+    };
   }
 
   /** Debits the actual cost (at the reservation's BTC price, rounded up, never above the reservation). */

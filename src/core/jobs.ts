@@ -173,7 +173,7 @@ export class JobService {
   async openOnSession(req: NewJob, sessionId: string, maxSatsPerRequest: number | null): Promise<SessionOpenOutcome> {
     if (this.stopping) throw Refusal.of('unavailable', 'shutting down, try again shortly');
     await this.checkAi();
-    const pricing = await this.d.quoter.counted(req.input, req.params.maxTokens);
+    const pricing = await this.d.quoter.counted(req.input, req.params.maxTokens, req.params.chat);
     if (maxSatsPerRequest !== null && pricing.amountSats > maxSatsPerRequest) {
       throw new Refusal('caveat', `caveat max_sats_per_request=${maxSatsPerRequest} exceeded: this request needs up to ${pricing.amountSats} sats`);
     }

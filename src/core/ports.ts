@@ -63,6 +63,26 @@ export interface Verdict {
 export interface WorkAnswer {
   text: string;
   usage: Usage;
+  /** The caller went away mid-answer: `text` is what was generated until then, `usage` what it cost (estimated where the API had not said). */
+  aborted?: boolean;
+}
+
+/** One turn of a conversation (system turns are taken out into `WorkPrompt.system`). */
+export interface ChatTurn {
+  role: 'user' | 'assistant';
+  content: string;
+}
+
+/** A conversation for the work model: the customer's system prompt (Timmy's when absent) and the turns, the first one the user's. */
+export interface WorkPrompt {
+  system?: string;
+  turns: ChatTurn[];
+}
+
+/** How a streamed answer is followed: each piece of text as it comes, and a signal that stops the generation. */
+export interface StreamHooks {
+  onText?: (delta: string) => void;
+  signal?: AbortSignal;
 }
 
 /** What the core needs of a model provider (stub, Anthropic). */
@@ -75,8 +95,13 @@ export interface Agent {
   evaluate(input: string): Promise<Verdict>;
   /** `maxTokens` comes from the price estimate, so the actual cost cannot exceed the quote. */
   work(input: string, maxTokens: number): Promise<WorkAnswer>;
+  /**
+   * The work call on a conversation, streamed: `onText` gets the text as it is generated; an abort of `signal`
+   * stops the generation and resolves with what was generated (`aborted`). Absent = `work` on the last turn.
+   */
+  workStream?(prompt: WorkPrompt, maxTokens: number, hooks: StreamHooks): Promise<WorkAnswer>;
   /** Input tokens the work call for `input` would be billed (system prompt included), counted by the backend; absent = estimate. */
-  countInputTokens?(input: string): Promise<number>;
+  countInputTokens?(input: string | WorkPrompt): Promise<number>;
 }
 
 export class AgentError extends Error {

@@ -5,8 +5,8 @@
 // call the backend. The bid check before any payment uses the estimate.
 import type { Logger } from '../log.ts';
 import type { PriceOracle } from '../pricing/oracle.ts';
-import { quoteWork, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
-import type { Agent } from './ports.ts';
+import { estimatePromptTokens, modelPrices, quoteWork, type ModelPrices, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
+import type { Agent, WorkPrompt } from './ports.ts';
 
 export interface QuoterDeps {
   agent: Pick<Agent, 'countInputTokens'>;
@@ -22,9 +22,13 @@ export class Quoter {
     return this.d.pricing;
   }
 
-  /** The quote with the input tokens counted by the backend (falling back to the estimate when it cannot). */
-  async counted(input: string, maxTokens?: number): Promise<PricingBreakdown> {
-    const tokens = await this.countInput(input);
+  /**
+   * The quote with the input tokens counted by the backend (falling back to the estimate when it cannot).
+   * With a conversation (`chat`), every turn and its system prompt are counted; `input` (its last user turn)
+   * picks the output tier.
+   */
+  async counted(input: string, maxTokens?: number, chat?: WorkPrompt): Promise<PricingBreakdown> {
+    const tokens = (await this.countInput(chat ?? input)) ?? (chat ? estimatePromptTokens(chat) : undefined);
     const btc = await this.d.oracle.btcUsd();
     return quoteWork(this.d.pricing, input, btc.usd, maxTokens, tokens);
   }
@@ -35,7 +39,13 @@ export class Quoter {
     return quoteWork(this.d.pricing, input, btc.usd, maxTokens);
   }
 
-  private async countInput(input: string): Promise<number | undefined> {
+  /** The work model's prices per million tokens at the oracle's BTC price (GET /v1/models). */
+  async prices(): Promise<ModelPrices> {
+    const btc = await this.d.oracle.btcUsd();
+    return modelPrices(this.d.pricing, btc.usd);
+  }
+
+  private async countInput(input: string | WorkPrompt): Promise<number | undefined> {
     if (!this.d.agent.countInputTokens) return undefined;
     try {
       return await this.d.agent.countInputTokens(input);

@@ -10,7 +10,7 @@ import type { InvoiceBook, SubjectHandler } from './book.ts';
 import type { JobService } from './jobs.ts';
 import type { JobRunner } from './job-runner.ts';
 import { Refusal } from './refusal.ts';
-import type { Clock } from './ports.ts';
+import type { Clock, StreamHooks } from './ports.ts';
 import type { BookInvoice, Job, NewBookInvoice, NewJob } from './types.ts';
 
 export interface SessionSettings {
@@ -23,7 +23,7 @@ export interface SessionDeps {
   db: Db;
   book: InvoiceBook;
   jobs: Pick<JobService, 'openOnSession'>;
-  runner: Pick<JobRunner, 'settled'>;
+  runner: Pick<JobRunner, 'settled' | 'attach' | 'detach'>;
   rootKey: Uint8Array;
   settings: SessionSettings;
   clock: Clock;
@@ -182,12 +182,48 @@ export class SessionService {
 
   /** Runs one request on the session and waits for its result (HTTP). Refusals are thrown. */
   async run(req: NewJob, sessionId: string, maxSatsPerRequest: number | null): Promise<SessionRunOutcome> {
-    const r = await this.d.jobs.openOnSession(req, sessionId, maxSatsPerRequest);
+    const r = await this.open(req, sessionId, maxSatsPerRequest);
     if (r.status === 'insufficient') return r;
+    return this.outcome(req.id, sessionId);
+  }
+
+  /**
+   * Reserves and starts one request on the session (HTTP); `live` follows the answer as it is generated
+   * (and can stop it: what was generated is charged). Refusals are thrown.
+   */
+  async open(req: NewJob, sessionId: string, maxSatsPerRequest: number | null, live?: StreamHooks): Promise<{ status: 'created' } | { status: 'insufficient'; balanceMsats: number; neededMsats: number }> {
+    if (live) this.d.runner.attach(req.id, live);
+    let r: Awaited<ReturnType<JobService['openOnSession']>>;
+    try {
+      r = await this.d.jobs.openOnSession(req, sessionId, maxSatsPerRequest);
+    } catch (err) {
+      this.d.runner.detach(req.id);
+      throw err;
+    }
+    // Created: the work step uses the hooks and drops them; otherwise nobody will.
+    if (r.status !== 'created') this.d.runner.detach(req.id);
     if (r.status === 'duplicate') throw new Refusal('invalid', 'duplicate request id');
-    const job = (await this.d.runner.settled(r.job.id))!;
+    return r.status === 'created' ? { status: 'created' } : r;
+  }
+
+  /** Waits for a request opened on the session to end: its result and the balance, or its failure. */
+  async outcome(jobId: string, sessionId: string): Promise<Exclude<SessionRunOutcome, { status: 'insufficient' }>> {
+    const job = (await this.d.runner.settled(jobId))!;
     if (job.state !== 'complete') return { status: 'failed', job, debitedMsats: store.debitedFor(this.d.db, job.id) };
     return { status: 'done', job, balanceMsats: store.balanceMsats(this.d.db, sessionId) };
+  }
+
+  /**
+   * The L402 challenge that lets this session's holder go on: the open deposit invoice while the session
+   * waits for it, else a top-up of at least `minSats` (an open one handed out again), each with its macaroon.
+   */
+  async challenge(sessionId: string, minSats: number): Promise<{ invoice: NewBookInvoice; macaroon: string }> {
+    const s = store.getSession(this.d.db, sessionId);
+    if (s?.state === 'awaiting_deposit') {
+      const deposit = this.d.book.of('session', sessionId).find((i) => i.purpose === 'deposit' && i.status === 'open');
+      if (deposit) return { invoice: deposit, macaroon: this.mint(sessionId, deposit.paymentHash) };
+    }
+    return this.topup(sessionId, minSats, { reuseOpen: true });
   }
 
   /** Closes a session on request; a bound pubkey gets the remaining balance as credit. */

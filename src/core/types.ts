@@ -2,6 +2,7 @@
 import type { JobState } from './job-machine.ts';
 import type { BootstrapState } from './bootstrap-machine.ts';
 import type { CostLedger, PricingBreakdown } from '../pricing/pricing.ts';
+import type { WorkPrompt } from './ports.ts';
 
 export type Encryption = 'none' | 'nip04' | 'nip44';
 export type JobSource = 'nostr' | 'http';
@@ -10,6 +11,8 @@ export interface JobParams {
   maxTokens?: number; // advisory: lowers the output estimate, never raises it
   model?: string; // advisory hint, recorded only
   session?: string; // a pre-funded session (bound to the requester's pubkey) pays instead of invoices
+  stream?: boolean; // NIP-90 `["param","stream","true"]`: `partial` feedback with the text so far while working
+  chat?: WorkPrompt; // an OpenAI-style conversation (HTTP /v1/chat/completions); `input` is then its last user turn
 }
 
 /** A parsed job request, whichever transport it came by. */
@@ -108,7 +111,7 @@ export interface BootstrapJob {
 }
 
 /** NIP-90 feedback statuses Timmy publishes. */
-export type FeedbackStatus = 'payment-required' | 'processing' | 'error' | 'success';
+export type FeedbackStatus = 'payment-required' | 'processing' | 'partial' | 'error' | 'success';
 
 /**
  * What the core asks the Nostr side to publish, recorded in the transition's transaction.

@@ -6,6 +6,10 @@ import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../log.ts';
 import { Refusal } from '../core/refusal.ts';
 import { refusalResponse } from './errors.ts';
+import { describeIssues } from './schemas.ts';
+import { mountOpenAiRoutes, openAiError, openAiRefusal, type OpenAiRoutesDeps } from './openai.ts';
+
+export { describeIssues };
 import { mountSystemRoutes, type SystemDeps } from './system.ts';
 import { mountDevRoutes, type DevDeps } from './dev.ts';
 import { mountJobRoutes, type JobRoutesDeps } from './jobs.ts';
@@ -21,16 +25,13 @@ export interface HttpDeps extends SystemDeps {
   jobs: JobRoutesDeps;
   demo: DemoDeps;
   sessions: SessionRoutesDeps;
+  openai: OpenAiRoutesDeps;
   bootstrap: BootstrapRoutesDeps;
   metrics: MetricsSources;
 }
 
 export type App = OpenAPIHono;
 
-/** Formats zod issues as `path: message` lines for 400 answers. */
-export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
-  return issues.map((i) => `${i.path.map(String).join('.') || '(body)'}: ${i.message}`).join('; ');
-}
 
 export function createApp(deps: HttpDeps): App {
   const app = new OpenAPIHono({
@@ -55,11 +56,21 @@ export function createApp(deps: HttpDeps): App {
       onError: (c) => c.json({ error: `request body too large: the limit is ${deps.maxBodyBytes} bytes` }, 413),
     }),
   );
+  // The OpenAI-compatible routes answer the same checks in OpenAI's error shape.
+  app.use('/v1/*', async (c, next) => {
+    const hasBody = Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
+    if (hasBody && c.req.method === 'POST' && !/^application\/(.+\+)?json\b/i.test(c.req.header('content-type') ?? '')) {
+      return openAiError(c, 415, 'unsupported media type: send the body as application/json');
+    }
+    return next();
+  });
+  app.use('/v1/*', bodyLimit({ maxSize: deps.maxBodyBytes, onError: (c) => openAiError(c, 413, `request body too large: the limit is ${deps.maxBodyBytes} bytes`) }));
 
   mountSystemRoutes(app, deps);
   mountJobRoutes(app, deps.jobs);
   mountDemoRoutes(app, deps.demo);
   mountSessionRoutes(app, deps.sessions);
+  mountOpenAiRoutes(app, deps.openai);
   mountBootstrapRoutes(app, deps.bootstrap);
   if (deps.dev) mountDevRoutes(app, deps.dev);
 
@@ -68,12 +79,13 @@ export function createApp(deps: HttpDeps): App {
     info: { title: 'Timmy HTTP API', version: '1', description: 'Paid AI jobs over Lightning; the same core as the Nostr side.' },
   });
 
-  app.notFound((c) => c.json({ error: `not found: ${c.req.method} ${c.req.path}` }, 404));
+  const openAi = (c: { req: { path: string } }) => c.req.path.startsWith('/v1/');
+  app.notFound((c) => (openAi(c) ? openAiError(c, 404, `not found: ${c.req.method} ${c.req.path}`) : c.json({ error: `not found: ${c.req.method} ${c.req.path}` }, 404)));
   app.onError((err, c) => {
-    if (err instanceof Refusal) return refusalResponse(c, err);
-    if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
+    if (err instanceof Refusal) return openAi(c) ? openAiRefusal(c, err) : refusalResponse(c, err);
+    if (err instanceof HTTPException) return openAi(c) ? openAiError(c, err.status, err.message) : c.json({ error: err.message }, err.status);
     deps.log.error({ err, path: c.req.path }, 'unhandled HTTP error');
-    return c.json({ error: 'internal error' }, 500);
+    return openAi(c) ? openAiError(c, 500, 'internal error') : c.json({ error: 'internal error' }, 500);
   });
   return app;
 }

@@ -29,6 +29,7 @@ export async function openApiDocument(): Promise<unknown> {
       l402DepositSats: config.L402_DEPOSIT_SATS,
       trustProxy: 0,
     },
+    openai: { sessions: inert(), model: config.WORK_MODEL, prices: inert<{ f(): never }>().f, maxInputChars: config.MAX_INPUT_CHARS, l402DepositSats: config.L402_DEPOSIT_SATS, trustProxy: 0 },
     metrics: inert(),
     health: inert<Pick<HttpDeps, 'health'>>().health,
     info: inert<Pick<HttpDeps, 'info'>>().info,

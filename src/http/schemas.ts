@@ -3,6 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
 import type { BookInvoice, NewJob } from '../core/types.ts';
 
+/** Formats zod issues as `path: message` lines for 400 answers. */
+export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return issues.map((i) => `${i.path.map(String).join('.') || '(body)'}: ${i.message}`).join('; ');
+}
+
 export const ErrorBody = z.object({ error: z.string() }).openapi('Error');
 
 /** The one invoice shape everywhere (SPEC 7). */

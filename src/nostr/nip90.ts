@@ -39,6 +39,9 @@ export function parseJobTags(
       params.maxTokens = n;
     } else if (name === 'model' && value) {
       params.model = value.slice(0, 100);
+    } else if (name === 'stream') {
+      if (value !== 'true' && value !== 'false') return { ok: false, reason: `param stream must be "true" or "false", got "${value ?? ''}"` };
+      if (value === 'true') params.stream = true;
     } else if (name === 'session' && value) {
       if (!/^[0-9a-f]{32}$/.test(value)) return { ok: false, reason: 'param session must be a session id (32 hex characters)' };
       params.session = value;

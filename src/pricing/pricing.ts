@@ -62,6 +62,17 @@ export function estimateTokens(text: string): number {
   return Math.max(1, Math.ceil(ascii / 3) + other);
 }
 
+/** A conversation as the pricing sees it: a system prompt (Timmy's when absent) and the turns' texts. */
+export interface PromptText {
+  system?: string;
+  turns: { content: string }[];
+}
+
+/** Conservative input tokens of a conversation: its system prompt (Timmy's when absent) and every turn. */
+export function estimatePromptTokens(prompt: PromptText): number {
+  return estimateTokens(prompt.system ?? WORK_SYSTEM_PROMPT) + prompt.turns.reduce((n, t) => n + estimateTokens(t.content), 0);
+}
+
 /** Output tier by what the request asks for: explicit cues first, then its length. */
 export function outputTier(input: string): OutputTier {
   if (SHORT_HINT.test(input)) return 'short';
@@ -114,6 +125,35 @@ export function quoteWork(p: PricingParams, input: string, btcPriceUsd: number, 
     totalUsd,
     btcPriceUsd,
     amountSats: usdToSats(totalUsd, btcPriceUsd, p.minWorkFeeSats),
+  };
+}
+
+/** Per-token prices of the work model as charged (margin included), per million tokens, and the flat part per request. */
+export interface ModelPrices {
+  model: string;
+  inputUsdPerMtok: number;
+  outputUsdPerMtok: number;
+  requestUsd: number; // infra share per request, margin included
+  btcPriceUsd: number;
+  inputSatsPerMtok: number; // rounded up
+  outputSatsPerMtok: number; // rounded up
+  requestSats: number; // rounded up
+}
+
+export function modelPrices(p: PricingParams, btcPriceUsd: number): ModelPrices {
+  const m = (usd: number) => withMargin(usd, p.marginPct);
+  const inputUsdPerMtok = m(p.work.inputUsdPerMtok);
+  const outputUsdPerMtok = m(p.work.outputUsdPerMtok);
+  const requestUsd = m(infraUsdPerRequest(p));
+  return {
+    model: p.work.model,
+    inputUsdPerMtok,
+    outputUsdPerMtok,
+    requestUsd,
+    btcPriceUsd,
+    inputSatsPerMtok: usdToSats(inputUsdPerMtok, btcPriceUsd),
+    outputSatsPerMtok: usdToSats(outputUsdPerMtok, btcPriceUsd),
+    requestSats: usdToSats(requestUsd, btcPriceUsd),
   };
 }
 

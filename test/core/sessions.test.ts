@@ -5,6 +5,7 @@ import { coreHarness, newJob, type CoreHarness } from '../helpers/core.ts';
 import { balanceMsats, getSession } from '../../src/store/sessions.ts';
 import { Refusal } from '../../src/core/refusal.ts';
 import { creditBalanceMsats } from '../../src/store/credits.ts';
+import { estimatePromptTokens, estimateTokens } from '../../src/pricing/pricing.ts';
 
 let h: CoreHarness;
 beforeEach(async () => {
@@ -73,5 +74,52 @@ describe('sessions', () => {
     await h.core.book.settle(s.invoice.paymentHash);
     await h.core.book.settle(s.invoice.paymentHash);
     expect(creditBalanceMsats(h.db, '9'.repeat(64))).toBe(50_000);
+  });
+});
+
+describe('streamed session requests (the stub agent)', () => {
+  it('a conversation streams word by word into the live hooks; the result is the text streamed, debited once', async () => {
+    const s = await h.core.sessions.create({ amountSats: 1000, clientAddress: null, origin: 'http' });
+    await h.pay(s.invoice.paymentHash);
+    const pieces: string[] = [];
+    const chat = { system: 'Be brief.', turns: [{ role: 'user' as const, content: 'hi' }, { role: 'assistant' as const, content: 'hello' }, { role: 'user' as const, content: 'and now?' }] };
+    const req = newJob({ source: 'http', customerPubkey: null, input: 'and now?', params: { chat } });
+    const opened = await h.core.sessions.open(req, s.sessionId, null, { onText: (d) => pieces.push(d) });
+    expect(opened.status).toBe('created');
+    const r = await h.core.sessions.outcome(req.id, s.sessionId);
+    if (r.status !== 'done') throw new Error(r.status);
+    expect(pieces.length).toBeGreaterThan(3);
+    expect(pieces.join('')).toBe(r.job.result);
+    expect(r.job.result).toContain('You asked: "and now?"');
+    expect(h.agent.streamCalls).toBe(1);
+    // The reservation priced every turn and the customer's system prompt (the conservative estimate).
+    expect(r.job.pricing!.estimatedInputTokens).toBe(estimatePromptTokens(chat));
+    expect(balanceMsats(h.db, s.sessionId)).toBe(1_000_000 - r.job.costLedger!.chargedSats * 1000);
+  });
+
+  it('a caller that stops the stream is charged what was generated, and only that', async () => {
+    const s = await h.core.sessions.create({ amountSats: 1000, clientAddress: null, origin: 'http' });
+    await h.pay(s.invoice.paymentHash);
+    const stop = new AbortController();
+    let text = '';
+    const req = newJob({ source: 'http', customerPubkey: null, input: 'Explain Lightning invoices in two sentences.', params: { chat: { turns: [{ role: 'user', content: 'Explain Lightning invoices in two sentences.' }] } } });
+    await h.core.sessions.open(req, s.sessionId, null, {
+      onText: (d) => {
+        text += d;
+        if (text.split(' ').length > 3) stop.abort();
+      },
+      signal: stop.signal,
+    });
+    const r = await h.core.sessions.outcome(req.id, s.sessionId);
+    if (r.status !== 'done') throw new Error(r.status);
+    expect(r.job.result).toBe(text);
+    expect(r.job.costLedger!.actualOutputTokens).toBe(estimateTokens(text));
+    const entries = h.core.sessions.ledger(s.sessionId).filter((e) => e.jobId === req.id);
+    const reserved = -entries.find((e) => e.kind === 'reserve')!.amountMsats;
+    const debit = -entries.find((e) => e.kind === 'debit')!.amountMsats;
+    expect(debit).toBe(r.job.costLedger!.chargedSats * 1000);
+    expect(debit).toBeLessThan(reserved);
+    expect(entries.find((e) => e.kind === 'release')!.amountMsats).toBe(reserved);
+    expect(balanceMsats(h.db, s.sessionId)).toBe(1_000_000 - debit);
   });
 });

@@ -1,8 +1,11 @@
 // A local fake of the Anthropic Messages API (POST /v1/messages, POST /v1/messages/count_tokens, GET
 // /v1/models) on 127.0.0.1, faithful to the wire format:
 // the same headers required, the same error bodies ({"type":"error","error":{type,message},"request_id"}),
-// the same response shape, and token accounting that never exceeds max_tokens. Tests script failures,
-// hangs and answers, and read back every request it received.
+// the same response shape, and token accounting that never exceeds max_tokens. `stream: true` answers
+// with the API's server-sent events (event + data lines): message_start (input usage), content_block_start,
+// ping, content_block_delta (text_delta) at a settable pace, content_block_stop, message_delta (stop_reason,
+// cumulative output_tokens), message_stop. Tests script failures, hangs and answers, hold a stream to
+// exercise a caller that goes away, and read back every request it received.
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -29,8 +32,18 @@ export interface RecordedRequest {
   system: string;
   /** Text of the user turns, joined. */
   userText: string;
+  /** Text of every turn (user and assistant), joined: what input tokens are counted on, with the system prompt. */
+  turnsText: string;
   /** HTTP status the fake answered with; undefined while hanging. */
   status: number | undefined;
+  /** Streamed answers: text deltas sent, and whether the client closed the connection before message_stop. */
+  stream?: { deltas: number; textSent: string; closedEarly: boolean; done: boolean };
+}
+
+/** How fast a streamed answer comes: `chunkChars` of text per content_block_delta, `delayMs` between deltas. */
+export interface StreamPace {
+  chunkChars: number;
+  delayMs: number;
 }
 
 export interface FailureOptions {
@@ -59,6 +72,10 @@ export interface FakeAnthropic {
   setResponder(fn: Responder | undefined): void;
   /** While on, requests are recorded and never answered (to exercise client timeouts). */
   hang(on?: boolean): void;
+  /** The pace of streamed answers (default 16 characters per delta, no delay). */
+  setStreamPace(pace: Partial<StreamPace>): void;
+  /** Streams stop after `deltas` text deltas and wait (connection open) until the client leaves; null: off. */
+  holdStreamsAfter(deltas: number | null): void;
   /** Drop scripted failures, replies, hang mode, the responder and the request log. */
   reset(): void;
   close(): Promise<void>;
@@ -121,6 +138,8 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
   const hanging = new Set<ServerResponse>();
   let hangMode = false;
   let responder: Responder = defaultResponder;
+  let pace: StreamPace = { chunkChars: 16, delayMs: 0 };
+  let holdAfter: number | null = null;
 
   const server = createServer((req, res) => {
     handle(req, res).catch(() => {
@@ -203,6 +222,11 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
       text = truncateToTokens(text, maxTokens);
       stopReason = 'max_tokens';
     }
+    const inputTokens = Math.max(1, fakeTokens(rec.system) + fakeTokens(rec.turnsText));
+    if (b.stream === true) {
+      rec.status = 200;
+      return streamAnswer(res, rec, b.model as string, text, stopReason, inputTokens);
+    }
     reply(200, {
       id: `msg_${randomBytes(12).toString('hex')}`,
       type: 'message',
@@ -212,13 +236,68 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
       stop_reason: stopReason,
       stop_sequence: null,
       usage: {
-        input_tokens: Math.max(1, fakeTokens(rec.system) + fakeTokens(rec.userText)),
+        input_tokens: inputTokens,
         output_tokens: fakeTokens(text),
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: 0,
         service_tier: 'standard',
       },
     });
+  }
+
+  /** The answer as the API streams it (text/event-stream), at the set pace; stops when the client leaves. */
+  async function streamAnswer(res: ServerResponse, rec: RecordedRequest, model: string, text: string, stopReason: string, inputTokens: number): Promise<void> {
+    const st = { deltas: 0, textSent: '', closedEarly: false, done: false };
+    rec.stream = st;
+    let closed = false;
+    const gone = new Promise<void>((r) =>
+      res.on('close', () => {
+        closed = true;
+        if (!st.done) st.closedEarly = true;
+        r();
+      }),
+    );
+    hanging.add(res);
+    res.on('close', () => hanging.delete(res));
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'request-id': requestId() });
+    const event = (type: string, data: unknown) => {
+      if (!closed) res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    const pause = () => (pace.delayMs > 0 ? new Promise<void>((r) => setTimeout(r, pace.delayMs)) : new Promise<void>((r) => setImmediate(r)));
+    event('message_start', {
+      type: 'message_start',
+      message: {
+        id: `msg_${randomBytes(12).toString('hex')}`,
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: inputTokens, output_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, service_tier: 'standard' },
+      },
+    });
+    event('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    event('ping', { type: 'ping' });
+    const chars = [...text];
+    for (let i = 0; i < chars.length && !closed; i += pace.chunkChars) {
+      if (holdAfter !== null && st.deltas >= holdAfter) {
+        await gone; // held: the client has to leave
+        return;
+      }
+      await pause();
+      const piece = chars.slice(i, i + pace.chunkChars).join('');
+      event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } });
+      if (closed) return;
+      st.deltas++;
+      st.textSent += piece;
+    }
+    if (closed) return;
+    event('content_block_stop', { type: 'content_block_stop', index: 0 });
+    event('message_delta', { type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: fakeTokens(text) } });
+    event('message_stop', { type: 'message_stop' });
+    st.done = true;
+    res.end();
   }
 
   /** POST /v1/messages/count_tokens: the body of a Messages request without max_tokens -> {input_tokens}. */
@@ -260,7 +339,7 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     const invalid = validate(body && { ...body, max_tokens: 1 }, rec.anthropicVersion);
     if (invalid) return fail(400, 'invalid_request_error', invalid);
     rec.status = 200;
-    send(res, 200, { input_tokens: Math.max(1, fakeTokens(rec.system) + fakeTokens(rec.userText)) });
+    send(res, 200, { input_tokens: Math.max(1, fakeTokens(rec.system) + fakeTokens(rec.turnsText)) });
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -289,6 +368,12 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     hang(on = true) {
       hangMode = on;
     },
+    setStreamPace(p) {
+      pace = { ...pace, ...p };
+    },
+    holdStreamsAfter(n) {
+      holdAfter = n;
+    },
     reset() {
       failures.length = 0;
       countFailures.length = 0;
@@ -297,6 +382,8 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
       counts.length = 0;
       hangMode = false;
       responder = defaultResponder;
+      pace = { chunkChars: 16, delayMs: 0 };
+      holdAfter = null;
     },
     async close() {
       for (const res of hanging) res.destroy();
@@ -321,6 +408,7 @@ function record(req: IncomingMessage, body: Record<string, unknown> | undefined)
     maxTokens: body?.max_tokens,
     system: systemText(body?.system),
     userText: userText(body?.messages),
+    turnsText: userText(body?.messages, true),
     status: undefined,
   };
 }
@@ -350,7 +438,7 @@ function validate(body: Record<string, unknown> | undefined, version: string | u
   }
   if ((body.messages[0] as { role: string }).role !== 'user') return 'messages: first message must use the "user" role';
   if (body.system !== undefined && typeof body.system !== 'string' && !Array.isArray(body.system)) return 'system: Input should be a valid string';
-  if (body.stream === true) return 'stream: the fake does not implement streaming';
+  if (body.stream !== undefined && typeof body.stream !== 'boolean') return 'stream: Input should be a valid boolean';
   if (version !== undefined && version >= VERSION_WITHOUT_SAMPLING) {
     for (const p of ['temperature', 'top_p', 'top_k']) {
       if (body[p] !== undefined) return `${p}: Extra inputs are not permitted`;
@@ -365,10 +453,10 @@ function systemText(system: unknown): string {
   return '';
 }
 
-function userText(messages: unknown): string {
+function userText(messages: unknown, allRoles = false): string {
   if (!Array.isArray(messages)) return '';
   return messages
-    .filter((m): m is { role: string; content: unknown } => !!m && typeof m === 'object' && (m as { role?: unknown }).role === 'user')
+    .filter((m): m is { role: string; content: unknown } => !!m && typeof m === 'object' && (allRoles || (m as { role?: unknown }).role === 'user'))
     .map((m) => (typeof m.content === 'string' ? m.content : Array.isArray(m.content) ? m.content.map(blockText).join('\n') : ''))
     .join('\n');
 }

@@ -10,7 +10,7 @@ import { buildBackends, buildCore, buildNostr, NostrPorts, type Backends, type C
 import type { Event } from 'nostr-tools';
 import { generateSecretKey, getPublicKey, initCrypto } from '../../src/nostr/crypto.ts';
 import { StubAgent } from '../../src/ai/stub.ts';
-import type { Agent, Verdict, WorkAnswer } from '../../src/core/ports.ts';
+import type { Agent, Clock, StreamHooks, Verdict, WorkAnswer, WorkPrompt } from '../../src/core/ports.ts';
 import type { NewJob, OutboxRow } from '../../src/core/types.ts';
 import { outboxForJob } from '../../src/store/outbox.ts';
 import { tempDir } from './procs.ts';
@@ -19,8 +19,10 @@ import { tempDir } from './procs.ts';
 export class ScriptedAgent implements Agent {
   readonly name = 'stub' as const;
   readonly calls = { evaluate: 0, work: 0 };
+  streamCalls = 0; // workStream calls (conversations, streamed answers)
   onEvaluate: ((input: string) => Promise<Verdict> | null) | null = null;
   onWork: ((input: string) => Promise<WorkAnswer> | null) | null = null;
+  onWorkStream: ((prompt: WorkPrompt, hooks: StreamHooks) => Promise<WorkAnswer> | null) | null = null;
   private readonly inner = new StubAgent({ evalModel: 'claude-haiku-4-5', workModel: 'claude-sonnet-4-6' });
 
   async evaluate(input: string): Promise<Verdict> {
@@ -31,6 +33,11 @@ export class ScriptedAgent implements Agent {
   async work(input: string, maxTokens: number): Promise<WorkAnswer> {
     this.calls.work++;
     return (await this.onWork?.(input)) ?? this.inner.work(input, maxTokens);
+  }
+
+  async workStream(prompt: WorkPrompt, maxTokens: number, hooks: StreamHooks): Promise<WorkAnswer> {
+    this.streamCalls++;
+    return (await this.onWorkStream?.(prompt, hooks)) ?? this.inner.workStream(prompt, maxTokens, hooks);
   }
 }
 
@@ -55,7 +62,7 @@ export interface CoreHarness {
   close(): Promise<void>;
 }
 
-export async function coreHarness(env: Record<string, string> = {}): Promise<CoreHarness> {
+export async function coreHarness(env: Record<string, string> = {}, opts: { clock?: Clock } = {}): Promise<CoreHarness> {
   const dir = tempDir('timmy-core-');
   const config = loadConfig({ DATA_DIR: dir, EMBEDDED_RELAY_PORT: 'off', RELAYS: 'ws://127.0.0.1:9', STUB_PROVISION_DELAY_MS: '0', ...env });
   const log = createLogger('silent', pino.destination({ dest: '/dev/null', sync: true }));
@@ -68,7 +75,7 @@ export async function coreHarness(env: Record<string, string> = {}): Promise<Cor
   const backends = { ...built, agent, stubPayments: built.stubPayments! };
   let wakes = 0;
   const link = new NostrPorts();
-  const core = buildCore(config, db, backends, { publisher: { wake: () => (wakes++, link.wake()) }, inbox: { inboxRelays: async () => [] } }, log);
+  const core = buildCore(config, db, backends, { publisher: { wake: () => (wakes++, link.wake()) }, inbox: { inboxRelays: async () => [] }, clock: opts.clock }, log);
   const sent: Event[] = [];
   const autoAck = { on: true };
   const transport = {
