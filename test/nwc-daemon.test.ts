@@ -78,6 +78,7 @@ describe('NWC as the payment backend', () => {
     const hash = paymentHash(invoiceOf(evalFb!).bolt11);
     const { port, dbPath } = walletRelay;
     await walletRelay.stop();
+    await waitFor(() => !wallet.connected, 'the wallet to notice its relay is gone');
     const sent = wallet.notificationsSent;
     expect(wallet.pay(hash)).toBe(true);
     expect(wallet.notificationsSent).toBe(sent); // nobody listening: lost

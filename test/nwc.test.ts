@@ -127,7 +127,7 @@ describe('NWC backend', () => {
     const inv = await backend.createInvoice({ amountMsats: 2_000, memo: 'x', expirySecs: 600 });
     const { port, dbPath } = relay!;
     await relay!.stop();
-    await waitFor(() => !backend.relayConnected, 'the backend to notice the relay is gone');
+    await waitFor(() => !backend.relayConnected && !wallet.connected, 'the backend and the wallet to notice the relay is gone');
     wallet.pay(inv.paymentHash); // nobody hears it: the notification is lost
     expect(wallet.notificationsSent).toBe(0);
     relay = await startRelay({ port, dbPath });

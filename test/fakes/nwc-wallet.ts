@@ -56,7 +56,8 @@ export class FakeNwcWallet {
   /** Notifications published (lost ones are not counted). */
   notificationsSent = 0;
   private ws: WebSocket | null = null;
-  private connected = false;
+  /** True while the wallet service's relay connection is open. */
+  connected = false;
   private closed = false;
   private rateLimited = 0;
 
