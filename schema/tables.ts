@@ -54,9 +54,9 @@ export const invoiceBook = sqliteTable(
   'invoice_book',
   {
     paymentHash: text('payment_hash').primaryKey(),
-    subjectKind: text('subject_kind', { enum: ['job', 'session', 'bootstrap'] }).notNull(),
+    subjectKind: text('subject_kind', { enum: ['job', 'session', 'bootstrap', 'zap'] }).notNull(),
     subjectId: text('subject_id').notNull(),
-    purpose: text('purpose', { enum: ['eval', 'work', 'deposit', 'topup', 'order'] }).notNull(),
+    purpose: text('purpose', { enum: ['eval', 'work', 'deposit', 'topup', 'order', 'zap'] }).notNull(),
     account: text('account').notNull(),
     amountMsats: integer('amount_msats').notNull(), // what the payer owes
     bolt11: text('bolt11').notNull(),
@@ -111,6 +111,30 @@ export const outbox = sqliteTable(
     index('outbox_job').on(t.jobId),
     index('outbox_event').on(t.eventId),
   ],
+);
+
+/**
+ * NIP-57 zaps: one row per zap request (kind 9734) Timmy issued an invoice for (its invoice is in the book,
+ * subject kind `zap`). `target_job_id` is the job the zap's `e` tag points at (the request, or one of its
+ * feedback events), null for a tip. `outcome` is set once when the invoice is paid: the job stage it paid,
+ * credited (too little, or the job no longer waited), or a tip.
+ */
+export const zaps = sqliteTable(
+  'zaps',
+  {
+    id: text('id').primaryKey(), // the zap request's event id
+    paymentHash: text('payment_hash').notNull().unique(),
+    senderPubkey: text('sender_pubkey').notNull(),
+    targetEventId: text('target_event_id'),
+    targetJobId: text('target_job_id'),
+    amountMsats: integer('amount_msats').notNull(),
+    requestJson: text('request_json').notNull(), // exactly as received: its SHA-256 is the invoice's description hash
+    relaysJson: text('relays_json').notNull(), // where the receipt goes (the request's relays, through the relay policy)
+    outcome: text('outcome', { enum: ['paid_eval', 'paid_work', 'credited', 'tip'] }),
+    createdAt: integer('created_at').notNull(), // unix ms
+    paidAt: integer('paid_at'), // unix ms
+  },
+  (t) => [index('zaps_target_job').on(t.targetJobId)],
 );
 
 /** OK answers per relay for each outbox event. */

@@ -36,6 +36,8 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   LNBITS_URL: { default: 'unset (stub payments)', doc: 'LNbits base URL; set it to take real payments' },
   LNBITS_API_KEY: { default: 'unset', doc: 'LNbits invoice/read key of the wallet (never the admin key)' },
   LNBITS_POLL_INTERVAL_S: { default: '5', doc: 'how often open invoices are polled while the LNbits websocket is down' },
+  PUBLIC_URL: { default: 'unset (no zaps)', doc: 'where the HTTP API is reachable from outside (https:// in production); turns on zaps: Timmy is its own LNURL-pay endpoint' },
+  ZAP_NAME: { default: 'timmy', doc: 'the name of the lightning address <ZAP_NAME>@<host of PUBLIC_URL> (kind 0 lud16)' },
   NWC_URL: { default: 'unset', doc: 'Nostr Wallet Connect string (nostr+walletconnect://...) of the wallet that receives; LNbits wins when both are set' },
   NWC_POLL_INTERVAL_S: { default: '5', doc: 'how often open invoices are looked up while the NWC relay is down or the wallet sends no notifications' },
   ANTHROPIC_API_KEY: { default: 'unset (stub agent)', doc: 'Anthropic API key; set it for real answers' },
@@ -110,6 +112,8 @@ const EnvSchema = z.object({
   LNBITS_API_KEY: z.string().min(1).optional(),
   LNBITS_POLL_INTERVAL_S: num(0.05).default(5),
   NWC_URL: z.string().min(1).optional(),
+  PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+  ZAP_NAME: z.string().regex(/^[a-z0-9._-]{1,64}$/, 'lower-case letters, digits, . _ - only').default('timmy'),
   NWC_POLL_INTERVAL_S: num(0.05).default(5),
   ANTHROPIC_API_KEY: z.string().min(1).optional(),
   ANTHROPIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -241,6 +245,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       if (err instanceof NwcUrlError) throw new ConfigError(`invalid configuration:\n  ${err.message}`); // names the part, never the secret
       throw err;
     }
+  }
+  if (env.PUBLIC_URL && env.NODE_ENV === 'production' && !env.PUBLIC_URL.startsWith('https://')) {
+    throw new ConfigError('invalid configuration:\n  PUBLIC_URL: must be https:// in production (wallets fetch the zap endpoint there)');
   }
   const dataDir = resolve(env.DATA_DIR);
   return {

@@ -25,6 +25,7 @@ import { InvoiceBook } from './core/book.ts';
 import { JobMoves } from './core/job-moves.ts';
 import { JobService, type JobSettings } from './core/jobs.ts';
 import { Quoter } from './core/quote.ts';
+import { ZapService } from './core/zaps.ts';
 import { JobRunner } from './core/job-runner.ts';
 import { SessionService } from './core/sessions.ts';
 import { BootstrapService } from './core/bootstrap.ts';
@@ -284,6 +285,7 @@ export interface Core {
   sessions: SessionService;
   bootstrap: BootstrapService;
   demo: DemoService;
+  zaps: ZapService;
 }
 
 /** The services and their invoice book, on the given backends and ports. */
@@ -337,7 +339,8 @@ export function buildCore(
     fault,
   });
   const demo = new DemoService({ db, agent: b.agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD });
-  return { book, quoter, jobs, runner, sessions, bootstrap, demo };
+  const zaps = new ZapService({ db, book, jobs, publisher: ports.publisher, clock, log: log.child({ module: 'zaps' }), maxOpenZaps: config.MAX_OPEN_UNPAID_TOTAL });
+  return { book, quoter, jobs, runner, sessions, bootstrap, demo, zaps };
 }
 
 export interface NostrSide {
@@ -381,6 +384,7 @@ export function buildNostr(
     workModel: config.WORK_MODEL,
     paymentsStub: b.payments.name === 'stub',
     agentStub: b.agent.name === 'stub',
+    lud16: config.PUBLIC_URL ? `${config.ZAP_NAME}@${new URL(config.PUBLIC_URL).host}` : undefined,
   };
   // Profile and handler announcement are replaceable events: signed once per start, sent on every connect.
   const identity = [finalizeEvent(profileTemplate(handlerInfo), keys.secretKey), finalizeEvent(handlerTemplate(handlerInfo), keys.secretKey)];
@@ -461,6 +465,17 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
       trustProxy: config.TRUST_PROXY,
     },
     demo: { demo: core.demo, trustProxy: config.TRUST_PROXY, maxInputChars: config.MAX_INPUT_CHARS },
+    lnurl: config.PUBLIC_URL
+      ? {
+          zaps: core.zaps,
+          publicUrl: config.PUBLIC_URL.replace(/\/+$/, ''),
+          name: config.ZAP_NAME,
+          pubkey: keys.pubkey,
+          minSendableMsats: 1000,
+          maxSendableMsats: config.MAX_SESSION_DEPOSIT_SATS * 1000,
+          acceptRelays: (urls) => filterRelayUrls(urls, nostr.relayPolicy).accepted,
+        }
+      : null,
     metrics: {
       jobsByState: () => countJobsByState(db),
       invoices: () => countInvoices(db),

@@ -100,10 +100,10 @@ export class InvoiceBook {
   }
 
   /** Issues an invoice addressed to its subject; the subject's transaction records it (store insertInvoice). */
-  async issue(a: Payer & { purpose: InvoicePurpose; amountMsats: number; memo: string }): Promise<NewBookInvoice> {
+  async issue(a: Payer & { purpose: InvoicePurpose; amountMsats: number; memo: string; descriptionHash?: string }): Promise<NewBookInvoice> {
     let inv;
     try {
-      inv = await this.d.payments.createInvoice({ amountMsats: a.amountMsats, memo: a.memo, expirySecs: this.d.invoiceExpirySecs });
+      inv = await this.d.payments.createInvoice({ amountMsats: a.amountMsats, memo: a.memo, expirySecs: this.d.invoiceExpirySecs, descriptionHash: a.descriptionHash });
     } catch (err) {
       this.d.log.error({ err, subjectKind: a.subjectKind, purpose: a.purpose }, 'invoice creation failed');
       throw Refusal.of('unavailable', 'the payment backend cannot issue an invoice right now, try again later');

@@ -300,6 +300,24 @@ export class JobService {
     return store.getJob(this.db, id);
   }
 
+  /**
+   * A zap paid the stage the job waits on (NIP-57, core/zaps.ts): the job moves as if its own invoice were
+   * paid, and that invoice is withdrawn (still payable: paid as well, it is credited like any late payment).
+   * False when the job no longer waits on `stageHash`. Runs inside the zap's transaction.
+   */
+  paidByZap(job: Job, stageHash: string): boolean {
+    const eval_ = job.state === 'awaiting_eval_payment';
+    if (!eval_ && job.state !== 'awaiting_work_payment') return false;
+    if ((eval_ ? job.evalPaymentHash : job.workPaymentHash) !== stageHash) return false;
+    return this.d.moves.advance(
+      job,
+      eval_ ? 'eval_paid' : 'work_paid',
+      {},
+      [processing(eval_ ? 'Zap received; evaluating your request.' : 'Zap received; working on your request.')],
+      { settle: { paymentHash: stageHash, status: 'withdrawn' } },
+    );
+  }
+
   /** NIP-09: the requester deleted an unpaid request. True when it was cancelled. */
   cancel(jobId: string, byPubkey: string): boolean {
     const job = store.getJob(this.db, jobId);

@@ -22,6 +22,8 @@ export interface InvoiceRequest {
   amountMsats: number;
   memo: string;
   expirySecs: number;
+  /** Hex SHA-256 the invoice commits to instead of `memo` (BOLT11 `h`; NIP-57 zaps: of the zap request). */
+  descriptionHash?: string;
 }
 
 /** What the core needs of a Lightning backend (stub, LNbits). */

@@ -49,8 +49,8 @@ export interface Job extends NewJob {
 }
 
 /** What an invoice pays for: the subject (a text job, a session, a node order) and the stage. */
-export type SubjectKind = 'job' | 'session' | 'bootstrap';
-export type InvoicePurpose = 'eval' | 'work' | 'deposit' | 'topup' | 'order';
+export type SubjectKind = 'job' | 'session' | 'bootstrap' | 'zap';
+export type InvoicePurpose = 'eval' | 'work' | 'deposit' | 'topup' | 'order' | 'zap';
 
 /** A row of the invoice book. `account` is the payer's credits account (pubkey, else `<kind>:<id>`). */
 export interface BookInvoice {
@@ -130,7 +130,8 @@ export type PublishIntent =
     }
   | { type: 'result'; balanceMsats?: number } // balance: the paying session's, after the debit
   | { type: 'bootstrap_result' }
-  | { type: 'dm'; inboxRelays: string[] }; // NIP-17 credentials DM; empty inboxRelays: no 10050 list
+  | { type: 'dm'; inboxRelays: string[] } // NIP-17 credentials DM; empty inboxRelays: no 10050 list
+  | { type: 'zap_receipt'; zapRequest: string; bolt11: string; paidAt: number; relays: string[] }; // NIP-57 kind 9735; paidAt unix s
 
 /** A recorded publish intent, and once signed, its event (the outbox row). */
 export interface OutboxRow {

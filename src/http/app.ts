@@ -17,6 +17,7 @@ import { mountDemoRoutes, type DemoDeps } from './demo.ts';
 import { mountMetrics, type MetricsSources } from './metrics.ts';
 import { mountSessionRoutes, type SessionRoutesDeps } from './sessions.ts';
 import { mountBootstrapRoutes, type BootstrapRoutesDeps } from './bootstrap.ts';
+import { mountLnurlRoutes, type LnurlDeps } from './lnurl.ts';
 
 export interface HttpDeps extends SystemDeps {
   log: Logger;
@@ -27,6 +28,8 @@ export interface HttpDeps extends SystemDeps {
   sessions: SessionRoutesDeps;
   openai: OpenAiRoutesDeps;
   bootstrap: BootstrapRoutesDeps;
+  /** The zap endpoint (LNURL-pay), only with PUBLIC_URL. */
+  lnurl: LnurlDeps | null;
   metrics: MetricsSources;
 }
 
@@ -72,6 +75,7 @@ export function createApp(deps: HttpDeps): App {
   mountSessionRoutes(app, deps.sessions);
   mountOpenAiRoutes(app, deps.openai);
   mountBootstrapRoutes(app, deps.bootstrap);
+  if (deps.lnurl) mountLnurlRoutes(app, deps.lnurl);
   if (deps.dev) mountDevRoutes(app, deps.dev);
 
   app.doc('/api/openapi.json', {

@@ -22,6 +22,7 @@ export async function openApiDocument(): Promise<unknown> {
     jobs: { jobs: inert(), book: inert(), maxInputChars: config.MAX_INPUT_CHARS, trustProxy: 0 },
     demo: { demo: inert(), trustProxy: 0, maxInputChars: config.MAX_INPUT_CHARS },
     bootstrap: { bootstrap: inert(), trustProxy: 0 },
+    lnurl: null, // outside /api: not in the document
     sessions: {
       sessions: inert(),
       maxInputChars: config.MAX_INPUT_CHARS,

@@ -1,5 +1,5 @@
 // What each publish intent becomes on Nostr, and where it goes: NIP-90 feedback and results of paid
-// jobs, and the bootstrap job's public result and NIP-17 credentials DM.
+// jobs, the bootstrap job's public result and NIP-17 credentials DM, and NIP-57 zap receipts.
 import type { Event, EventTemplate } from 'nostr-tools';
 import * as nip17 from 'nostr-tools/nip17';
 import { customerHasPaid } from '../core/job-machine.ts';
@@ -7,6 +7,7 @@ import type { BootstrapJob, Job, OutboxRow } from '../core/types.ts';
 import { buildFeedback, buildResult, FEEDBACK_KIND } from './nip90.ts';
 import { encryptFor } from './encryption.ts';
 import type { EventFactory, Route } from './outbox.ts';
+import { zapReceiptTemplate } from './zaps.ts';
 
 export interface EventDeps {
   secretKey: Uint8Array;
@@ -57,6 +58,7 @@ export function createEventFactory(d: EventDeps): EventFactory {
 
   const eventOf = (row: OutboxRow, { job, boot }: Subject): EventTemplate | Event | null => {
     const intent = row.intent;
+    if (intent.type === 'zap_receipt') return zapReceiptTemplate(intent); // self-contained: no subject to read
     if (job) {
       const encrypt = (plain: string) => encryptFor(job, plain, d.secretKey);
       if (intent.type === 'result') return buildResult(job, encrypt, intent.balanceMsats);
@@ -76,6 +78,7 @@ export function createEventFactory(d: EventDeps): EventFactory {
 
   const routeOf = (row: OutboxRow, { job, boot }: Subject): Route => {
     const intent = row.intent;
+    if (intent.type === 'zap_receipt') return { pool: true, extra: intent.relays }; // the zap request's relays (policy applied) and ours
     if (intent.type === 'dm') {
       // NIP-17: the customer's inbox relays only; without a 10050 list, the request's relays and ours.
       return intent.inboxRelays.length > 0 ? { pool: false, extra: intent.inboxRelays } : { pool: true, extra: boot?.relays ?? [] };

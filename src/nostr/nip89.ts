@@ -8,6 +8,8 @@ export interface HandlerInfo {
   workModel: string;
   paymentsStub: boolean;
   agentStub: boolean;
+  /** The lightning address Timmy receives zaps at (`<ZAP_NAME>@<host of PUBLIC_URL>`), when zaps are on. */
+  lud16?: string;
 }
 
 const ABOUT =
@@ -19,7 +21,7 @@ export function profileTemplate(info: HandlerInfo): EventTemplate {
     kind: 0,
     created_at: Math.floor(Date.now() / 1000),
     tags: [],
-    content: JSON.stringify({ name: 'Timmy', display_name: 'Timmy', about, bot: true }),
+    content: JSON.stringify({ name: 'Timmy', display_name: 'Timmy', about, bot: true, ...(info.lud16 ? { lud16: info.lud16 } : {}) }),
   };
 }
 

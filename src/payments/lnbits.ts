@@ -138,7 +138,7 @@ export class LnbitsPayments implements PaymentBackend {
     if (!Number.isSafeInteger(req.expirySecs) || req.expirySecs <= 0) {
       throw new PaymentError(`invalid invoice expiry ${req.expirySecs} s`);
     }
-    const body = { out: false, amount: req.amountMsats / 1000, unit: 'sat', memo: req.memo, expiry: req.expirySecs };
+    const body = { out: false, amount: req.amountMsats / 1000, unit: 'sat', memo: req.memo, expiry: req.expirySecs, ...(req.descriptionHash ? { description_hash: req.descriptionHash } : {}) };
     const json = await this.request('POST', '/api/v1/payments', body);
     const parsed = CreatedInvoice.safeParse(json);
     if (!parsed.success) throw new PaymentError('LNbits returned an unexpected invoice response');

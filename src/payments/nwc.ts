@@ -195,7 +195,7 @@ export class NwcPayments implements PaymentBackend {
 
   async createInvoice(req: InvoiceRequest): Promise<Invoice> {
     if (!Number.isSafeInteger(req.amountMsats) || req.amountMsats <= 0) throw new PaymentError(`invalid invoice amount ${req.amountMsats} msats`);
-    const r = Transaction.safeParse(await this.call('make_invoice', { amount: req.amountMsats, description: req.memo, expiry: req.expirySecs }));
+    const r = Transaction.safeParse(await this.call('make_invoice', { amount: req.amountMsats, expiry: req.expirySecs, ...(req.descriptionHash ? { description_hash: req.descriptionHash } : { description: req.memo }) }));
     if (!r.success || !r.data.invoice) throw new PaymentError('the NWC wallet answered make_invoice without an invoice');
     const bolt = r.data.invoice;
     const decoded = readBolt11(bolt, 'the NWC wallet');

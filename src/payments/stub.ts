@@ -43,7 +43,7 @@ export class StubPayments implements PaymentBackend {
       tags: [
         { tagName: 'payment_hash', data: paymentHash },
         { tagName: 'payment_secret', data: randomBytes(32).toString('hex') },
-        { tagName: 'description', data: req.memo },
+        req.descriptionHash ? { tagName: 'purpose_commit_hash', data: req.descriptionHash } : { tagName: 'description', data: req.memo },
         { tagName: 'expire_time', data: req.expirySecs },
         { tagName: 'min_final_cltv_expiry', data: 18 },
       ],

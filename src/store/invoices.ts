@@ -100,7 +100,7 @@ export function expireInvoice(db: Db, paymentHash: string, nowMs: number): boole
  */
 export function recountOpenInvoices(db: Db): void {
   atomically(db, () => {
-    for (const kind of ['job', 'session', 'bootstrap'] as const) {
+    for (const kind of ['job', 'session', 'bootstrap', 'zap'] as const) {
       const n = db.$client.prepare(`select count(*) n from invoice_book where status = 'open' and subject_kind = ?`).get(kind) as { n: number };
       db.$client.prepare('insert into counters (name, value) values (?, ?) on conflict(name) do update set value = excluded.value').run(openCounter(kind), n.n);
     }

@@ -186,7 +186,7 @@ export async function startFakeLnbits(opts: FakeLnbitsOptions = {}): Promise<Fak
       tags: [
         { tagName: 'payment_hash', data: paymentHash },
         { tagName: 'payment_secret', data: randomBytes(32).toString('hex') },
-        { tagName: 'description', data: memo },
+        typeof body.description_hash === 'string' ? { tagName: 'purpose_commit_hash', data: body.description_hash } : { tagName: 'description', data: memo },
         { tagName: 'expire_time', data: expiry },
         { tagName: 'min_final_cltv_expiry', data: 18 },
       ],

@@ -195,7 +195,7 @@ export class FakeNwcWallet {
       tags: [
         { tagName: 'payment_hash', data: paymentHash },
         { tagName: 'payment_secret', data: randomBytes(32).toString('hex') },
-        { tagName: 'description', data: description },
+        typeof p.description_hash === 'string' && /^[0-9a-f]{64}$/.test(p.description_hash) ? { tagName: 'purpose_commit_hash', data: p.description_hash } : { tagName: 'description', data: description },
         { tagName: 'expire_time', data: expiry },
         { tagName: 'min_final_cltv_expiry', data: 18 },
       ],
