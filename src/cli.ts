@@ -200,6 +200,7 @@ program
   .option('--to <npub>', "Timmy's npub or hex pubkey (default: from the API)")
   .option('--relay <url...>', 'relays to use (default: those the API lists)')
   .option('--pay-stub', 'pay each invoice through the dev route (stub payments only)')
+  .option('--zap', "pay each stage by zapping its payment-required event (NIP-57); the zap invoice is paid through the dev route (stub payments only)")
   .option('--max-tokens <n>', 'advisory max_tokens param', intArg(1))
   .option('--bid <msats>', 'the most you will pay, in msats', intArg(0))
   .option('--timeout <s>', 'give up after this many seconds', intArg(1), 120)
@@ -213,6 +214,7 @@ program
       to: opts.to,
       relays: opts.relay,
       payStub: Boolean(opts.payStub),
+      zap: Boolean(opts.zap),
       maxTokens: opts.maxTokens,
       bidMsats: opts.bid,
       timeoutSecs: opts.timeout,

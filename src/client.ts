@@ -7,6 +7,7 @@ import * as nip17 from 'nostr-tools/nip17';
 import * as nip04 from 'nostr-tools/nip04';
 import * as nip44 from 'nostr-tools/nip44';
 import { minePow } from 'nostr-tools/nip13';
+import { makeZapRequest } from 'nostr-tools/nip57';
 import WebSocket from 'ws';
 import { nip19, type Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
@@ -38,6 +39,8 @@ export interface RequestOptions extends Target {
   bidMsats?: number;
   timeoutSecs: number;
   qr: boolean;
+  /** Pay each stage by zapping its payment-required event (NIP-57), the zap invoice paid through the dev route. */
+  zap?: boolean;
   out?: (line: string) => void;
 }
 
@@ -141,6 +144,7 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
     const request = signRequest(tags, difficulty, opts.secretKey);
     let powNeeded = 0;
     const paid = new Set<string>();
+    const zaps: Promise<void>[] = []; // zaps in flight: their receipts are printed before the result ends the run
     const code = await converse(target.relays, request, 'request', opts, out, (finish) => [
       {
         filters: [{ kinds: [7000, 6050], '#e': [request.id] }],
@@ -148,10 +152,12 @@ export async function runRequest(prompt: string, opts: RequestOptions): Promise<
           if (ev.pubkey !== target.pubkey) return;
           if (ev.kind === 7000) {
             powNeeded = Number(/^pow-required: difficulty (\d+)/.exec(tagOf(ev, 'status')?.[2] ?? '')?.[1] ?? 0);
-            followFeedback(ev, { ...opts, out, paid, fail: () => finish(1) });
+            followFeedback(ev, { ...opts, out, paid, zaps, fail: () => finish(1) });
           } else {
-            printResult(ev, opts.secretKey, out);
-            finish(0);
+            void Promise.allSettled(zaps).then(() => {
+              printResult(ev, opts.secretKey, out);
+              finish(0);
+            });
           }
         },
       },
@@ -211,10 +217,56 @@ function converse(
   });
 }
 
-/** Prints a kind 7000 feedback event, shows (and with payStub pays) its invoice; `fail` on `error`. */
+/**
+ * Pays a payment-required event by zapping it (NIP-57): Timmy's LNURL-pay endpoint (its lightning address
+ * from GET /api/info), a signed zap request for the event, the zap invoice paid through the dev route, then
+ * the zap receipt (kind 9735) awaited on the relays. Resolves with the receipt's id.
+ */
+async function zapAndPay(ev: Event, amountMsats: number, o: { api: string; secretKey: Uint8Array; relays?: string[] }): Promise<string> {
+  const info = (await apiCall(o.api, 'GET', '/api/info')) as { lud16?: string | null; relays: { url: string }[] };
+  if (!info.lud16) throw new Error('this Timmy takes no zaps (it has no PUBLIC_URL)');
+  const name = info.lud16.split('@')[0]!;
+  const lnurl = (await apiCall(o.api, 'GET', `/.well-known/lnurlp/${encodeURIComponent(name)}`)) as { callback: string; nostrPubkey: string; allowsNostr?: boolean };
+  if (!lnurl.allowsNostr || lnurl.nostrPubkey !== ev.pubkey) throw new Error("the zap endpoint does not take zaps for Timmy's events");
+  const relays = o.relays ?? info.relays.map((r) => r.url);
+  const request = finalizeEvent(makeZapRequest({ event: ev, amount: amountMsats, relays }), o.secretKey);
+  const url = new URL(lnurl.callback);
+  url.searchParams.set('amount', String(amountMsats));
+  url.searchParams.set('nostr', JSON.stringify(request));
+  const res = await fetchApi(url.toString());
+  const body = (await res.json().catch(() => ({}))) as { pr?: string; reason?: string };
+  if (!res.ok || !body.pr) throw new Error(`the zap endpoint refused: ${body.reason ?? `HTTP ${res.status}`}`);
+  await devPay(o.api, body.pr);
+  const pool = new SimplePool();
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const found = await pool.querySync(relays, { kinds: [9735], '#e': [ev.id], authors: [ev.pubkey] }, { maxWait: 2000 });
+      const receipt = found.find((r) => r.tags.some((t) => t[0] === 'bolt11' && t[1] === body.pr));
+      if (receipt) return receipt.id;
+      if (Date.now() > deadline) throw new Error('no zap receipt within 30 s');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    pool.close(relays);
+  }
+}
+
+/** Prints a kind 7000 feedback event, shows (and with payStub pays, or with zap zaps) its invoice; `fail` on `error`. */
 function followFeedback(
   ev: Event,
-  o: { api: string; payStub: boolean; qr: boolean; secretKey: Uint8Array; out: (l: string) => void; paid: Set<string>; fail: () => void },
+  o: {
+    api: string;
+    payStub: boolean;
+    zap?: boolean;
+    zaps?: Promise<void>[];
+    relays?: string[];
+    qr: boolean;
+    secretKey: Uint8Array;
+    out: (l: string) => void;
+    paid: Set<string>;
+    fail: () => void;
+  },
 ): void {
   const status = tagOf(ev, 'status');
   const amount = tagOf(ev, 'amount');
@@ -225,6 +277,18 @@ function followFeedback(
   }
   if (status?.[1] !== 'payment-required' || !amount?.[2] || o.paid.has(amount[2])) return;
   const bolt11 = amount[2];
+  if (o.zap) {
+    o.paid.add(bolt11);
+    const zapped = zapAndPay(ev, Number(amount[1]), o).then(
+      (receipt) => o.out(`  zapped ${Number(amount[1]) / 1000} sats; zap receipt ${receipt}`),
+      (err) => {
+        o.out(`  zap failed: ${(err as Error).message}`);
+        o.fail();
+      },
+    );
+    o.zaps?.push(zapped);
+    return;
+  }
   if (ev.content) o.out(`  quote: ${openContent(ev, o.secretKey)}`);
   showInvoice((l) => o.out(`  ${l}`), bolt11, Number(amount[1]) / 1000, { qr: o.qr, payStub: o.payStub, indent: 2 });
   if (!o.payStub) return;

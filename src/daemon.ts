@@ -514,6 +514,7 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
       },
       payments: b.payments.name,
       agent: b.agent.name,
+      lud16: nostr.handlerInfo.lud16 ?? null,
     }),
   });
 }

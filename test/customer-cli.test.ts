@@ -285,3 +285,28 @@ describe('under load (proof of work demanded)', () => {
     expect(ids[1]!.startsWith('00')).toBe(true); // 8 leading zero bits
   });
 });
+
+describe('paying by zap', () => {
+  let relay: RelayProc;
+  let daemon: DaemonProc;
+  beforeAll(async () => {
+    relay = await startRelay();
+    const httpPort = await freePort();
+    daemon = await startDaemon({ relays: [relay.url], httpPort, env: { PUBLIC_URL: `http://127.0.0.1:${httpPort}` } });
+  });
+  afterAll(async () => {
+    await daemon?.kill();
+    await relay?.stop();
+  });
+
+  it('`timmy request --zap` zaps each payment-required event, prints the receipts, and gets the result', () => {
+    const env = customerEnv({ TIMMY_API: daemon.api, DATA_DIR: daemon.dataDir });
+    const r = cli(['request', 'hi', '--zap', '--no-qr'], env);
+    expect(r.code, r.all).toBe(0);
+    const receipts = [...r.out.matchAll(/zap receipt ([0-9a-f]{64})/g)].map((m) => m[1]);
+    expect(receipts).toHaveLength(2); // the evaluation fee and the work, each zapped
+    expect(new Set(receipts).size).toBe(2);
+    expect(r.out).toContain('--- result ---');
+    expect(r.out).not.toContain('paid through the dev route'); // the bolt11s were not paid: the zaps were
+  });
+});

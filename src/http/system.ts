@@ -25,6 +25,7 @@ export interface SystemDeps {
     prices: { evalFeeSats: number; minWorkFeeSats: number; workModel: string; evalModel: string; bootstrapSizes: Record<string, number> };
     payments: string;
     agent: string;
+    lud16: string | null;
   };
 }
 
@@ -58,6 +59,7 @@ const Info = z
     }),
     payments: z.string(),
     agent: z.string(),
+    lud16: z.string().nullable().openapi({ description: "Timmy's lightning address for zaps (with PUBLIC_URL), else null" }),
   })
   .openapi('Info');
 
