@@ -1,15 +1,17 @@
 // Fault injection: paid jobs and session jobs in flight while the daemon is SIGKILLed at random moments
 // and restarted on the same data. Afterwards every paid job is complete, nothing was delivered, charged
 // or announced twice, and no invoice or sat went missing.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort, startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from '../helpers/procs.ts';
 import { Customer, invoiceOf, paymentHash, queryRelay, status } from '../helpers/customer.ts';
 import { readDb } from '../helpers/store.ts';
 import { waitForProgress } from '../helpers/wait.ts';
 import { SEED, mulberry32, printSeedOnFailure } from '../helpers/seed.ts';
 import * as nip17 from 'nostr-tools/nip17';
+import { FakeNwcWallet } from '../fakes/nwc-wallet.ts';
 
 const ROUNDS = Number(process.env.FAULT_ROUNDS ?? 6);
+const NWC_ROUNDS = Number(process.env.FAULT_NWC_ROUNDS ?? 3);
 const JOBS_PER_CUSTOMER = Number(process.env.FAULT_JOBS ?? 4);
 /** The kill moments come from the run's seed (TEST_SEED, printed on failure). */
 const random = mulberry32(SEED);
@@ -17,71 +19,90 @@ const random = mulberry32(SEED);
 const STALL_MS = 30_000;
 printSeedOnFailure();
 
-let relay: RelayProc;
-let daemon: DaemonProc | null = null;
-const customers: Customer[] = [];
-let httpPort: number;
-const dataDir = tempDir('timmy-crash-');
+/** How a run pays: the stub's dev route, or a fake NWC wallet (whose notifications are lost while the daemon is down). */
+interface Rail {
+  name: string;
+  env: Record<string, string>;
+  /** Pays an invoice; false when it cannot be paid right now (the daemon down, the invoice unknown yet). */
+  pay(paymentHash: string): Promise<boolean>;
+  close(): Promise<void>;
+}
 
-beforeAll(async () => {
-  relay = await startRelay();
-  httpPort = await freePort();
-});
-afterAll(async () => {
-  for (const c of customers) c.close();
-  await daemon?.kill();
-  await relay?.stop();
+const stubRail = (api: () => string): Rail => ({
+  name: 'stub',
+  env: {},
+  async pay(hash) {
+    try {
+      return (await fetch(`${api()}/api/dev/stub/pay/${hash}`, { method: 'POST' })).status === 200;
+    } catch {
+      return false; // daemon down right now: next pass
+    }
+  },
+  close: async () => {},
 });
 
-const api = () => `http://127.0.0.1:${httpPort}`;
+async function nwcRail(): Promise<Rail> {
+  const walletRelay = await startRelay();
+  const wallet = await new FakeNwcWallet({ relayUrl: walletRelay.url }).start();
+  return {
+    name: 'NWC',
+    env: { NWC_URL: wallet.url, NWC_POLL_INTERVAL_S: '0.5' },
+    pay: async (hash) => wallet.pay(hash) || wallet.invoices.get(hash)?.settledAt != null,
+    async close() {
+      await wallet.close();
+      await walletRelay.stop();
+    },
+  };
+}
+
 const env = { STUB_AI_DELAY_MS: '150', STUB_PROVISION_DELAY_MS: '400', MAX_OPEN_UNPAID_PER_CLIENT: '50' };
 
-async function start(): Promise<DaemonProc> {
-  daemon = await startDaemon({ relays: [relay.url], dataDir, httpPort, env });
-  return daemon;
-}
-
-/** Pays every invoice the customers have seen, whenever a daemon is up; retries what failed. */
-function payer(): { stop: () => void; paid: Set<string> } {
-  const paid = new Set<string>();
-  let running = true;
-  const loop = async () => {
-    while (running) {
-      for (const c of customers) {
-        for (const s of c.seen) {
-          if (status(s.event) !== 'payment-required') continue;
-          const { bolt11 } = invoiceOf(s.event);
-          if (paid.has(bolt11)) continue;
-          try {
-            const res = await fetch(`${api()}/api/dev/stub/pay/${paymentHash(bolt11)}`, { method: 'POST' });
-            if (res.status === 200) paid.add(bolt11);
-          } catch {
-            /* daemon down right now: next pass */
+async function crashRun(makeRail: (api: () => string) => Promise<Rail>, rounds: number): Promise<void> {
+  const relay = await startRelay();
+  const httpPort = await freePort();
+  const api = () => `http://127.0.0.1:${httpPort}`;
+  const rail = await makeRail(api);
+  const dataDir = tempDir('timmy-crash-');
+  const customers: Customer[] = [];
+  let daemon: DaemonProc | null = null;
+  const start = async (): Promise<DaemonProc> => {
+    daemon = await startDaemon({ relays: [relay.url], dataDir, httpPort, env: { ...env, ...rail.env } });
+    return daemon;
+  };
+  /** Pays every invoice the customers have seen, whenever it can; retries what failed. */
+  const payer = (): { stop: () => void; paid: Set<string> } => {
+    const paid = new Set<string>();
+    let running = true;
+    const loop = async () => {
+      while (running) {
+        for (const c of customers) {
+          for (const s of c.seen) {
+            if (status(s.event) !== 'payment-required') continue;
+            const { bolt11 } = invoiceOf(s.event);
+            if (paid.has(bolt11)) continue;
+            if (await rail.pay(paymentHash(bolt11))) paid.add(bolt11);
           }
         }
+        await new Promise((r) => setTimeout(r, 50));
       }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    };
+    void loop();
+    return { stop: () => (running = false), paid };
   };
-  void loop();
-  return { stop: () => (running = false), paid };
-}
-
-describe('crash anywhere', () => {
-  it(`${ROUNDS} random SIGKILLs during paid, session and node jobs: every job completes once, nobody pays twice`, async () => {
+  try {
     await start();
     for (let i = 0; i < 3; i++) customers.push(await new Customer([relay.url], daemon!.pubkey).connect());
     const sessionOwner = await new Customer([relay.url], daemon!.pubkey).connect();
     customers.push(sessionOwner);
     // A funded session bound to one customer, spent over Nostr during the crashes.
     const created = await (await fetch(`${api()}/api/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ amountSats: 500, pubkey: sessionOwner.pubkey }) })).json() as { sessionId: string; depositInvoice: { paymentHash: string } };
-    await fetch(`${api()}/api/dev/stub/pay/${created.depositInvoice.paymentHash}`, { method: 'POST' });
+    expect(await rail.pay(created.depositInvoice.paymentHash)).toBe(true);
 
     const pay = payer();
     const requests: string[] = [];
     const sessionRequests: string[] = [];
     const orders: string[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < rounds; round++) {
       for (const c of customers.slice(0, 3)) {
         const req = await c.request(`round ${round} question from ${c.pubkey.slice(0, 6)}`);
         requests.push(req.id);
@@ -174,5 +195,15 @@ describe('crash anywhere', () => {
       expect(balance).toBe(500_000 + k('debit').s);
       expect(balance).toBeGreaterThanOrEqual(0);
     });
-  }, 10 * 60_000); // a backstop: the waits above fail on a stall
+  } finally {
+    for (const c of customers) c.close();
+    await (daemon as DaemonProc | null)?.kill();
+    await rail.close();
+    await relay.stop();
+  }
+}
+
+describe('crash anywhere', () => {
+  it(`${ROUNDS} random SIGKILLs during paid, session and node jobs: every job completes once, nobody pays twice`, () => crashRun(async (api) => stubRail(api), ROUNDS), 10 * 60_000); // a backstop: the waits fail on a stall
+  it(`the same over NWC (${NWC_ROUNDS} SIGKILLs): notifications lost while the daemon is down are found by lookup`, () => crashRun(() => nwcRail(), NWC_ROUNDS), 10 * 60_000);
 });

@@ -6,6 +6,7 @@ import { Customer, invoiceOf, paymentHash, queryRelay, status, tag } from '../he
 import { readDb } from '../helpers/store.ts';
 import { TIME_SCALE, waitFor } from '../helpers/wait.ts';
 import { startFakeLnbits } from '../fakes/lnbits.ts';
+import { FakeNwcWallet } from '../fakes/nwc-wallet.ts';
 import { startFakeAnthropic, FAKE_API_KEY } from '../fakes/anthropic.ts';
 import { createServer } from 'node:http';
 
@@ -115,6 +116,40 @@ describe('relays going down one after the other', () => {
     } finally {
       await daemon.kill();
       await Promise.all([a.stop(), b.stop()]);
+    }
+  }, 120_000 * TIME_SCALE);
+});
+
+describe('relays going down over NWC', () => {
+  it("one relay for Nostr and the wallet: payments made while it is down are found after, each job served once", async () => {
+    let relay = await startRelay();
+    const wallet = await new FakeNwcWallet({ relayUrl: relay.url }).start();
+    const daemon = await startDaemon({ relays: [relay.url], env: { NWC_URL: wallet.url, NWC_POLL_INTERVAL_S: '0.2' } });
+    const customer = await new Customer([relay.url], daemon.pubkey).connect();
+    try {
+      const reqs = [await customer.request('first'), await customer.request('second')];
+      const evalInvoices = await Promise.all(reqs.map(async (r) => invoiceOf((await customer.waitForFeedback(r.id, 'payment-required'))[0]!).bolt11));
+      await relay.stop();
+      await waitFor(() => !wallet.connected, 'the wallet to notice its relay is gone');
+      for (const bolt11 of evalInvoices) expect(wallet.pay(paymentHash(bolt11))).toBe(true); // notifications lost
+      expect(wallet.notificationsSent).toBe(0);
+      relay = await startRelay({ port: relay.port, dbPath: relay.dbPath });
+      // (The test customer's own connection does not come back: what Timmy published is read from the relay.)
+      const timmysEvents = (id: string) => queryRelay(relay.url, { authors: [daemon.pubkey], '#e': [id] });
+      for (const r of reqs) {
+        const work = await waitFor(async () => (await timmysEvents(r.id)).find((e) => status(e) === 'payment-required' && !evalInvoices.includes(invoiceOf(e).bolt11)), 'the work quote after the outage', 30_000);
+        expect(wallet.pay(paymentHash(invoiceOf(work).bolt11))).toBe(true);
+      }
+      for (const r of reqs) await waitFor(async () => (await timmysEvents(r.id)).some((e) => e.kind === 6050), 'the result', 30_000);
+      for (const r of reqs) {
+        const evs = await queryRelay(relay.url, { authors: [daemon.pubkey], '#e': [r.id] });
+        expect(evs.map((e) => (e.kind === 6050 ? 'result' : status(e))).sort()).toEqual(['payment-required', 'payment-required', 'processing', 'processing', 'result', 'success']);
+      }
+    } finally {
+      customer.close();
+      await daemon.kill();
+      await wallet.close();
+      await relay.stop();
     }
   }, 120_000 * TIME_SCALE);
 });
