@@ -7,7 +7,7 @@
 //                (in process, stub payments, no relay), against the crypto ceiling (1 verify + 1 sign),
 //                with nostr-wasm and with the pure-JS verifier swapped in by a module hook
 //   2. latency   LNbits-fake settlement -> `processing` at a subscriber of a real relay: websocket push,
-//                and polling with the websocket refused
+//                and polling with the websocket refused; and the same over NWC notifications (fake wallet)
 //   3. backlog   100,000 open jobs seeded into a fresh store: restart-to-serving, RSS, intake rate,
 //                beside the same daemon on an empty store
 //   4. http      GET /api/jobs/:id at concurrency 64 with autocannon, against the backlog daemon
@@ -31,6 +31,7 @@ const sizes = {
   ingestN: count('INGEST_N', 3000, 200),
   ingestWarmup: count('INGEST_WARMUP', 300, 50),
   latencyJobs: count('LATENCY_JOBS', 1000, 20),
+  nwcJobs: count('NWC_JOBS', 200, 10),
   pollJobs: count('POLL_JOBS', 50, 10),
   customers: Number(process.env.BENCH_CUSTOMERS ?? 10),
   pollIntervalS: seconds('POLL_INTERVAL_S', 2),
@@ -93,7 +94,8 @@ async function ingest(): Promise<void> {
 
 async function latency(): Promise<void> {
   progress(`latency: ${sizes.latencyJobs} jobs over the websocket, ${sizes.pollJobs} while polling every ${sizes.pollIntervalS} s, ${sizes.customers} customers`);
-  const r = await runLatency({ jobs: sizes.latencyJobs, pollJobs: sizes.pollJobs, customers: sizes.customers, pollIntervalS: sizes.pollIntervalS });
+  const r = await runLatency({ jobs: sizes.latencyJobs, nwcJobs: sizes.nwcJobs, pollJobs: sizes.pollJobs, customers: sizes.customers, pollIntervalS: sizes.pollIntervalS });
+  const nwc = summary(r.nwc);
   const ws = summary([...r.wsEval, ...r.wsWork]);
   const ev = summary(r.wsEval);
   const wk = summary(r.wsWork);
@@ -115,6 +117,12 @@ async function latency(): Promise<void> {
       target: '≤ 250 ms',
       met: ws.p99 <= 250,
       note: `eval ${fmt.ms(ev.p99)}, work ${fmt.ms(wk.p99)}, max ${fmt.ms(ws.max)}`,
+    },
+    {
+      bench: '2',
+      metric: `pay -> processing, NWC payment_received notifications, p50 / p99 (${nwc.n} payments)`,
+      value: `${fmt.ms(nwc.p50)} / ${fmt.ms(nwc.p99)}`,
+      note: `fake NIP-47 wallet service -> relay -> daemon (NIP-44 decrypt) -> relay -> subscriber; beside the LNbits websocket's ${fmt.ms(ws.p50)} / ${fmt.ms(ws.p99)}`,
     },
     {
       bench: '2',

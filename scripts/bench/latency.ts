@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { decode } from 'light-bolt11-decoder';
 import { startRelay, tempDir } from '../../test/helpers/procs.ts';
 import { startFakeLnbits } from '../../test/fakes/lnbits.ts';
+import { FakeNwcWallet } from '../../test/fakes/nwc-wallet.ts';
 import { generateSecretKey, getPublicKey } from '../../src/nostr/crypto.ts';
 import { spawnDaemon, type BenchDaemon } from './daemon.ts';
 import { FeedbackWatch } from './relay-client.ts';
@@ -19,6 +20,7 @@ import { progress, sleep, summary, until } from './common.ts';
 export interface LatencyResult {
   wsEval: number[]; // ms, eval invoice paid -> `processing` at the subscriber
   wsWork: number[]; // ms, work invoice paid -> `processing`
+  nwc: number[]; // ms, eval and work invoices paid at the fake NWC wallet -> `processing` (payment_received notifications)
   poll: number[]; // ms, eval invoice paid while the websocket is down -> `processing`
   pollIntervalS: number;
   customers: number;
@@ -42,7 +44,53 @@ async function priceServer(): Promise<{ url: string; server: Server }> {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/simple/price?ids=bitcoin&vs_currencies=usd`, server };
 }
 
-export async function runLatency(o: { jobs: number; pollJobs: number; customers: number; pollIntervalS: number }): Promise<LatencyResult> {
+/**
+ * The same payments over NWC, in the same run: a second daemon (its own key and store) whose backend is the
+ * fake NWC wallet service on the same relay; `wallet.pay(hash)` -> `processing` at the subscriber.
+ */
+async function nwcLatency(o: { relayUrl: string; customers: Customer[]; watch: FeedbackWatch; jobs: number; priceUrl: string; relayPid: number }): Promise<number[]> {
+  const wallet = await new FakeNwcWallet({ relayUrl: o.relayUrl }).start();
+  const sk = generateSecretKey();
+  const timmy = getPublicKey(sk);
+  const dataDir = tempDir('timmy-bench-nwc-');
+  const feed = await FeedbackWatch.start(o.relayUrl, timmy);
+  let daemon: BenchDaemon | null = null;
+  try {
+    daemon = await spawnDaemon({
+      relays: [o.relayUrl],
+      dataDir,
+      env: {
+        NOSTR_SECRET_KEY: Buffer.from(sk).toString('hex'),
+        NWC_URL: wallet.url,
+        BTC_PRICE_URL: o.priceUrl,
+        INVOICE_EXPIRY_S: '3600',
+        MAX_OPEN_UNPAID_PER_CLIENT: '1000000',
+        MAX_OPEN_UNPAID_TOTAL: '1000000',
+      },
+    });
+    progress(`latency: NWC: creating ${o.jobs} jobs (invoices made by the fake NWC wallet)`);
+    const intake = await intakeRun({ customers: o.customers, watch: feed, timmy, n: o.jobs, label: 'nwc', daemonPid: daemon.pid, relayPid: o.relayPid, timeoutMs: 120_000 });
+    const out: number[] = [];
+    for (const id of intake.ids) {
+      let t0 = performance.now();
+      wallet.pay(paymentHash(feed.nth(id, 'payment-required', 1)!.bolt11!));
+      out.push((await feed.waitFor(id, 'processing', 1)) - t0);
+      await feed.waitFor(id, 'payment-required', 2);
+      t0 = performance.now();
+      wallet.pay(paymentHash(feed.nth(id, 'payment-required', 2)!.bolt11!));
+      out.push((await feed.waitFor(id, 'processing', 2)) - t0);
+    }
+    progress(`latency: NWC notification p50 ${summary(out).p50.toFixed(1)} ms over ${out.length} payments`);
+    return out;
+  } finally {
+    feed.close();
+    await daemon?.kill();
+    await wallet.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function runLatency(o: { jobs: number; nwcJobs: number; pollJobs: number; customers: number; pollIntervalS: number }): Promise<LatencyResult> {
   const price = await priceServer();
   const relay = await startRelay();
   const lnbits = await startFakeLnbits();
@@ -118,7 +166,8 @@ export async function runLatency(o: { jobs: number; pollJobs: number; customers:
     progress(
       `latency: websocket eval p50 ${summary(wsEval).p50.toFixed(1)} ms, work p50 ${summary(wsWork).p50.toFixed(1)} ms, polling p50 ${summary(poll).p50.toFixed(0)} ms`,
     );
-    return { wsEval, wsWork, poll, pollIntervalS: o.pollIntervalS, customers: o.customers, intake, wsClientsDuringPoll };
+    const nwc = await nwcLatency({ relayUrl: relay.url, customers, watch: feed, jobs: o.nwcJobs, priceUrl: price.url, relayPid: relay.child.pid! });
+    return { wsEval, wsWork, nwc, poll, pollIntervalS: o.pollIntervalS, customers: o.customers, intake, wsClientsDuringPoll };
   } finally {
     for (const c of customers) c.conn.close();
     watch?.close();
