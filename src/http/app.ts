@@ -17,6 +17,7 @@ import { mountDemoRoutes, type DemoDeps } from './demo.ts';
 import { mountMetrics, type MetricsSources } from './metrics.ts';
 import { mountSessionRoutes, type SessionRoutesDeps } from './sessions.ts';
 import { mountBootstrapRoutes, type BootstrapRoutesDeps } from './bootstrap.ts';
+import { mountConsoleRoutes, type ConsoleRoutesDeps } from './console.ts';
 
 export interface HttpDeps extends SystemDeps {
   log: Logger;
@@ -28,6 +29,7 @@ export interface HttpDeps extends SystemDeps {
   openai: OpenAiRoutesDeps;
   bootstrap: BootstrapRoutesDeps;
   metrics: MetricsSources;
+  console: ConsoleRoutesDeps | null; // the operator console (/console); null: not served
 }
 
 export type App = OpenAPIHono;
@@ -73,6 +75,7 @@ export function createApp(deps: HttpDeps): App {
   mountOpenAiRoutes(app, deps.openai);
   mountBootstrapRoutes(app, deps.bootstrap);
   if (deps.dev) mountDevRoutes(app, deps.dev);
+  if (deps.console) mountConsoleRoutes(app, deps.console);
 
   app.doc('/api/openapi.json', {
     openapi: '3.0.3',
