@@ -111,7 +111,7 @@ function describeIntent(intent: PublishIntent, priv: boolean): string {
 function invoiceEntries(invoices: (BookInvoice & { createdAt?: number })[]): TimelineEntry[] {
   return invoices.flatMap((i) => {
     const base = `${i.purpose} invoice ${sats(i.amountMsats)} sats`;
-    const out: TimelineEntry[] = [{ at: i.createdAt ?? 0, what: 'invoice', text: `${base} issued`, detail: { paymentHash: i.paymentHash, status: i.status } }];
+    const out: TimelineEntry[] = [{ at: i.createdAt ?? 0, what: 'invoice', text: `${base} issued (payment hash ${i.paymentHash.slice(0, 12)}…, now ${i.status})` }];
     if (i.paidAt) out.push({ at: i.paidAt, what: 'paid', text: `${base} paid` });
     if (i.status === 'expired') out.push({ at: i.expiresAt * 1000, what: 'expired', text: `${base} expired unpaid` });
     return out;
@@ -119,18 +119,11 @@ function invoiceEntries(invoices: (BookInvoice & { createdAt?: number })[]): Tim
 }
 
 function eventEntries(db: Db, subjectId: string, priv: boolean): TimelineEntry[] {
-  return eventsWithAcks(db, subjectId).flatMap((e) => {
+  return eventsWithAcks(db, subjectId).map((e) => {
     const intent = JSON.parse(e.intentJson) as PublishIntent;
-    const acks = e.acks.map((a) => `${a.relay} ${a.ok ? 'OK' : `refused: ${a.message.slice(0, 120)}`}`);
-    return [
-      {
-        at: e.createdAt,
-        what: 'event',
-        text: describeIntent(intent, priv),
-        detail: { eventId: e.eventId, signedAt: e.signedAt, ackedAt: e.ackedAt, acks: e.acks.map((a) => ({ relay: a.relay, ok: a.ok, message: a.message.slice(0, 200), at: a.at })) },
-      },
-      ...(e.ackedAt ? [{ at: e.ackedAt, what: 'ack', text: `acked: ${acks.join('; ')}` }] : e.signedAt ? [] : [{ at: e.createdAt, what: 'ack', text: 'not signed yet' }]),
-    ];
+    const acks = e.acks.map((a) => `${a.relay} ${a.ok ? 'OK' : `refused: ${a.message.slice(0, 120)}`} (+${a.at - e.createdAt} ms)`);
+    const sent = acks.length ? `relays: ${acks.join('; ')}` : e.signedAt ? 'no relay answered yet' : 'not signed yet';
+    return { at: e.createdAt, what: 'event', text: `${describeIntent(intent, priv)} — ${e.eventId ? `event ${e.eventId.slice(0, 12)}…, ` : ''}${sent}` };
   });
 }
 
