@@ -4,7 +4,7 @@ import { nip19 } from 'nostr-tools';
 import type { Db } from './store/db.ts';
 import { countJobsByState } from './store/jobs.ts';
 import { outboxDepth } from './store/outbox.ts';
-import { countNodeOrdersByState, creditsOwedMsats, modelUsage, processingLatencies, receivedMsats, recentErrors, sessionsHeldMsats } from './store/money.ts';
+import { countNodeOrdersByState, creditsOwedMsats, modelUsage, processingLatencies, receivedMsats, recentErrors, sessionDebitsMsats, sessionsHeldMsats } from './store/money.ts';
 import type { InvoicePurpose } from './core/types.ts';
 import type { ModelRates } from './pricing/pricing.ts';
 import { terminalSafe } from './terminal.ts';
@@ -29,15 +29,19 @@ export interface LiveParts {
   storeOk: boolean;
 }
 
-/** Money over one window: received (paid invoices) against what the work model cost. */
+/**
+ * Money over one window: received (paid invoices), earned (jobs' and node orders' invoices, and what sessions
+ * were charged; a deposit is received but only earned as it is spent), against what the work model cost.
+ */
 export interface MoneyWindow {
   receivedSats: number;
   byPurpose: Record<InvoicePurpose, number>; // sats
+  earnedSats: number;
   jobsCharged: number; // jobs with a cost ledger (their work ran)
   modelCostUsd: number;
   modelCostSats: number;
-  marginSats: number; // received - model cost
-  marginPct: number | null; // of received; null when nothing was received
+  marginSats: number; // earned - model cost
+  marginPct: number | null; // of earned; null when nothing was earned
 }
 
 export interface OperatorStatus {
@@ -84,15 +88,17 @@ function moneyWindow(db: Db, rates: ModelRates, btcPriceUsd: number, sinceMs: nu
   const usage = modelUsage(db, sinceMs);
   const costUsd = modelCostUsd(rates, usage.inputTokens, usage.outputTokens);
   const costSats = usdAsSats(costUsd, btcPriceUsd);
-  const marginSats = receivedSats - costSats;
+  const earnedSats = byPurpose.eval + byPurpose.work + byPurpose.order + Math.round(sessionDebitsMsats(db, sinceMs) / 1000);
+  const marginSats = earnedSats - costSats;
   return {
     receivedSats,
     byPurpose,
+    earnedSats,
     jobsCharged: usage.jobs,
     modelCostUsd: Math.round(costUsd * 1e6) / 1e6,
     modelCostSats: costSats,
     marginSats,
-    marginPct: receivedSats > 0 ? Math.round((marginSats / receivedSats) * 1000) / 10 : null,
+    marginPct: earnedSats > 0 ? Math.round((marginSats / earnedSats) * 1000) / 10 : null,
   };
 }
 
@@ -159,7 +165,7 @@ const fmtSats = (n: number) => `${n.toLocaleString('en-US')} sats`;
 
 function moneyLine(label: string, w: MoneyWindow): string {
   const margin = w.marginPct === null ? '' : ` (${w.marginPct}%)`;
-  return `  ${label.padEnd(9)} ${fmtSats(w.receivedSats).padStart(14)} in   model cost $${w.modelCostUsd.toFixed(4)} = ${fmtSats(w.modelCostSats)}   margin ${fmtSats(w.marginSats)}${margin}`;
+  return `  ${label.padEnd(9)} ${fmtSats(w.receivedSats).padStart(14)} in, ${fmtSats(w.earnedSats)} earned   model cost $${w.modelCostUsd.toFixed(4)} = ${fmtSats(w.modelCostSats)}   margin ${fmtSats(w.marginSats)}${margin}`;
 }
 
 /** `timmy status` for a terminal. Strings that come from strangers or relays are made terminal-safe. */

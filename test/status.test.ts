@@ -69,14 +69,23 @@ describe('the console status route', () => {
     expect((await fetch(`${daemon.api}/console/api/status`, { headers: { authorization: 'Bearer not-the-token-at-all' } })).status).toBe(401);
     const res = await fetch(`${daemon.api}/console/api/status`, { headers: { authorization: `Bearer ${consoleToken(daemon)}` } });
     expect(res.status).toBe(200);
-    const s = (await res.json()) as { source: string; ok: boolean; jobs: Record<string, number>; revenue: { today: { receivedSats: number }; all: { receivedSats: number; byPurpose: Record<string, number>; modelCostSats: number; marginSats: number } }; sessions: { heldSats: number } };
+    const s = (await res.json()) as {
+      source: string;
+      ok: boolean;
+      jobs: Record<string, number>;
+      revenue: { today: { receivedSats: number }; all: { receivedSats: number; earnedSats: number; byPurpose: Record<string, number>; modelCostSats: number; marginSats: number } };
+      sessions: { heldSats: number };
+    };
     expect(s.source).toBe('daemon');
     expect(s.ok).toBe(true);
     expect(s.jobs.complete).toBe(2);
     expect(s.revenue.all.receivedSats).toBe(job.paidSats + privateJob.paidSats + DEPOSIT_SATS);
     expect(s.revenue.today.receivedSats).toBe(s.revenue.all.receivedSats);
     expect(s.revenue.all.byPurpose.deposit).toBe(DEPOSIT_SATS);
-    expect(s.revenue.all.marginSats).toBe(s.revenue.all.receivedSats - s.revenue.all.modelCostSats);
+    // A deposit is received, not earned: the margin is the jobs' money against their model cost.
+    expect(s.revenue.all.earnedSats).toBe(job.paidSats + privateJob.paidSats);
+    expect(s.revenue.all.modelCostSats).toBeGreaterThan(0);
+    expect(s.revenue.all.marginSats).toBe(s.revenue.all.earnedSats - s.revenue.all.modelCostSats);
     expect(s.sessions.heldSats).toBe(DEPOSIT_SATS);
   });
 
@@ -110,7 +119,7 @@ describe('timmy status', () => {
 
     const text = timmy(['status'], env);
     expect(text.stdout).toMatch(/healthy/);
-    expect(text.stdout).toMatch(new RegExp(`all time\\s+${total} sats in`));
+    expect(text.stdout).toMatch(new RegExp(`all time\\s+${total} sats in, ${job.paidSats + privateJob.paidSats} sats earned`));
     expect(text.stdout).toMatch(/text jobs\s+complete 2/);
 
     await daemon.kill('SIGTERM');

@@ -15,6 +15,12 @@ export function receivedMsats(db: Db, sinceMs: number | null = null): Record<Inv
   return out;
 }
 
+/** What sessions were charged for work (their `debit` entries, msats) at or after `sinceMs`. */
+export function sessionDebitsMsats(db: Db, sinceMs: number | null = null): number {
+  const r = db.$client.prepare(`select coalesce(-sum(amount_msats), 0) msats from session_ledger where kind = 'debit' and created_at >= ?`).get(sinceMs ?? 0) as { msats: number };
+  return r.msats;
+}
+
 /** Tokens the work model used (from the jobs' cost ledgers), for jobs finished at or after `sinceMs`. */
 export function modelUsage(db: Db, sinceMs: number | null = null): { jobs: number; inputTokens: number; outputTokens: number } {
   const r = db.$client

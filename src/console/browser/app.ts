@@ -49,7 +49,7 @@ function table(headers: (string | [string, string])[], rows: HTMLElement[], empt
 // --- the data the pages read (the daemon's shapes) ---
 
 interface Part { backend: string; ok: boolean; detail: string }
-interface MoneyWindow { receivedSats: number; byPurpose: Record<string, number>; jobsCharged: number; modelCostUsd: number; modelCostSats: number; marginSats: number; marginPct: number | null }
+interface MoneyWindow { receivedSats: number; earnedSats: number; byPurpose: Record<string, number>; jobsCharged: number; modelCostUsd: number; modelCostSats: number; marginSats: number; marginPct: number | null }
 interface Status {
   at: string; ok: boolean | null; relays: { url: string; connected: boolean; lastError: string | null }[] | null; payments: Part | null; ai: Part | null; store: boolean;
   outboxDepth: number; jobs: Record<string, number>; nodeOrders: Record<string, number>; btcPriceUsd: number;
@@ -87,7 +87,7 @@ async function overview(): Promise<HTMLElement> {
   const relaysUp = (s.relays ?? []).filter((r) => r.connected).length;
   const inFlight = ['awaiting_eval_payment', 'evaluating', 'awaiting_work_payment', 'executing'].reduce((n, k) => n + (s.jobs[k] ?? 0), 0);
   const money = (label: string, w: MoneyWindow) =>
-    card(label, sats(w.receivedSats), `model ${usd(w.modelCostUsd)} (${sats(w.modelCostSats)}) · margin ${sats(w.marginSats)}${w.marginPct === null ? '' : ` (${w.marginPct}%)`}`);
+    card(label, sats(w.receivedSats), `earned ${sats(w.earnedSats)} · model ${usd(w.modelCostUsd)} (${sats(w.modelCostSats)}) · margin ${sats(w.marginSats)}${w.marginPct === null ? '' : ` (${w.marginPct}%)`}`);
   const totalReceived = series.receivedSats.reduce((a, b) => a + b, 0);
   const outcomeColours: Record<string, string> = { complete: '#3fb950', failed: '#f85149', rejected: '#d29922', expired: '#9aa3b2', cancelled: '#6e7681' };
   return h(
