@@ -11,6 +11,7 @@ export function loadConsoleToken(dataDir: string, fromEnv: string | undefined): 
   const file = join(dataDir, CONSOLE_TOKEN_FILE);
   if (fromEnv) return { token: fromEnv, source: 'env', file };
   if (existsSync(file)) {
+    chmodSync(file, 0o600); // a copy restored with looser permissions is owner-only again
     const token = readFileSync(file, 'utf8').trim();
     if (token.length >= 16) return { token, source: 'file', file };
   }
