@@ -22,6 +22,8 @@ import { runRequest, runBootstrap, fetchResult, devPay, SessionWallet, apiCall }
 import { defaultApi } from './customer/api.ts';
 import { defaultKeyPath, loadCustomerKey } from './customer/key.ts';
 import { showInvoice } from './customer/invoice.ts';
+import { formatStatus, operatorStatus, type OperatorStatus } from './status.ts';
+import { loginUrl, readConsoleToken } from './console/token.ts';
 
 function configOrExit() {
   try {
@@ -189,6 +191,61 @@ program
     }
     if (!opts.json && orders.length) process.stdout.write(`${orders.length} node order(s)\n`);
     closeDb(db);
+  });
+
+/**
+ * The operator's status: from the running daemon (its console route, with the operator token), else from the
+ * store read directly (health then unknown). Exit 0 healthy, 1 unhealthy or unknown.
+ */
+async function readStatus(api: string): Promise<OperatorStatus> {
+  const config = configOrExit();
+  const token = readConsoleToken(config.DATA_DIR, config.CONSOLE_TOKEN);
+  if (token) {
+    const res = await fetch(`${api}/console/api/status`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) }).catch(() => null);
+    if (res?.ok) return (await res.json()) as OperatorStatus;
+    if (res?.status === 401) process.stderr.write(`${api} refused the operator token (CONSOLE_TOKEN or ${config.DATA_DIR}/console.token are not the daemon's); reading the store\n`);
+  }
+  const { db } = storeOrExit();
+  try {
+    const rates = { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK };
+    return operatorStatus({ db, rates, btcPriceUsd: config.BTC_PRICE_USD_FALLBACK, live: null, nowMs: Date.now() });
+  } finally {
+    closeDb(db);
+  }
+}
+
+program
+  .command('status')
+  .description("the operator's view: relays, payment and AI health, outbox, jobs by state, revenue against model cost, money held and owed, the last errors (from the running daemon, else its store)")
+  .option('--api <url>', API_HELP, defaultApi())
+  .option('--json', 'one JSON object')
+  .option('--watch [seconds]', 'refresh every few seconds (default 5) until interrupted')
+  .action(async (opts: { api: string; json?: boolean; watch?: string | boolean }) => {
+    const every = opts.watch === undefined || opts.watch === false ? 0 : opts.watch === true ? 5 : intArg(1)(opts.watch);
+    for (;;) {
+      const s = await readStatus(opts.api.replace(/\/+$/, ''));
+      const text = opts.json ? `${JSON.stringify(s, null, every ? 0 : 2)}\n` : formatStatus(s);
+      process.stdout.write(every && !opts.json && process.stdout.isTTY ? `\x1b[2J\x1b[H${text}` : text);
+      if (!every) {
+        process.exitCode = s.ok === null ? 3 : s.ok ? 0 : 1; // 3: the daemon could not be asked
+        return;
+      }
+      await new Promise((r) => setTimeout(r, every * 1000));
+    }
+  });
+
+program
+  .command('console')
+  .description("print the operator console's login URL (it holds the operator token: keep it to yourself)")
+  .option('--api <url>', "the daemon's HTTP base as your browser reaches it", defaultApi())
+  .action((opts: { api: string }) => {
+    const config = configOrExit();
+    const token = readConsoleToken(config.DATA_DIR, config.CONSOLE_TOKEN);
+    if (!token) {
+      process.stderr.write(`no operator token yet: set CONSOLE_TOKEN, or start the daemon once (it writes ${config.DATA_DIR}/console.token)\n`);
+      process.exit(1);
+    }
+    process.stdout.write(`${loginUrl(opts.api, token)}\n`);
   });
 
 program

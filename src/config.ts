@@ -91,6 +91,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   HTTP_MAX_CONNECTIONS: { default: '2000', doc: 'open HTTP connections at most (idle ones are closed after 10 s without a request)' },
   HTTP_MAX_CONNECTIONS_PER_ADDRESS: { default: '256', doc: 'open HTTP connections per client address at most (not applied with TRUST_PROXY: every client shares the proxy address)' },
   TIMMY_API: { default: 'http://$HTTP_HOST:$HTTP_PORT', doc: "the CLI's HTTP base URL for the customer commands and dev pay (a wildcard HTTP_HOST means 127.0.0.1); not read by the daemon" },
+  CONSOLE_TOKEN: { default: 'generated into $DATA_DIR/console.token', doc: 'operator token of the web console (/console): `Authorization: Bearer <token>`, or once `/console?token=<token>`, which sets an HttpOnly cookie; a secret' },
   TRUST_PROXY: { default: 'unset', doc: 'trusted reverse-proxy hops: the client address is that many X-Forwarded-For entries from the right (`1` = one proxy; `true`/`yes` = 1)' },
 };
 
@@ -175,6 +176,7 @@ const EnvSchema = z.object({
     .regex(/^(\d{1,2}|true|false|yes|no|)$/, 'must be a number of proxy hops (0-99), or true/false')
     .transform((v) => (v === 'true' || v === 'yes' ? 1 : v === 'false' || v === 'no' || v === '' ? 0 : Number(v)))
     .default(0),
+  CONSOLE_TOKEN: z.string().min(16, 'must be at least 16 characters (it guards the money view)').optional(),
   TIMMY_FAULT: z.string().optional(),
 });
 

@@ -12,6 +12,13 @@ import { countJobsByState, getJob, unpaidNostrJobIds } from './store/jobs.ts';
 import { countInvoices } from './store/invoices.ts';
 import { getBootstrap } from './store/bootstrap.ts';
 import { outboxDepth, outboxStore } from './store/outbox.ts';
+import { creditsOwedMsats, modelUsage, processingLatencies, receivedMsats, sessionsHeldMsats } from './store/money.ts';
+import { modelCostUsd, operatorStatus } from './status.ts';
+import { changeCount } from './store/money.ts';
+import { creditsView, jobPage, jobRows, orderRows, relayRows, seriesView, sessionPage, sessionRows, type ViewSettings } from './console/views.ts';
+import { consoleAssets } from './console/assets.ts';
+import { loadConsoleToken, loginUrl } from './console/token.ts';
+import type { ConsoleRoutesDeps } from './http/console.ts';
 import { StubPayments } from './payments/stub.ts';
 import { LnbitsPayments } from './payments/lnbits.ts';
 import { NwcPayments } from './payments/nwc.ts';
@@ -351,6 +358,8 @@ export interface NostrSide {
   handlerInfo: HandlerInfo;
   /** Renews the NIP-09 subscription when the set of unpaid jobs changed. */
   refreshDeletions(): void;
+  /** Calls `listener` with each payment -> `processing` latency (ms), when the feedback is first acked by a relay. */
+  onProcessingAcked(listener: (ms: number) => void): void;
   /** Stops the outbox (the pool is closed by its owner). */
   stop(): void;
 }
@@ -403,8 +412,17 @@ export function buildNostr(
     { maxMessageBytes: MAX_RELAY_MESSAGE_BYTES },
     log.child({ module: 'pool' }),
   );
+  const ackListeners: ((ms: number) => void)[] = [];
+  const store = outboxStore(db);
+  const recordAcks = store.recordAcks;
+  store.recordAcks = (acks) => {
+    const since = Date.now();
+    const ids = recordAcks(acks);
+    if (ackListeners.length && ids.length) for (const ms of processingLatencies(db, { ids, ackedSince: since })) for (const l of ackListeners) l(ms);
+    return ids;
+  };
   const outbox: OutboxWorker = new OutboxWorker({
-    store: outboxStore(db),
+    store,
     pool: ports.transport ?? pool,
     secretKey: keys.secretKey,
     log: log.child({ module: 'outbox' }),
@@ -436,14 +454,56 @@ export function buildNostr(
     },
   });
   const stop = () => outbox.stop();
-  return { pool, intake, outbox, relayPolicy, handlerInfo, refreshDeletions, stop };
+  return { pool, intake, outbox, relayPolicy, handlerInfo, refreshDeletions, onProcessingAcked: (l) => void ackListeners.push(l), stop };
 }
 
-/** The HTTP shim over the same core. */
-export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core: Core, b: Backends, nostr: NostrSide, log: Logger): App {
+/** The HTTP shim over the same core; with `consoleToken`, the operator console too. */
+export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core: Core, b: Backends, nostr: NostrSide, log: Logger, opts: { consoleToken?: string } = {}): App {
   const relays = () => nostr.pool.status();
   const stub = b.stubPayments;
+  const health = () => {
+    let storeOk = true;
+    try {
+      // Real reads of the tables requests need, not `select 1`: a damaged store must not look healthy.
+      db.$client.prepare('select id from jobs order by created_at desc limit 1').get();
+      db.$client.prepare("select payment_hash from invoice_book where status = 'open' limit 1").get();
+    } catch {
+      storeOk = false;
+    }
+    const inProcess = { ok: true, detail: 'in process' };
+    return {
+      relays: relays(),
+      storeOk,
+      payments: { backend: b.payments.name, ...(b.payments.health?.() ?? inProcess) },
+      ai: { backend: b.agent.name, ...(b.agent.health?.() ?? inProcess) },
+    };
+  };
+  const rates = pricingParams(config).work;
+  const btcPriceUsd = async () => (await b.oracle.btcUsd()).usd;
+  const views: ViewSettings = { rates, btcPriceUsd };
+  const consoleDeps: ConsoleRoutesDeps | null = opts.consoleToken
+    ? {
+        token: opts.consoleToken,
+        trustProxy: config.TRUST_PROXY,
+        status: async () => {
+          const h = health();
+          const live = { relays: nostr.pool.details().map((r) => ({ url: r.url, connected: r.connected, lastError: r.lastError })), payments: h.payments, ai: h.ai, storeOk: h.storeOk };
+          return operatorStatus({ db, rates, btcPriceUsd: await btcPriceUsd(), live, nowMs: Date.now() });
+        },
+        series: (hours) => seriesView(db, views, hours, Date.now()),
+        jobs: (o) => jobRows(db, views, o),
+        job: (id) => jobPage(db, views, id),
+        sessions: () => sessionRows(db),
+        session: (id) => sessionPage(db, id),
+        credits: () => creditsView(db),
+        orders: () => orderRows(db),
+        relays: () => relayRows(db, nostr.pool.details()),
+        changes: () => changeCount(db),
+        assets: consoleAssets,
+      }
+    : null;
   return createApp({
+    console: consoleDeps,
     log: log.child({ module: 'http' }),
     maxBodyBytes: 64 * 1024,
     dev: config.production || !stub ? null : { pay: (hash) => stub.pay(hash) },
@@ -482,24 +542,20 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
       relays,
       outboxDepth: () => outboxDepth(db),
       intake: () => ({ ...nostr.intake.counters }),
+      money: () => {
+        const usage = modelUsage(db);
+        return {
+          receivedMsats: receivedMsats(db),
+          modelCostUsd: modelCostUsd(pricingParams(config).work, usage.inputTokens, usage.outputTokens),
+          inputTokens: usage.inputTokens,
+          outputTokens: usage.outputTokens,
+          creditsOwedMsats: creditsOwedMsats(db).msats,
+          sessionsHeldMsats: sessionsHeldMsats(db).msats,
+        };
+      },
+      onProcessingAcked: (observe) => nostr.onProcessingAcked(observe),
     },
-    health: () => {
-      let storeOk = true;
-      try {
-        // Real reads of the tables requests need, not `select 1`: a damaged store must not look healthy.
-        db.$client.prepare('select id from jobs order by created_at desc limit 1').get();
-        db.$client.prepare("select payment_hash from invoice_book where status = 'open' limit 1").get();
-      } catch {
-        storeOk = false;
-      }
-      const inProcess = { ok: true, detail: 'in process' };
-      return {
-        relays: relays(),
-        storeOk,
-        payments: { backend: b.payments.name, ...(b.payments.health?.() ?? inProcess) },
-        ai: { backend: b.agent.name, ...(b.agent.health?.() ?? inProcess) },
-      };
-    },
+    health,
     info: () => ({
       pubkey: keys.pubkey,
       npub: nip19.npubEncode(keys.pubkey),
@@ -594,6 +650,15 @@ function cleanUpServers(core: Core, log: Logger): Promise<void> {
   );
 }
 
+/**
+ * Where the console is. The token is a secret, so the log (files, journald) names only where it is kept; the
+ * login URL itself is written only to a terminal an operator is watching (`timmy console` prints it later).
+ */
+function announceConsole(base: string, t: { source: 'env' | 'file'; file: string; token: string }, log: Logger): void {
+  log.info({ url: `${base}/console`, token: t.source === 'env' ? 'CONSOLE_TOKEN' : t.file }, 'operator console (log in with the token; `timmy console` prints the login URL)');
+  if (process.stderr.isTTY) process.stderr.write(`\n  operator console: ${loginUrl(base, t.token)}\n\n`);
+}
+
 // --- lifecycle ---
 
 export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL)): Promise<Daemon> {
@@ -614,9 +679,14 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const link = new NostrPorts();
   const core = buildCore(config, db, backends, { publisher: link, inbox: link, fault }, log);
   const nostr = buildNostr(config, db, keys, core, backends, { link, fault }, log);
-  const { server, port: httpPort } = await startStep(() => listen(buildHttp(config, db, keys, core, backends, nostr, log), config), portInUse('HTTP_PORT', config.HTTP_PORT));
+  const consoleToken = await startStep(() => loadConsoleToken(config.DATA_DIR, config.CONSOLE_TOKEN), dirProblem);
+  const { server, port: httpPort } = await startStep(
+    () => listen(buildHttp(config, db, keys, core, backends, nostr, log, { consoleToken: consoleToken.token }), config),
+    portInUse('HTTP_PORT', config.HTTP_PORT),
+  );
   nostr.relayPolicy.ownPorts.push(httpPort);
   log.info({ url: `http://${config.HTTP_HOST}:${httpPort}/api` }, 'HTTP listening');
+  announceConsole(`http://${/^(0\.0\.0\.0|::)$/.test(config.HTTP_HOST) ? '127.0.0.1' : config.HTTP_HOST}:${httpPort}`, consoleToken, log);
 
   nostr.outbox.start();
   backends.payments.start?.();

@@ -18,6 +18,7 @@ import { mountMetrics, type MetricsSources } from './metrics.ts';
 import { mountSessionRoutes, type SessionRoutesDeps } from './sessions.ts';
 import { mountBootstrapRoutes, type BootstrapRoutesDeps } from './bootstrap.ts';
 import { mountLnurlRoutes, type LnurlDeps } from './lnurl.ts';
+import { mountConsoleRoutes, type ConsoleRoutesDeps } from './console.ts';
 
 export interface HttpDeps extends SystemDeps {
   log: Logger;
@@ -31,6 +32,7 @@ export interface HttpDeps extends SystemDeps {
   /** The zap endpoint (LNURL-pay), only with PUBLIC_URL. */
   lnurl: LnurlDeps | null;
   metrics: MetricsSources;
+  console: ConsoleRoutesDeps | null; // the operator console (/console); null: not served
 }
 
 export type App = OpenAPIHono;
@@ -77,6 +79,7 @@ export function createApp(deps: HttpDeps): App {
   mountBootstrapRoutes(app, deps.bootstrap);
   if (deps.lnurl) mountLnurlRoutes(app, deps.lnurl);
   if (deps.dev) mountDevRoutes(app, deps.dev);
+  if (deps.console) mountConsoleRoutes(app, deps.console);
 
   app.doc('/api/openapi.json', {
     openapi: '3.0.3',

@@ -1,5 +1,5 @@
 // GET /metrics in Prometheus text format (prom-client). Gauges are read from their sources at scrape time.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 
@@ -10,6 +10,17 @@ export interface MetricsSources {
   relays(): { url: string; connected: boolean }[];
   outboxDepth(): number;
   intake(): Record<string, number>;
+  /** Money from the store: received by purpose, the work model's usage and cost, what is owed. */
+  money(): {
+    receivedMsats: Record<string, number>;
+    modelCostUsd: number;
+    inputTokens: number;
+    outputTokens: number;
+    creditsOwedMsats: number;
+    sessionsHeldMsats: number;
+  };
+  /** Calls `observe` with each payment -> `processing` latency (ms) as the feedback's first relay ack arrives. */
+  onProcessingAcked(observe: (ms: number) => void): void;
 }
 
 export function mountMetrics(app: OpenAPIHono, src: MetricsSources): MiddlewareHandler {
@@ -60,9 +71,43 @@ export function mountMetrics(app: OpenAPIHono, src: MetricsSources): MiddlewareH
       set(this, 'outcome', src.intake());
     },
   });
+  // Money, read from the store at scrape time (one read serves every money gauge of a scrape).
+  let money: ReturnType<MetricsSources['money']> | null = null;
+  const readMoney = () => (money ??= src.money());
+  new Gauge({
+    name: 'timmy_received_sats',
+    help: 'Sats received (paid invoices, every subject) by purpose: eval, work, deposit, topup, order',
+    labelNames: ['purpose'],
+    registers: [registry],
+    collect() {
+      set(this, 'purpose', Object.fromEntries(Object.entries(readMoney().receivedMsats).map(([p, m]) => [p, m / 1000])));
+    },
+  });
+  new Gauge({ name: 'timmy_model_cost_usd', help: "The work model's inference cost so far (its tokens at the configured rates), USD", registers: [registry], collect() { this.set(readMoney().modelCostUsd); } });
+  new Gauge({
+    name: 'timmy_model_tokens',
+    help: 'Tokens the work model used so far, by direction',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      set(this, 'direction', { input: readMoney().inputTokens, output: readMoney().outputTokens });
+    },
+  });
+  new Gauge({ name: 'timmy_credits_owed_sats', help: 'Credit owed to customers (positive credits balances)', registers: [registry], collect() { this.set(readMoney().creditsOwedMsats / 1000); } });
+  new Gauge({ name: 'timmy_session_balances_sats', help: 'Money held in sessions (owed as service)', registers: [registry], collect() { this.set(readMoney().sessionsHeldMsats / 1000); } });
+  const settlement = new Histogram({
+    name: 'timmy_settlement_seconds',
+    help: 'From a payment committed to its `processing` feedback acked by a relay, seconds',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+  src.onProcessingAcked((ms) => settlement.observe(ms / 1000));
   const http = new Counter({ name: 'timmy_http_requests_total', help: 'HTTP requests by method and status', labelNames: ['method', 'status'], registers: [registry] });
 
-  app.get('/metrics', async (c) => c.text(await registry.metrics(), 200, { 'content-type': registry.contentType }));
+  app.get('/metrics', async (c) => {
+    money = null;
+    return c.text(await registry.metrics(), 200, { 'content-type': registry.contentType });
+  });
   return async (c, next) => {
     await next();
     http.inc({ method: c.req.method, status: String(c.res.status) });

@@ -12,6 +12,11 @@ function inert<T extends object>(): T {
   });
 }
 
+function inertSources(): Omit<HttpDeps['metrics'], 'onProcessingAcked'> {
+  const fail = inert<{ f(): never }>().f;
+  return { jobsByState: fail, invoices: fail, relays: fail, outboxDepth: fail, intake: fail, money: fail };
+}
+
 /** Builds the app with inert dependencies and returns what GET /api/openapi.json serves. */
 export async function openApiDocument(): Promise<unknown> {
   const config = loadConfig({});
@@ -31,7 +36,8 @@ export async function openApiDocument(): Promise<unknown> {
       trustProxy: 0,
     },
     openai: { sessions: inert(), model: config.WORK_MODEL, prices: inert<{ f(): never }>().f, maxInputChars: config.MAX_INPUT_CHARS, l402DepositSats: config.L402_DEPOSIT_SATS, trustProxy: 0 },
-    metrics: inert(),
+    metrics: { ...inertSources(), onProcessingAcked: () => {} }, // subscribed at mount, so it must not throw
+    console: null, // the operator console is not part of the public API
     health: inert<Pick<HttpDeps, 'health'>>().health,
     info: inert<Pick<HttpDeps, 'info'>>().info,
   };

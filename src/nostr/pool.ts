@@ -36,6 +36,9 @@ export interface PoolOptions {
 class RelayConnection {
   ws: WebSocket | null = null;
   connected = false;
+  /** What went wrong last (a socket error, a lost ping, a refused subscription), for the operator; null: nothing yet. */
+  lastError: string | null = null;
+  changedAt = 0; // unix ms of the last connect or disconnect
   private attempt = 0;
   private timer: NodeJS.Timeout | null = null;
   private ping: NodeJS.Timeout | null = null;
@@ -65,6 +68,7 @@ class RelayConnection {
     this.ws = ws;
     ws.on('open', () => {
       this.connected = true;
+      this.changedAt = Date.now();
       this.alive = true;
       this.log.info({ relay: this.name }, 'relay connected');
       this.subscribe();
@@ -79,13 +83,17 @@ class RelayConnection {
       this.attempt = 0; // a relay that talks to us is healthy: reset the backoff
       this.onMessage(data.toString());
     });
-    ws.on('error', (err) => this.log.debug({ relay: this.name, err: err.message }, 'relay socket error'));
+    ws.on('error', (err) => {
+      this.lastError = err.message;
+      this.log.debug({ relay: this.name, err: err.message }, 'relay socket error');
+    });
     ws.on('close', () => this.onClose(ws));
   }
 
   private keepalive(): void {
     if (!this.ws) return;
     if (!this.alive) {
+      this.lastError = 'did not answer ping';
       this.log.warn({ relay: this.name }, 'relay did not answer ping; reconnecting');
       this.ws.terminate();
       return;
@@ -96,7 +104,10 @@ class RelayConnection {
 
   private onClose(ws: WebSocket): void {
     if (this.ws !== ws) return;
-    if (this.connected) this.log.warn({ relay: this.name }, 'relay disconnected');
+    if (this.connected) {
+      this.log.warn({ relay: this.name }, 'relay disconnected');
+      this.changedAt = Date.now();
+    }
     this.connected = false;
     this.ws = null;
     this.open.clear();
@@ -170,6 +181,7 @@ class RelayConnection {
         else this.log.debug({ relay: this.name }, 'end of stored events');
         return;
       case 'CLOSED':
+        this.lastError = `closed our subscription: ${String(msg[2] ?? '')}`;
         this.log.warn({ relay: this.name, reason: msg[2] }, 'relay closed our subscription');
         return;
       case 'NOTICE':
@@ -266,6 +278,11 @@ export class RelayPool {
 
   status(): { url: string; read: boolean; write: boolean; connected: boolean }[] {
     return this.conns.map((c) => ({ url: c.name, read: c.cfg.read, write: c.cfg.write, connected: c.connected }));
+  }
+
+  /** status() with what the operator needs besides: the last error and when the connection last changed. */
+  details(): { url: string; read: boolean; write: boolean; connected: boolean; lastError: string | null; changedAt: number }[] {
+    return this.conns.map((c) => ({ url: c.name, read: c.cfg.read, write: c.cfg.write, connected: c.connected, lastError: c.lastError, changedAt: c.changedAt }));
   }
 
   get connectedCount(): number {

@@ -65,7 +65,7 @@ export async function startRelay(opts: { port?: number; dbPath?: string; auth?: 
 }
 
 /** Environment variables whose values are secrets (SPEC 1): they must never appear in a log line. */
-const SECRET_ENV = ['NOSTR_SECRET_KEY', 'LNBITS_API_KEY', 'ANTHROPIC_API_KEY', 'DO_API_TOKEN', 'TAILSCALE_API_KEY'];
+const SECRET_ENV = ['NOSTR_SECRET_KEY', 'LNBITS_API_KEY', 'ANTHROPIC_API_KEY', 'DO_API_TOKEN', 'TAILSCALE_API_KEY', 'CONSOLE_TOKEN'];
 
 /**
  * Fails when the daemon's output holds a secret: a configured key, the keys in its data directory,
@@ -74,7 +74,8 @@ const SECRET_ENV = ['NOSTR_SECRET_KEY', 'LNBITS_API_KEY', 'ANTHROPIC_API_KEY', '
 export function assertNoSecrets(output: string, env: Record<string, string>, dataDir: string): void {
   const nwcSecret = /[?&]secret=([0-9a-fA-F]+)/.exec(env.NWC_URL ?? '')?.[1]; // the NWC string's secret part
   const values = [...SECRET_ENV.map((k) => env[k]), nwcSecret].filter((v): v is string => !!v && v.length >= 8);
-  for (const f of ['nostr.key', 'macaroon.key', 'storage.key', 'client.key']) {
+  // console.token: the operator console's login URL is written only to a terminal, never to the log.
+  for (const f of ['nostr.key', 'macaroon.key', 'storage.key', 'client.key', 'console.token']) {
     try {
       values.push(readFileSync(join(dataDir, f), 'utf8').trim());
     } catch {
