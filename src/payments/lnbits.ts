@@ -16,6 +16,7 @@ import type { Logger } from '../log.ts';
 import type { Health, Invoice, InvoiceRequest, PaymentBackend } from '../core/ports.ts';
 import { HealthTracker } from '../core/health.ts';
 import { PaymentError } from '../core/ports.ts';
+import { Coalesced } from './coalesced.ts';
 
 const HEX64 = /^[0-9a-f]{64}$/i;
 const DEFAULT_BOLT11_EXPIRY_S = 3600; // BOLT11: an invoice without an `x` tag expires after an hour
@@ -107,8 +108,11 @@ export class LnbitsPayments implements PaymentBackend {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
-  private polling: Promise<void> | null = null;
-  private pollAgain = false;
+  private readonly poll = new Coalesced(
+    () => this.pollOnce(),
+    (err) => this.opts.log.warn({ err: this.scrub(errorMessage(err)) }, 'LNbits poll failed'),
+    () => this.closed,
+  );
 
   constructor(private readonly opts: LnbitsOptions) {
     this.base = opts.url.replace(/\/+$/, '');
@@ -215,7 +219,7 @@ export class LnbitsPayments implements PaymentBackend {
         else ws.close(1000);
       });
     }
-    await this.polling?.catch(() => {});
+    await this.poll.current?.catch(() => {});
   }
 
   // --- REST ---
@@ -353,20 +357,7 @@ export class LnbitsPayments implements PaymentBackend {
 
   /** Starts a poll, or asks for one more right after the running one (never two at once). */
   private triggerPoll(): void {
-    if (this.closed) return;
-    if (this.polling) {
-      this.pollAgain = true;
-      return;
-    }
-    this.polling = this.pollOnce()
-      .catch((err: unknown) => this.opts.log.warn({ err: this.scrub(errorMessage(err)) }, 'LNbits poll failed'))
-      .finally(() => {
-        this.polling = null;
-        if (this.pollAgain) {
-          this.pollAgain = false;
-          this.triggerPoll();
-        }
-      });
+    this.poll.trigger();
   }
 
   private async pollOnce(): Promise<void> {

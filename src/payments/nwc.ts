@@ -28,6 +28,7 @@ import { getPublicKey } from 'nostr-tools/pure'; // pure JS: parsing a URL needs
 import { finalizeEvent, verifyEvent } from '../nostr/crypto.ts';
 import { RelayPool, type Subscription } from '../nostr/pool.ts';
 import { readBolt11 } from './lnbits.ts';
+import { Coalesced } from './coalesced.ts';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 export const NWC_KINDS = { info: 13194, request: 23194, response: 23195, notificationNip04: 23196, notificationNip44: 23197 } as const;
@@ -143,9 +144,12 @@ export class NwcPayments implements PaymentBackend {
   private info: { methods: Set<string>; notifications: Set<string>; encryption: NwcEncryption } | null = null;
   private infoLoading: Promise<void> | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
-  private polling: Promise<void> | null = null;
-  private pollAgain = false;
   private closed = false;
+  private readonly poll = new Coalesced(
+    () => this.pollOnce(),
+    (err) => this.opts.log.warn({ err: (err as Error).message }, 'NWC poll failed'),
+    () => this.closed,
+  );
   private started = false;
 
   constructor(private readonly opts: NwcOptions) {
@@ -256,7 +260,7 @@ export class NwcPayments implements PaymentBackend {
       this.pending.delete(id);
     }
     this.pool.close();
-    await this.polling?.catch(() => {});
+    await this.poll.current?.catch(() => {});
   }
 
   // --- requests and replies ---
@@ -393,20 +397,7 @@ export class NwcPayments implements PaymentBackend {
   // --- polling (the safety net) ---
 
   private triggerPoll(): void {
-    if (this.closed) return;
-    if (this.polling) {
-      this.pollAgain = true;
-      return;
-    }
-    this.polling = this.pollOnce()
-      .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'NWC poll failed'))
-      .finally(() => {
-        this.polling = null;
-        if (this.pollAgain) {
-          this.pollAgain = false;
-          this.triggerPoll();
-        }
-      });
+    this.poll.trigger();
   }
 
   private async pollOnce(): Promise<void> {

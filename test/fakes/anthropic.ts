@@ -148,6 +148,36 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     });
   });
 
+  /**
+   * What the real API does before it looks at a request's body: authentication first, then the version
+   * header and the size; and the fake's scripted hang and failures. True when the request was answered (or
+   * is held unanswered).
+   */
+  function answeredBefore(
+    req: IncomingMessage,
+    res: ServerResponse,
+    rec: RecordedRequest,
+    raw: Buffer | undefined,
+    scripted: Failure[],
+    fail: (status: number, type: string, message: string, headers?: Record<string, string>) => void,
+  ): boolean {
+    const refuse = (status: number, type: string, message: string) => (fail(status, type, message), true);
+    if (rec.auth === 'none') return refuse(401, 'authentication_error', 'x-api-key header is required');
+    if (credential(req) !== apiKey) return refuse(401, 'authentication_error', 'invalid x-api-key');
+    if (!rec.anthropicVersion) return refuse(400, 'invalid_request_error', 'anthropic-version: header is required');
+    if (raw === undefined) return refuse(413, 'request_too_large', 'Request exceeds the maximum allowed number of bytes.');
+    if (hangMode) {
+      hanging.add(res);
+      res.on('close', () => hanging.delete(res));
+      return true;
+    }
+    const failure = scripted[0];
+    if (!failure) return false;
+    if (--failure.left <= 0) scripted.shift();
+    fail(failure.status, failure.type, failure.message, failure.headers);
+    return true;
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/v1/models' && req.method === 'GET') {
@@ -185,23 +215,7 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     const fail = (status: number, type: string, message: string, headers: Record<string, string> = {}) =>
       reply(status, errorBody(type, message), headers);
 
-    // Authentication comes first on the real API, before anything about the request is looked at.
-    const key = credential(req);
-    if (rec.auth === 'none') return fail(401, 'authentication_error', 'x-api-key header is required');
-    if (key !== apiKey) return fail(401, 'authentication_error', 'invalid x-api-key');
-    if (!rec.anthropicVersion) return fail(400, 'invalid_request_error', 'anthropic-version: header is required');
-    if (raw === undefined) return fail(413, 'request_too_large', 'Request exceeds the maximum allowed number of bytes.');
-
-    if (hangMode) {
-      hanging.add(res);
-      res.on('close', () => hanging.delete(res));
-      return;
-    }
-    const failure = failures[0];
-    if (failure) {
-      if (--failure.left <= 0) failures.shift();
-      return fail(failure.status, failure.type, failure.message, failure.headers);
-    }
+    if (answeredBefore(req, res, rec, raw, failures, fail)) return;
 
     const invalid = validate(body, rec.anthropicVersion);
     if (invalid) return fail(400, 'invalid_request_error', invalid);
@@ -316,24 +330,11 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     }
     const rec = record(req, body);
     counts.push(rec);
-    const fail = (status: number, type: string, message: string) => {
+    const fail = (status: number, type: string, message: string, headers: Record<string, string> = {}) => {
       rec.status = status;
-      sendError(res, status, type, message);
+      send(res, status, errorBody(type, message), headers);
     };
-    if (rec.auth === 'none') return fail(401, 'authentication_error', 'x-api-key header is required');
-    if (credential(req) !== apiKey) return fail(401, 'authentication_error', 'invalid x-api-key');
-    if (!rec.anthropicVersion) return fail(400, 'invalid_request_error', 'anthropic-version: header is required');
-    if (raw === undefined) return fail(413, 'request_too_large', 'Request exceeds the maximum allowed number of bytes.');
-    if (hangMode) {
-      hanging.add(res);
-      res.on('close', () => hanging.delete(res));
-      return;
-    }
-    const failure = countFailures[0];
-    if (failure) {
-      if (--failure.left <= 0) countFailures.shift();
-      return fail(failure.status, failure.type, failure.message);
-    }
+    if (answeredBefore(req, res, rec, raw, countFailures, fail)) return;
     // The same checks as a Messages request, except that max_tokens is not part of a count.
     if (body && 'max_tokens' in body) return fail(400, 'invalid_request_error', 'max_tokens: Extra inputs are not permitted');
     const invalid = validate(body && { ...body, max_tokens: 1 }, rec.anthropicVersion);
