@@ -116,8 +116,9 @@ export const outbox = sqliteTable(
 /**
  * NIP-57 zaps: one row per zap request (kind 9734) Timmy issued an invoice for (its invoice is in the book,
  * subject kind `zap`). `target_job_id` is the job the zap's `e` tag points at (the request, or one of its
- * feedback events), null for a tip. `outcome` is set once when the invoice is paid: the job stage it paid,
- * credited (too little, or the job no longer waited), or a tip.
+ * feedback events); `target_session_id` + `target_payment_hash` the session invoice a profile zap from
+ * the session's bound pubkey pays; both null for a tip. `outcome` is set once when the invoice is paid:
+ * the job stage or session invoice it paid, credited (too little, or nothing waited any more), or a tip.
  */
 export const zaps = sqliteTable(
   'zaps',
@@ -127,10 +128,14 @@ export const zaps = sqliteTable(
     senderPubkey: text('sender_pubkey').notNull(),
     targetEventId: text('target_event_id'),
     targetJobId: text('target_job_id'),
+    // A profile zap (no `e`) from the pubkey a session is bound to, while that session has an open deposit
+    // or top-up invoice: the zap pays that invoice.
+    targetSessionId: text('target_session_id'),
+    targetPaymentHash: text('target_payment_hash'),
     amountMsats: integer('amount_msats').notNull(),
     requestJson: text('request_json').notNull(), // exactly as received: its SHA-256 is the invoice's description hash
     relaysJson: text('relays_json').notNull(), // where the receipt goes (the request's relays, through the relay policy)
-    outcome: text('outcome', { enum: ['paid_eval', 'paid_work', 'credited', 'tip'] }),
+    outcome: text('outcome', { enum: ['paid_eval', 'paid_work', 'paid_deposit', 'paid_topup', 'credited', 'tip'] }),
     createdAt: integer('created_at').notNull(), // unix ms
     paidAt: integer('paid_at'), // unix ms
   },

@@ -346,7 +346,7 @@ export function buildCore(
     fault,
   });
   const demo = new DemoService({ db, agent: b.agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD });
-  const zaps = new ZapService({ db, book, jobs, publisher: ports.publisher, clock, log: log.child({ module: 'zaps' }), maxOpenZaps: config.MAX_OPEN_UNPAID_TOTAL });
+  const zaps = new ZapService({ db, book, jobs, sessions, publisher: ports.publisher, clock, log: log.child({ module: 'zaps' }), maxOpenZaps: config.MAX_OPEN_UNPAID_TOTAL });
   return { book, quoter, jobs, runner, sessions, bootstrap, demo, zaps };
 }
 

@@ -124,6 +124,32 @@ describe('Timmy as its own zap endpoint', () => {
     expect(readDb(daemon.dataDir, (db) => (db.prepare('select state from jobs where id = ?').get(req.id) as { state: string }).state)).toBe('awaiting_eval_payment');
   });
 
+  it("a profile zap from a session's bound pubkey pays its open deposit; the bolt11 paid as well is credited", async () => {
+    const owner = generateSecretKey();
+    const pubkey = getPublicKey(owner);
+    const created = (await (await fetch(`${daemon.api}/api/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ amountSats: 50, pubkey }) })).json()) as {
+      sessionId: string;
+      macaroon: string;
+      depositInvoice: { paymentHash: string; paymentRequest: string };
+    };
+    const request = finalizeEvent(makeZapRequest({ pubkey: daemon.pubkey, amount: 50_000, relays: [relay.url] }), owner); // no e tag: a profile zap
+    const json = JSON.stringify(request);
+    const res = await fetch(`${lnurl.callback}?amount=50000&nostr=${encodeURIComponent(json)}`);
+    const { pr } = (await res.json()) as { pr: string };
+    await payStub(daemon.api, pr);
+    await receiptOf({ request, json, bolt11: pr });
+    const view = await waitFor(async () => {
+      const v = (await (await fetch(`${daemon.api}/api/sessions/${created.sessionId}`, { headers: { authorization: `Bearer ${created.macaroon}` } })).json()) as { state: string; balanceSats: number };
+      return v.state === 'active' && v;
+    }, 'the session funded by the zap');
+    expect(view.balanceSats).toBe(50);
+    expect(readDb(daemon.dataDir, (db) => db.prepare('select outcome from zaps where id = ?').get(request.id))).toEqual({ outcome: 'paid_deposit' });
+    await payStub(daemon.api, created.depositInvoice.paymentRequest); // the deposit invoice paid too: credited, not added twice
+    await waitFor(() => creditsOf(pubkey) === 50_000, 'the second payment credited to the bound pubkey');
+    const again = (await (await fetch(`${daemon.api}/api/sessions/${created.sessionId}`, { headers: { authorization: `Bearer ${created.macaroon}` } })).json()) as { balanceSats: number };
+    expect(again.balanceSats).toBe(50);
+  });
+
   it('a zap of anything else of Timmy\'s is a tip, recorded, with its receipt', async () => {
     const [profile] = await queryRelay(relay.url, { kinds: [0], authors: [daemon.pubkey] });
     const z = await zap(profile!, 21_000);

@@ -124,6 +124,8 @@ export class SessionService {
   /** The session's side of the invoice book: deposits and top-ups credit the ledger once. */
   private invoiceHandler(): SubjectHandler {
     const paid = (inv: BookInvoice): boolean => {
+      // A withdrawn invoice was paid by a zap already (paidByZap): this second payment is credited.
+      if (inv.status === 'withdrawn') return false;
       for (;;) {
         const s = store.getSession(this.d.db, inv.subjectId);
         if (!s || s.state === 'closed') return false; // purged or closed: the book credits the payer
@@ -155,6 +157,25 @@ export class SessionService {
       },
       late: (inv) => ({ reason: store.getSession(this.d.db, inv.subjectId) ? 'payment to a closed session' : 'payment to a session purged unpaid', intents: [] }),
     };
+  }
+
+  /**
+   * A zap from the session's bound pubkey paid one of its open deposit or top-up invoices (core/zaps.ts):
+   * the session is funded as if that invoice were paid, and the invoice is withdrawn (paid as well, it is
+   * credited). False when the invoice is no longer open or the session is closed. Runs in the zap's transaction.
+   */
+  paidByZap(inv: BookInvoice): boolean {
+    const s = store.getSession(this.d.db, inv.subjectId);
+    if (!s || s.state === 'closed' || inv.status !== 'open') return false;
+    const event: SessionEvent | null = s.state === 'awaiting_deposit' ? 'deposit_paid' : s.state === 'active' ? null : 'topped_up';
+    return store.moveSession(this.d.db, {
+      sessionId: s.id,
+      from: [s.state],
+      to: event ? nextSessionState(s.state, event) : null,
+      settle: { paymentHash: inv.paymentHash, status: 'withdrawn' },
+      ledger: [{ sessionId: s.id, kind: inv.purpose as 'deposit' | 'topup', amountMsats: inv.amountMsats, paymentHash: inv.paymentHash, ref: `${inv.purpose}:${inv.paymentHash}` }],
+      touch: true,
+    });
   }
 
   /**

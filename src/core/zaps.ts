@@ -5,6 +5,8 @@
 //   payment); more than due is credited to the zapper;
 // - a zap for less, or for a job that no longer waits, is credited to the zapper, and the job's customer is
 //   told the shortfall; never a silent loss;
+// - a profile zap (no `e`) from the pubkey a session is bound to pays that session's open deposit or top-up
+//   invoice the same way (for less: credited);
 // - a zap of anything else is a tip, recorded;
 // and every paid zap request gets its receipt (kind 9735) in the outbox, to the request's relays and ours.
 import { createHash, randomBytes } from 'node:crypto';
@@ -17,6 +19,7 @@ import { addCredit } from '../store/credits.ts';
 import { insertIntents } from '../store/outbox.ts';
 import { msatsText, type InvoiceBook, type SubjectHandler } from './book.ts';
 import type { JobService } from './jobs.ts';
+import type { SessionService } from './sessions.ts';
 import { errorFeedback, forSource } from './job-moves.ts';
 import type { Clock, Publisher } from './ports.ts';
 import { Refusal } from './refusal.ts';
@@ -26,6 +29,7 @@ export interface ZapDeps {
   db: Db;
   book: InvoiceBook;
   jobs: Pick<JobService, 'paidByZap'>;
+  sessions: Pick<SessionService, 'paidByZap'>;
   publisher: Publisher;
   clock: Clock;
   log: Logger;
@@ -55,11 +59,15 @@ export class ZapService {
       if (known.amountMsats !== amountMsats) throw Refusal.of('conflict', 'this zap request was already invoiced for another amount');
       return this.d.book.get(known.paymentHash)!.bolt11;
     }
+    // A profile zap (no `e`) from a pubkey a session is bound to pays that session's open deposit or top-up.
+    const session = req.targetEventId ? null : store.openSessionInvoiceOf(this.d.db, req.sender);
     return this.issue({
       id: req.id,
       senderPubkey: req.sender,
       targetEventId: req.targetEventId,
       targetJobId: req.targetEventId ? store.jobOfEvent(this.d.db, req.targetEventId) : null,
+      targetSessionId: session?.sessionId ?? null,
+      targetPaymentHash: session?.paymentHash ?? null,
       requestJson: req.json,
       relays: req.relays,
       amountMsats,
@@ -70,7 +78,7 @@ export class ZapService {
   /** A plain LNURL-pay payment (no zap request): a tip, committing to the LNURL metadata. */
   async invoiceForTip(metadata: string, amountMsats: number): Promise<string> {
     const id = `tip:${randomBytes(16).toString('hex')}`;
-    return this.issue({ id, senderPubkey: '', targetEventId: null, targetJobId: null, requestJson: metadata, relays: [], amountMsats, memo: 'Tip to Timmy' });
+    return this.issue({ id, senderPubkey: '', targetEventId: null, targetJobId: null, targetSessionId: null, targetPaymentHash: null, requestJson: metadata, relays: [], amountMsats, memo: 'Tip to Timmy' });
   }
 
   private async issue(z: Omit<store.NewZap, 'paymentHash' | 'createdAt'> & { memo: string }): Promise<string> {
@@ -97,7 +105,7 @@ export class ZapService {
         const done = atomicallyIf(this.d.db, () => {
           const now = this.d.clock.nowMs();
           if (!markInvoice(this.d.db, inv.paymentHash, 'paid', now)) return false;
-          outcome.value = zap.targetJobId ? this.payJob(zap, inv) : 'tip';
+          outcome.value = zap.targetJobId ? this.payJob(zap, inv) : zap.targetPaymentHash ? this.paySession(zap, inv) : 'tip';
           store.settleZap(this.d.db, zap.id, outcome.value, now);
           if (!zap.id.startsWith('tip:')) {
             const receipt: PublishIntent = { type: 'zap_receipt', zapRequest: zap.requestJson, bolt11: inv.bolt11, paidAt: Math.floor(now / 1000), relays: zap.relays };
@@ -142,6 +150,19 @@ export class ZapService {
     }
     if (inv.amountMsats > due) credit(inv.amountMsats - due, `zap above the ${msatsText(due)} due`);
     return stage === 'eval' ? 'paid_eval' : 'paid_work';
+  }
+
+  /** Inside the zap's transaction: pays the session invoice the zap was for, or credits the zapper. */
+  private paySession(zap: store.ZapRow, inv: BookInvoice): store.ZapOutcome {
+    const target = this.d.book.get(zap.targetPaymentHash);
+    const credit = (amountMsats: number, reason: string) =>
+      addCredit(this.d.db, { account: zap.senderPubkey, deltaMsats: amountMsats, reason, jobId: null, ref: `zap:${zap.id}` });
+    if (!target || target.amountMsats > inv.amountMsats || !this.d.sessions.paidByZap(target)) {
+      credit(inv.amountMsats, target && target.amountMsats > inv.amountMsats ? `zap below the ${msatsText(target.amountMsats)} the session invoice asks` : 'zap for a session invoice no longer open');
+      return 'credited';
+    }
+    if (inv.amountMsats > target.amountMsats) credit(inv.amountMsats - target.amountMsats, `zap above the ${msatsText(target.amountMsats)} the session invoice asks`);
+    return target.purpose === 'deposit' ? 'paid_deposit' : 'paid_topup';
   }
 
   private tell(job: NonNullable<ReturnType<typeof getJob>>, words: string): void {

@@ -3,7 +3,7 @@ import { eq } from 'drizzle-orm';
 import { jobs, outbox, zaps } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
 
-export type ZapOutcome = 'paid_eval' | 'paid_work' | 'credited' | 'tip';
+export type ZapOutcome = 'paid_eval' | 'paid_work' | 'paid_deposit' | 'paid_topup' | 'credited' | 'tip';
 
 export interface ZapRow {
   id: string;
@@ -11,6 +11,8 @@ export interface ZapRow {
   senderPubkey: string;
   targetEventId: string | null;
   targetJobId: string | null;
+  targetSessionId: string | null;
+  targetPaymentHash: string | null;
   amountMsats: number;
   requestJson: string;
   relays: string[];
@@ -48,4 +50,19 @@ export function settleZap(db: Db, id: string, outcome: ZapOutcome, paidAtMs: num
 export function jobOfEvent(db: Db, eventId: string): string | null {
   if (db.select({ id: jobs.id }).from(jobs).where(eq(jobs.id, eventId)).get()) return eventId;
   return db.select({ jobId: outbox.jobId }).from(outbox).where(eq(outbox.eventId, eventId)).get()?.jobId ?? null;
+}
+
+/**
+ * The open deposit or top-up invoice of a session bound to `pubkey` (deposits first, then the oldest): what
+ * a profile zap from that pubkey pays. Null when there is none.
+ */
+export function openSessionInvoiceOf(db: Db, pubkey: string): { sessionId: string; paymentHash: string } | null {
+  const row = db.$client
+    .prepare(
+      `select s.id session_id, i.payment_hash from sessions s join invoice_book i on i.subject_kind = 'session' and i.subject_id = s.id
+       where s.pubkey = ? and s.state in ('awaiting_deposit', 'active', 'depleted') and i.status = 'open' and i.purpose in ('deposit', 'topup')
+       order by i.purpose = 'deposit' desc, i.created_at asc limit 1`,
+    )
+    .get(pubkey) as { session_id: string; payment_hash: string } | undefined;
+  return row ? { sessionId: row.session_id, paymentHash: row.payment_hash } : null;
 }
