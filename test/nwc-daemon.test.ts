@@ -6,6 +6,7 @@ import { startDaemon, startRelay, type DaemonProc, type RelayProc } from './help
 import { Customer, invoiceOf, paymentHash } from './helpers/customer.ts';
 import { readDb } from './helpers/store.ts';
 import { FakeNwcWallet } from './fakes/nwc-wallet.ts';
+import { fetchWithL402 } from '@getalby/lightning-tools';
 import { waitFor } from './helpers/wait.ts';
 
 let relay: RelayProc;
@@ -70,6 +71,32 @@ describe('NWC as the payment backend', () => {
     expect(order.status).toBe(201);
     wallet.pay(order.body.invoice.paymentHash);
     await waitFor(async () => ['ready', 'delivered'].includes((await json(`/api/bootstrap/${order.body.bootstrapJobId}`)).body.state), 'the node to be ready');
+  });
+
+  it('L402 over NWC: 402, the wallet pays, the preimage opens the session; a cancelled job paid anyway is credited', async () => {
+    const wallet402 = {
+      payInvoice: async ({ invoice }: { invoice: string }) => {
+        const hash = paymentHash(invoice);
+        expect(wallet.pay(hash)).toBe(true);
+        return { preimage: wallet.invoices.get(hash)!.preimage };
+      },
+    };
+    const res = await fetchWithL402(`${daemon.api}/api/l402/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: 'hi' }) }, { wallet: wallet402 });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { result: string }).result).toContain('stub agent');
+
+    // Credits: a request deleted (NIP-09) before it was paid, then paid anyway from the wallet (a customer
+    // of its own: the credit would pay the next test's evaluation).
+    const canceller = await new Customer([relay.url], daemon.pubkey).connect();
+    const req = await canceller.request('cancel me');
+    const [fb] = await canceller.waitForFeedback(req.id, 'payment-required');
+    await canceller.publish(canceller.sign([['e', req.id]], { kind: 5 }));
+    canceller.close();
+    await waitFor(() => readDb(daemon.dataDir, (db) => (db.prepare('select state from jobs where id = ?').get(req.id) as { state: string }).state) === 'cancelled', 'the job cancelled');
+    const hash = paymentHash(invoiceOf(fb!).bolt11);
+    wallet.pay(hash);
+    const credited = () => readDb(daemon.dataDir, (db) => (db.prepare('select coalesce(sum(delta_msats), 0) s from credits where account = ?').get(canceller.pubkey) as { s: number }).s);
+    await waitFor(() => credited() === invoiceOf(fb!).msats, 'the late payment credited');
   });
 
   it('a payment made while the wallet relay was down (its notification lost) is found after the reconnect', async () => {
