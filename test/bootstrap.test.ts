@@ -276,7 +276,8 @@ describe('DigitalOcean clean-up (issue 14, item 14b)', () => {
       expect(fake.droplets).toHaveLength(0);
       expect(fake.deleted[0]!.tags).toContain(jobTag(o.bootstrapJobId));
       expect(fake.requests.find((r) => r.method === 'DELETE')).toMatchObject({ path: `/v2/droplets/${fake.deleted[0]!.id}`, auth: 'ok', status: 204 });
-      expect(d.logs.some((l) => l.msg === 'destroyed the server of a node order that will not be delivered' && l.bootstrapId === o.bootstrapJobId)).toBe(true);
+      // The fake records the DELETE before its answer reaches the daemon, which logs after it: wait for the line.
+      await waitFor(() => d.logs.some((l) => l.msg === 'destroyed the server of a node order that will not be delivered' && l.bootstrapId === o.bootstrapJobId), 'the destruction logged');
     } finally {
       await d.kill();
       await fake.close();
