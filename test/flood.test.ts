@@ -47,6 +47,7 @@ async function flood(url: string, events: { id: string }[]): Promise<void> {
 
 const jobStates = (d: DaemonProc) =>
   readDb(d.dataDir, (db) => Object.fromEntries((db.prepare('select state, count(*) n from jobs group by state').all() as { state: string; n: number }[]).map((r) => [r.state, r.n])));
+const unacked = (d: DaemonProc) => readDb(d.dataDir, (db) => (db.prepare('select count(*) n from outbox where acked_at is null').get() as { n: number }).n);
 const jobCount = (d: DaemonProc) => readDb(d.dataDir, (db) => (db.prepare('select count(*) n from jobs').get() as { n: number }).n);
 const openJobInvoices = (d: DaemonProc) =>
   readDb(d.dataDir, (db) => (db.prepare("select count(*) n from invoice_book where subject_kind = 'job' and status = 'open'").get() as { n: number }).n);
@@ -67,6 +68,8 @@ describe('a flood of throwaway keys', () => {
     expect(openJobInvoices(daemon)).toBe(5000 - refused.length);
     expect(openJobInvoices(daemon)).toBeGreaterThanOrEqual(500);
     expect(openJobInvoices(daemon)).toBeLessThanOrEqual(500 + lucky.size);
+    // Let the 5,000 answers reach the relay before the honest customer arrives (a real one would wait too).
+    await waitForProgress(() => unacked(daemon!) === 0, () => unacked(daemon!), 'the answers to the flood acked');
 
     honest = await new Customer([relay.url], daemon.pubkey).connect();
     const plain = await honest.request('What is a Lightning invoice?');
@@ -99,6 +102,7 @@ describe('a flood of throwaway keys', () => {
     expect(first.state).toBe('expired');
     const withdrawn = readDb(daemon.dataDir, (db) => (db.prepare("select count(*) n from invoice_book where status = 'withdrawn'").get() as { n: number }).n);
     expect(withdrawn).toBe(500);
+    await waitForProgress(() => unacked(daemon!) === 0, () => unacked(daemon!), 'the answers to the flood acked');
 
     honest = await new Customer([relay.url], daemon.pubkey).connect();
     const req = await honest.request('What is a Lightning invoice?');

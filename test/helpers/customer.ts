@@ -5,7 +5,7 @@ import { Relay, useWebSocketImplementation } from 'nostr-tools/relay';
 import { finalizeEvent, generateSecretKey, getPublicKey, type Event } from 'nostr-tools/pure';
 import type { Filter } from 'nostr-tools/filter';
 import { decode } from 'light-bolt11-decoder';
-import { waitFor } from './wait.ts';
+import { TIME_SCALE, waitFor } from './wait.ts';
 
 useWebSocketImplementation(WebSocket);
 
@@ -47,6 +47,8 @@ export class Customer {
   async connect(): Promise<this> {
     for (const url of this.urls) {
       const r = await Relay.connect(url);
+      // nostr-tools gives up on an OK after 4.4 s; a relay busy with a flood (or a loaded machine) can take longer.
+      r.publishTimeout = 15_000 * TIME_SCALE;
       r.subscribe([{ kinds: [7000, 6050], '#p': [this.pubkey], authors: [this.timmy] }], {
         onevent: (event) => this.seen.push({ relay: url, event }),
       });
