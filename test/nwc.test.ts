@@ -9,7 +9,7 @@ import { initCrypto } from '../src/nostr/crypto.ts';
 import { createLogger } from '../src/log.ts';
 import { startRelay, type RelayProc } from './helpers/procs.ts';
 import { FakeNwcWallet, type FakeWalletOptions } from './fakes/nwc-wallet.ts';
-import { waitFor } from './helpers/wait.ts';
+import { TIME_SCALE, waitFor } from './helpers/wait.ts';
 
 const log = createLogger('silent', pino.destination({ dest: '/dev/null', sync: true }));
 let relay: RelayProc | undefined;
@@ -26,7 +26,7 @@ async function setup(o: Omit<FakeWalletOptions, 'relayUrl'> = {}, url?: (w: Fake
   await initCrypto();
   relay = await startRelay();
   wallet = await new FakeNwcWallet({ relayUrl: relay.url, ...o }).start();
-  backend = new NwcPayments({ url: url ? url(wallet) : wallet.url, log, pollIntervalMs: 200, replyTimeoutMs: 10_000 });
+  backend = new NwcPayments({ url: url ? url(wallet) : wallet.url, log, pollIntervalMs: 200, replyTimeoutMs: 10_000 * TIME_SCALE });
   const settled: string[] = [];
   backend.onSettled((h) => settled.push(h));
   backend.start();

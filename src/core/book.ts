@@ -99,6 +99,14 @@ export class InvoiceBook {
     return store.oldestOpen(this.d.db, kind, purpose, limit);
   }
 
+  /**
+   * Withdraws an open invoice its subject no longer waits on: uncounted, still followed and payable until it
+   * runs out (the money then credited). Call inside the transaction that decided so. False when not open.
+   */
+  withdraw(paymentHash: string): boolean {
+    return store.markInvoice(this.d.db, paymentHash, 'withdrawn', this.d.clock.nowMs());
+  }
+
   /** Issues an invoice addressed to its subject; the subject's transaction records it (store insertInvoice). */
   async issue(a: Payer & { purpose: InvoicePurpose; amountMsats: number; memo: string; descriptionHash?: string }): Promise<NewBookInvoice> {
     let inv;

@@ -262,7 +262,11 @@ export class JobService {
     let evicted = 0;
     for (const inv of this.d.book.oldestOpen('job', 'eval', excess)) {
       const job = store.getJob(this.db, inv.subjectId);
-      if (!job || job.state !== 'awaiting_eval_payment' || job.evalPaymentHash !== inv.paymentHash) continue;
+      if (!job || job.state !== 'awaiting_eval_payment' || job.evalPaymentHash !== inv.paymentHash) {
+        // Open, yet nothing waits on it (left by an older version): withdrawing it makes room just the same.
+        if (this.d.book.withdraw(inv.paymentHash)) evicted++;
+        continue;
+      }
       const words = `expired: dropped unpaid to make room for newer requests (too many unpaid requests are open); if you pay its invoice anyway, the amount is credited to ${creditedTo(jobPayer(job))} and spent on your next request`;
       const moved = this.d.moves.advance(job, 'evicted', { errorMessage: 'dropped unpaid to make room (total unpaid cap)' }, [errorFeedback('expired', words)], {
         settle: { paymentHash: inv.paymentHash, status: 'withdrawn' },

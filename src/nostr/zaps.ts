@@ -2,6 +2,7 @@
 // receipt (kind 9735) built as Appendix E says.
 import type { Event, EventTemplate } from 'nostr-tools';
 import { verifyEvent } from './crypto.ts';
+import { asEvent } from './intake.ts';
 
 export const ZAP_REQUEST_KIND = 9734;
 export const ZAP_RECEIPT_KIND = 9735;
@@ -16,15 +17,16 @@ export type ZapRequestCheck =
 /** Appendix D: signature, tags, one `p` (= recipient), at most one `e`, `relays`, `amount` = the callback's, at most one `P`. */
 export function checkZapRequest(json: string, expect: { recipient: string; amountMsats: number }): ZapRequestCheck {
   if (json.length > MAX_ZAP_REQUEST_CHARS) return { ok: false, reason: 'the zap request is too large' };
-  let ev: Event;
+  let parsed: unknown;
   try {
-    ev = JSON.parse(json) as Event;
+    parsed = JSON.parse(json);
   } catch {
     return { ok: false, reason: 'nostr is not a JSON event' };
   }
-  if (!ev || typeof ev !== 'object' || ev.kind !== ZAP_REQUEST_KIND) return { ok: false, reason: 'nostr is not a kind 9734 zap request' };
-  if (!Array.isArray(ev.tags) || ev.tags.length === 0) return { ok: false, reason: 'the zap request has no tags' };
-  if (!ev.tags.every((t) => Array.isArray(t) && t.every((v) => typeof v === 'string'))) return { ok: false, reason: 'the zap request has malformed tags' };
+  const ev = asEvent(parsed);
+  if (!ev) return { ok: false, reason: 'nostr is not a well-formed Nostr event' };
+  if (ev.kind !== ZAP_REQUEST_KIND) return { ok: false, reason: 'nostr is not a kind 9734 zap request' };
+  if (ev.tags.length === 0) return { ok: false, reason: 'the zap request has no tags' };
   if (!verifyEvent(ev)) return { ok: false, reason: 'the zap request has a bad id or signature' };
   const all = (name: string) => ev.tags.filter((t) => t[0] === name);
   const p = all('p');

@@ -27,6 +27,7 @@ import { HealthTracker } from '../core/health.ts';
 import { getPublicKey } from 'nostr-tools/pure'; // pure JS: parsing a URL needs no wasm set up
 import { finalizeEvent, verifyEvent } from '../nostr/crypto.ts';
 import { RelayPool, type Subscription } from '../nostr/pool.ts';
+import { asEvent } from '../nostr/intake.ts';
 import { readBolt11 } from './lnbits.ts';
 import { Coalesced } from './coalesced.ts';
 
@@ -95,7 +96,6 @@ const NWC_ERROR_HINTS: Record<string, string> = {
   NOT_FOUND: 'no such invoice in this wallet',
 };
 
-const Info = z.object({ content: z.string(), tags: z.array(z.array(z.string())) });
 const Reply = z.object({
   result_type: z.string().optional(),
   error: z.object({ code: z.string(), message: z.string().default('') }).nullish(),
@@ -286,7 +286,8 @@ export class NwcPayments implements PaymentBackend {
   private loadInfo(): Promise<void> {
     this.infoLoading ??= (async () => {
       const events = (await this.pool.query({ kinds: [NWC_KINDS.info], authors: [this.conn.walletPubkey], limit: 5 }, 5000))
-        .filter((e): e is Event => Info.safeParse(e).success && verifyEvent(e as Event) && (e as Event).pubkey === this.conn.walletPubkey)
+        .map(asEvent)
+        .filter((e): e is Event => e !== null && e.pubkey === this.conn.walletPubkey && verifyEvent(e))
         .sort((a, b) => b.created_at - a.created_at);
       const ev = events[0];
       if (!ev) throw new PaymentError("the NWC wallet's info event (kind 13194) was not found on its relay");
@@ -361,8 +362,9 @@ export class NwcPayments implements PaymentBackend {
   }
 
   private onEvent(raw: unknown): void {
-    const ev = raw as Event;
-    if (!ev || typeof ev !== 'object' || ev.pubkey !== this.conn.walletPubkey || !verifyEvent(ev)) return;
+    // Whatever a relay sends: checked for shape before anything reads it, then for its signature.
+    const ev = asEvent(raw);
+    if (!ev || ev.pubkey !== this.conn.walletPubkey || !verifyEvent(ev)) return;
     let text: string;
     try {
       text = this.decrypt(ev.content);
