@@ -144,6 +144,9 @@ export class NwcPayments implements PaymentBackend {
   private info: { methods: Set<string>; notifications: Set<string>; encryption: NwcEncryption } | null = null;
   private infoLoading: Promise<void> | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
+  /** Set at each (re)connect, cleared by the first lookup pass that completes: until then the timer polls. */
+  private catchUp = false;
+  private connects = 0;
   private closed = false;
   private readonly poll = new Coalesced(
     () => this.pollOnce(),
@@ -167,7 +170,11 @@ export class NwcPayments implements PaymentBackend {
         },
         onConnected: () => {
           this.infoLoading = null; // a wallet may have changed its info while we were away
-          this.triggerPoll(); // notifications sent while we were away are lost: look up what is open
+          // Notifications sent while we were away are lost: look up what is open, until one whole pass
+          // succeeds (the wallet service may come back after us and miss the first lookups).
+          this.catchUp = true;
+          this.connects++;
+          this.triggerPoll();
         },
         signAuth: (t) => finalizeEvent(t, this.conn.secret),
       },
@@ -183,7 +190,7 @@ export class NwcPayments implements PaymentBackend {
     this.pollTimer = setInterval(() => {
       // Notifications are the push path; without them (relay down, or a wallet that does not send
       // payment_received) the open invoices are looked up on this interval.
-      if (this.pool.connectedCount === 0 || !this.info?.notifications.has('payment_received')) this.triggerPoll();
+      if (this.catchUp || this.pool.connectedCount === 0 || !this.info?.notifications.has('payment_received')) this.triggerPoll();
     }, this.pollIntervalMs);
     this.pollTimer.unref();
   }
@@ -404,6 +411,7 @@ export class NwcPayments implements PaymentBackend {
 
   private async pollOnce(): Promise<void> {
     const nowS = Math.floor(Date.now() / 1000);
+    const connectsBefore = this.connects;
     for (const [hash, expiresAt] of [...this.open.entries()]) {
       if (this.closed || this.pool.connectedCount === 0) return;
       try {
@@ -417,6 +425,9 @@ export class NwcPayments implements PaymentBackend {
         throw err;
       }
     }
+    // Every open invoice was looked up (a failure above returns or throws first): caught up, unless a
+    // reconnect happened meanwhile and asked for a pass of its own.
+    if (this.connects === connectsBefore && this.pool.connectedCount > 0) this.catchUp = false;
   }
 
   private report(paymentHash: string, via: 'notification' | 'lookup'): void {
