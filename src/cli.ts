@@ -7,11 +7,9 @@ import { getPublicKey as publicKeyOf } from 'nostr-tools/pure';
 import { loadConfig, ConfigError, PACKAGE_ROOT } from './config.ts';
 import { createLogger } from './log.ts';
 import { jsonLine, terminalSafe } from './terminal.ts';
-import { openDb, openDbReadOnly, closeDb, NoStoreError, SchemaTooNewError, type Db } from './store/db.ts';
-import { listJobs } from './store/jobs.ts';
-import { listNodeOrders } from './store/bootstrap.ts';
-import { invoicesOf } from './store/invoices.ts';
-import { creditBalanceMsats, creditBalances, creditEntries } from './store/credits.ts';
+import { openDb, closeDb, NoStoreError, SchemaTooNewError } from './store/db.ts';
+import { openSqliteStoreReadOnly } from './store/sqlite-store.ts';
+import type { Store } from './store/store.ts';
 import { isJobState, JOB_STATES } from './core/job-machine.ts';
 import { BOOTSTRAP_STATES, isBootstrapState } from './core/bootstrap-machine.ts';
 import type { Job } from './core/types.ts';
@@ -58,10 +56,10 @@ function customerKeyOrExit(choice: string | undefined): Uint8Array {
 }
 
 /** The store, opened read-only; a missing store is said, never created (exit 1). */
-function storeOrExit(): { db: Db; path: string } {
+function storeOrExit(): { store: Store; path: string } {
   const config = configOrExit();
   try {
-    return { db: openDbReadOnly(config.databasePath), path: config.databasePath };
+    return { store: openSqliteStoreReadOnly(config.databasePath), path: config.databasePath };
   } catch (err) {
     if (err instanceof NoStoreError || err instanceof SchemaTooNewError) {
       process.stderr.write(`${err.message}\n`);
@@ -140,8 +138,8 @@ program
   });
 
 /** What a job costs and what of it is paid so far, in msats: invoices, credit applied, a session's charge. */
-function jobMoney(db: Db, j: Job): { priceMsats: number; paidMsats: number } {
-  const invoices = invoicesOf(db, 'job', j.id);
+async function jobMoney(store: Store, j: Job): Promise<{ priceMsats: number; paidMsats: number }> {
+  const invoices = await store.invoices.invoicesOf('job', j.id);
   const credit = j.evalCreditMsats + j.workCreditMsats;
   const session = j.sessionId && j.costLedger ? j.costLedger.chargedSats * 1000 : 0;
   return {
@@ -158,14 +156,14 @@ program
   .addOption(new Option('--state <state>', 'only those in this state').choices([...new Set<string>([...JOB_STATES, ...BOOTSTRAP_STATES])]))
   .option('--limit <n>', 'how many of each', intArg(1), 20)
   .option('--json', 'one JSON object per line')
-  .action((opts: { state?: string; limit: number; json?: boolean }) => {
-    const { db } = storeOrExit();
+  .action(async (opts: { state?: string; limit: number; json?: boolean }) => {
+    const { store } = storeOrExit();
     const jobStates = opts.state ? (isJobState(opts.state) ? [opts.state] : null) : undefined;
     const orderStates = opts.state ? (isBootstrapState(opts.state) ? [opts.state] : null) : undefined;
-    const rows = jobStates === null ? [] : listJobs(db, { states: jobStates, limit: opts.limit });
-    const orders = orderStates === null ? [] : listNodeOrders(db, { states: orderStates, limit: opts.limit });
+    const rows = jobStates === null ? [] : await store.jobs.listJobs({ states: jobStates, limit: opts.limit });
+    const orders = orderStates === null ? [] : await store.bootstrap.listNodeOrders({ states: orderStates, limit: opts.limit });
     for (const j of rows) {
-      const m = jobMoney(db, j);
+      const m = await jobMoney(store, j);
       if (opts.json) {
         process.stdout.write(`${jsonLine({ type: 'job', id: j.id, state: j.state, source: j.source, customer: j.customerPubkey, createdAt: j.createdAt, priceSats: m.priceMsats / 1000, paidSats: m.paidMsats / 1000, input: j.input.slice(0, 80), error: j.errorMessage })}\n`);
       } else {
@@ -179,7 +177,7 @@ program
     }
     if (!opts.json) process.stdout.write(`${rows.length} job(s)${orders.length ? '; node orders:' : ''}\n`);
     for (const o of orders) {
-      const paid = invoicesOf(db, 'bootstrap', o.id).some((i) => i.status === 'paid');
+      const paid = (await store.invoices.invoicesOf('bootstrap', o.id)).some((i) => i.status === 'paid');
       if (opts.json) {
         process.stdout.write(`${jsonLine({ type: 'node', id: o.id, state: o.state, source: o.source, customer: o.customerPubkey, createdAt: o.createdAt, priceSats: o.amountMsats / 1000, paidSats: paid ? o.amountMsats / 1000 : 0, size: o.size, region: o.region, ip: o.ip, error: o.errorMessage })}\n`);
       } else {
@@ -190,7 +188,7 @@ program
       }
     }
     if (!opts.json && orders.length) process.stdout.write(`${orders.length} node order(s)\n`);
-    closeDb(db);
+    await store.close();
   });
 
 /**
@@ -205,12 +203,12 @@ async function readStatus(api: string): Promise<OperatorStatus> {
     if (res?.ok) return (await res.json()) as OperatorStatus;
     if (res?.status === 401) process.stderr.write(`${api} refused the operator token (CONSOLE_TOKEN or ${config.DATA_DIR}/console.token are not the daemon's); reading the store\n`);
   }
-  const { db } = storeOrExit();
+  const { store } = storeOrExit();
   try {
     const rates = { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK };
-    return operatorStatus({ db, rates, btcPriceUsd: config.BTC_PRICE_USD_FALLBACK, live: null, nowMs: Date.now() });
+    return await operatorStatus({ store, rates, btcPriceUsd: config.BTC_PRICE_USD_FALLBACK, live: null, nowMs: Date.now() });
   } finally {
-    closeDb(db);
+    await store.close();
   }
 }
 
@@ -319,7 +317,7 @@ program
   .argument('[account]', 'a pubkey (hex or npub) or job:<id> (default: your customer key)')
   .option('--key <key>', KEY_HELP.replace(', created on first use', ''))
   .option('--all', 'every account with a balance')
-  .action((account: string | undefined, opts: { key?: string; all?: boolean }) => {
+  .action(async (account: string | undefined, opts: { key?: string; all?: boolean }) => {
     let key: string | undefined;
     if (!opts.all) {
       if (account) {
@@ -340,18 +338,18 @@ program
         process.stdout.write(`account ${key} (${nip19.npubEncode(key)})\n`);
       }
     }
-    const { db } = storeOrExit();
+    const { store } = storeOrExit();
     if (key !== undefined) {
-      for (const e of creditEntries(db, key)) {
+      for (const e of await store.credits.creditEntries(key)) {
         process.stdout.write(`${new Date(e.createdAt).toISOString()}  ${String(e.deltaMsats / 1000).padStart(8)} sats  ${terminalSafe(e.reason, { oneLine: true })}${e.jobId ? `  (job ${e.jobId})` : ''}\n`);
       }
-      process.stdout.write(`balance ${creditBalanceMsats(db, key) / 1000} sats\n`);
+      process.stdout.write(`balance ${(await store.credits.creditBalanceMsats(key)) / 1000} sats\n`);
     } else {
-      const rows = creditBalances(db).filter((r) => r.balanceMsats !== 0);
+      const rows = (await store.credits.creditBalances()).filter((r) => r.balanceMsats !== 0);
       for (const r of rows) process.stdout.write(`${terminalSafe(r.account, { oneLine: true })}  ${r.balanceMsats / 1000} sats\n`);
       process.stdout.write(`${rows.length} account(s) with credit\n`);
     }
-    closeDb(db);
+    await store.close();
   });
 
 program

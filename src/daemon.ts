@@ -6,15 +6,10 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
-import { openDb, closeDb, SchemaTooNewError, type Db } from './store/db.ts';
-import { getKv, setKv } from './store/kv.ts';
-import { countJobsByState, getJob, unpaidNostrJobIds } from './store/jobs.ts';
-import { countInvoices } from './store/invoices.ts';
-import { getBootstrap } from './store/bootstrap.ts';
-import { outboxDepth, outboxStore } from './store/outbox.ts';
-import { creditsOwedMsats, modelUsage, processingLatencies, receivedMsats, sessionsHeldMsats } from './store/money.ts';
+import { SchemaTooNewError } from './store/db.ts';
+import type { Store } from './store/store.ts';
+import { openSqliteStore } from './store/sqlite-store.ts';
 import { modelCostUsd, operatorStatus } from './status.ts';
-import { changeCount } from './store/money.ts';
 import { creditsView, jobPage, jobRows, orderRows, relayRows, seriesView, sessionPage, sessionRows, type ViewSettings } from './console/views.ts';
 import { consoleAssets } from './console/assets.ts';
 import { loadConsoleToken, loginUrl } from './console/token.ts';
@@ -41,10 +36,10 @@ import { SecretBox } from './core/sealed.ts';
 import { initCrypto, finalizeEvent, getPublicKey, verifyEvent } from './nostr/crypto.ts';
 import { KeyError, loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
 import { createEventFactory } from './nostr/events.ts';
-import { asEvent, Intake, DELETIONS_SUB, type IntakeSettings } from './nostr/intake.ts';
+import { asEvent, Intake, DELETIONS_SUB, type IntakeSettings, type IntakeStore } from './nostr/intake.ts';
 import { filterRelayUrls, type RelayPolicy } from './nostr/relay-policy.ts';
 import { RelayPool } from './nostr/pool.ts';
-import { OutboxWorker, type OutboxDeps } from './nostr/outbox.ts';
+import { OutboxWorker, type OutboxDeps, type OutboxStore } from './nostr/outbox.ts';
 import { publishOnce } from './nostr/ephemeral.ts';
 import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip89.ts';
 import { TEXT_JOB_KIND } from './nostr/nip90.ts';
@@ -55,7 +50,7 @@ import { limitConnections } from './connections.ts';
 export interface Daemon {
   pubkey: string;
   httpPort: number;
-  db: Db;
+  store: Store;
   log: Logger;
   stop(): Promise<void>;
 }
@@ -188,14 +183,29 @@ export function intakeSettings(config: Config, who: { relayPolicy: RelayPolicy; 
   };
 }
 
-/** The persisted subscription cursor (unix s of the newest request seen). */
-export function intakeCursor(db: Db): { get(): number | null; set(v: number): void } {
+/** The intake's state in the store: the subscription cursor (unix s of the newest request seen), the unpaid jobs. */
+export function intakeStore(store: Store): IntakeStore {
   return {
-    get: () => {
-      const v = getKv(db, CURSOR_KEY);
+    cursor: async () => {
+      const v = await store.kv.getKv(CURSOR_KEY);
       return v ? Number(v) : null;
     },
-    set: (v) => setKv(db, CURSOR_KEY, String(v)),
+    saveCursor: (v) => store.kv.setKv(CURSOR_KEY, String(v)),
+    unpaidIds: () => store.jobs.unpaidNostrJobIds(500),
+  };
+}
+
+/** The outbox worker's view of the store (nostr/outbox.ts declares what it needs). */
+export function outboxStore(store: Store): OutboxStore {
+  const o = store.outbox;
+  return {
+    unsigned: (afterId, limit) => o.unsignedIntents(afterId, limit),
+    storeSigned: (rows) => o.storeSigned(rows),
+    unacked: (limit) => o.unackedEvents(limit),
+    notAckedBy: (relay, sinceMs) => o.notAckedBy(relay, sinceMs),
+    noteAttempt: (id) => o.noteAttempt(id),
+    recordAcks: (acks) => o.recordAcks(acks),
+    drop: (id) => o.dropIntent(id),
   };
 }
 
@@ -213,9 +223,9 @@ export interface Backends {
  * The outside systems, chosen by configuration (stubs unless a real service is configured). `pubkey` (hex)
  * is this Timmy's identity: DigitalOcean droplets are tagged with it (required with DO_API_TOKEN).
  */
-export async function buildBackends(config: Config, db: Db, log: Logger, pubkey?: string): Promise<Backends> {
+export async function buildBackends(config: Config, store: Store, log: Logger, pubkey?: string): Promise<Backends> {
   // LNbits wins when both are configured; the stub only when neither is.
-  const stubPayments = config.LNBITS_URL || config.NWC_URL ? null : new StubPayments(db);
+  const stubPayments = config.LNBITS_URL || config.NWC_URL ? null : new StubPayments(store);
   let payments: Backends['payments'];
   if (stubPayments) {
     payments = stubPayments;
@@ -298,7 +308,7 @@ export interface Core {
 /** The services and their invoice book, on the given backends and ports. */
 export function buildCore(
   config: Config,
-  db: Db,
+  store: Store,
   b: Backends,
   ports: { publisher: Publisher; inbox: InboxDirectory; clock?: Clock; fault?: (point: string) => void },
   log: Logger,
@@ -306,9 +316,9 @@ export function buildCore(
   const clock = ports.clock ?? systemClock;
   const fault = ports.fault ?? (() => {});
   const pricing = pricingParams(config);
-  const book = new InvoiceBook({ db, payments: b.payments, publisher: ports.publisher, clock, log: log.child({ module: 'book' }), invoiceExpirySecs: config.INVOICE_EXPIRY_S });
+  const book = new InvoiceBook({ store, payments: b.payments, publisher: ports.publisher, clock, log: log.child({ module: 'book' }), invoiceExpirySecs: config.INVOICE_EXPIRY_S });
   b.payments.onSettled((hash) => void book.settle(hash).catch((err) => log.error({ err, paymentHash: hash }, 'settlement handling failed')));
-  const moves = new JobMoves({ db, log: log.child({ module: 'jobs' }), publisher: ports.publisher, fault });
+  const moves = new JobMoves({ store, log: log.child({ module: 'jobs' }), publisher: ports.publisher, fault });
   // Seen down: check again before refusing (the API may be back), so one failure does not refuse for long.
   const aiHealth = async () => {
     const last = b.agent.health?.() ?? { ok: true, detail: 'in process' };
@@ -318,7 +328,7 @@ export function buildCore(
   const jobs = new JobService({ moves, book, aiHealth, quoter, settings: jobSettings(config) });
   const runner = new JobRunner({ moves, book, agent: b.agent, quoter, pricing, clock });
   const sessions = new SessionService({
-    db,
+    store,
     book,
     jobs,
     runner,
@@ -328,7 +338,7 @@ export function buildCore(
     log: log.child({ module: 'sessions' }),
   });
   const bootstrap = new BootstrapService({
-    db,
+    store,
     book,
     provisioner: b.provisioner,
     box: new SecretBox(loadStorageKey(config.DATA_DIR)),
@@ -345,8 +355,8 @@ export function buildCore(
     clock,
     fault,
   });
-  const demo = new DemoService({ db, agent: b.agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD });
-  const zaps = new ZapService({ db, book, jobs, sessions, publisher: ports.publisher, clock, log: log.child({ module: 'zaps' }), maxOpenZaps: config.MAX_OPEN_UNPAID_TOTAL });
+  const demo = new DemoService({ store, agent: b.agent, pricing, dailyBudgetUsd: config.DEMO_DAILY_BUDGET_USD });
+  const zaps = new ZapService({ store, book, jobs, sessions, publisher: ports.publisher, clock, log: log.child({ module: 'zaps' }), maxOpenZaps: config.MAX_OPEN_UNPAID_TOTAL });
   return { book, quoter, jobs, runner, sessions, bootstrap, demo, zaps };
 }
 
@@ -357,7 +367,7 @@ export interface NostrSide {
   relayPolicy: RelayPolicy;
   handlerInfo: HandlerInfo;
   /** Renews the NIP-09 subscription when the set of unpaid jobs changed. */
-  refreshDeletions(): void;
+  refreshDeletions(): Promise<void>;
   /** Calls `listener` with each payment -> `processing` latency (ms), when the feedback is first acked by a relay. */
   onProcessingAcked(listener: (ms: number) => void): void;
   /** Stops the outbox (the pool is closed by its owner). */
@@ -370,7 +380,7 @@ export interface NostrSide {
  */
 export function buildNostr(
   config: Config,
-  db: Db,
+  store: Store,
   keys: { secretKey: Uint8Array; pubkey: string },
   core: Core,
   b: Pick<Backends, 'payments' | 'agent'>,
@@ -383,8 +393,7 @@ export function buildNostr(
     intakeSettings(config, { relayPolicy, ...keys }),
     { jobs: core.jobs, orders: core.bootstrap },
     log.child({ module: 'intake' }),
-    intakeCursor(db),
-    () => unpaidNostrJobIds(db, 500),
+    intakeStore(store),
   );
   const handlerInfo: HandlerInfo = {
     kinds: [TEXT_JOB_KIND, config.BOOTSTRAP_KIND],
@@ -405,7 +414,7 @@ export function buildNostr(
       onOk: (relay, id, ok, msg) => outbox.onOk(relay, id, ok, msg),
       onConnected: (relay) => {
         for (const ev of identity) pool.publish(ev, relay);
-        outbox.onConnected(relay);
+        void outbox.onConnected(relay); // logs its own failure
       },
       signAuth: (t) => finalizeEvent(t, keys.secretKey),
     },
@@ -413,16 +422,16 @@ export function buildNostr(
     log.child({ module: 'pool' }),
   );
   const ackListeners: ((ms: number) => void)[] = [];
-  const store = outboxStore(db);
-  const recordAcks = store.recordAcks;
-  store.recordAcks = (acks) => {
+  const outboxRows = outboxStore(store);
+  const recordAcks = outboxRows.recordAcks;
+  outboxRows.recordAcks = async (acks) => {
     const since = Date.now();
-    const ids = recordAcks(acks);
-    if (ackListeners.length && ids.length) for (const ms of processingLatencies(db, { ids, ackedSince: since })) for (const l of ackListeners) l(ms);
+    const ids = await recordAcks(acks);
+    if (ackListeners.length && ids.length) for (const ms of await store.money.processingLatencies({ ids, ackedSince: since })) for (const l of ackListeners) l(ms);
     return ids;
   };
   const outbox: OutboxWorker = new OutboxWorker({
-    store,
+    store: outboxRows,
     pool: ports.transport ?? pool,
     secretKey: keys.secretKey,
     log: log.child({ module: 'outbox' }),
@@ -430,14 +439,14 @@ export function buildNostr(
     publishOnce: (url, event) => publishOnce(url, event, { allowPrivate: config.ALLOW_PRIVATE_RELAYS }),
     events: createEventFactory({
       secretKey: keys.secretKey,
-      job: (id) => getJob(db, id),
-      order: (id) => getBootstrap(db, id),
+      job: (id) => store.jobs.getJob(id),
+      order: (id) => store.bootstrap.getBootstrap(id),
       credentialsMessage: (job) => core.bootstrap.credentialsMessage(job),
       onDmDelivered: (jobId) => core.bootstrap.onDmDelivered(jobId),
     }),
   });
-  const refreshDeletions = () => {
-    if (intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
+  const refreshDeletions = async () => {
+    if (await intake.deletionsChanged()) pool.resubscribe(DELETIONS_SUB);
   };
   // The NIP-09 subscription follows the unpaid jobs at the pace of the periodic pass (every 2 s), not on
   // every commit: under a burst each renewal resends up to 500 ids, and the relay stores deletions, so one
@@ -458,18 +467,15 @@ export function buildNostr(
 }
 
 /** The HTTP shim over the same core; with `consoleToken`, the operator console too. */
-export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core: Core, b: Backends, nostr: NostrSide, log: Logger, opts: { consoleToken?: string } = {}): App {
+export function buildHttp(config: Config, store: Store, keys: { pubkey: string }, core: Core, b: Backends, nostr: NostrSide, log: Logger, opts: { consoleToken?: string } = {}): App {
   const relays = () => nostr.pool.status();
   const stub = b.stubPayments;
-  const health = () => {
-    let storeOk = true;
-    try {
-      // Real reads of the tables requests need, not `select 1`: a damaged store must not look healthy.
-      db.$client.prepare('select id from jobs order by created_at desc limit 1').get();
-      db.$client.prepare("select payment_hash from invoice_book where status = 'open' limit 1").get();
-    } catch {
-      storeOk = false;
-    }
+  const health = async () => {
+    // Real reads of the tables requests need, not `select 1`: a damaged store must not look healthy.
+    const storeOk = await store.health().then(
+      () => true,
+      () => false,
+    );
     const inProcess = { ok: true, detail: 'in process' };
     return {
       relays: relays(),
@@ -486,19 +492,19 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
         token: opts.consoleToken,
         trustProxy: config.TRUST_PROXY,
         status: async () => {
-          const h = health();
+          const h = await health();
           const live = { relays: nostr.pool.details().map((r) => ({ url: r.url, connected: r.connected, lastError: r.lastError })), payments: h.payments, ai: h.ai, storeOk: h.storeOk };
-          return operatorStatus({ db, rates, btcPriceUsd: await btcPriceUsd(), live, nowMs: Date.now() });
+          return operatorStatus({ store, rates, btcPriceUsd: await btcPriceUsd(), live, nowMs: Date.now() });
         },
-        series: (hours) => seriesView(db, views, hours, Date.now()),
-        jobs: (o) => jobRows(db, views, o),
-        job: (id) => jobPage(db, views, id),
-        sessions: () => sessionRows(db),
-        session: (id) => sessionPage(db, id),
-        credits: () => creditsView(db),
-        orders: () => orderRows(db),
-        relays: () => relayRows(db, nostr.pool.details()),
-        changes: () => changeCount(db),
+        series: (hours) => seriesView(store, views, hours, Date.now()),
+        jobs: (o) => jobRows(store, views, o),
+        job: (id) => jobPage(store, views, id),
+        sessions: () => sessionRows(store),
+        session: (id) => sessionPage(store, id),
+        credits: () => creditsView(store),
+        orders: () => orderRows(store),
+        relays: () => relayRows(store, nostr.pool.details()),
+        changes: () => store.money.changeCount(),
         assets: consoleAssets,
       }
     : null;
@@ -537,20 +543,20 @@ export function buildHttp(config: Config, db: Db, keys: { pubkey: string }, core
         }
       : null,
     metrics: {
-      jobsByState: () => countJobsByState(db),
-      invoices: () => countInvoices(db),
+      jobsByState: () => store.jobs.countJobsByState(),
+      invoices: () => store.invoices.countInvoices(),
       relays,
-      outboxDepth: () => outboxDepth(db),
+      outboxDepth: () => store.outbox.outboxDepth(),
       intake: () => ({ ...nostr.intake.counters }),
-      money: () => {
-        const usage = modelUsage(db);
+      money: async () => {
+        const usage = await store.money.modelUsage();
         return {
-          receivedMsats: receivedMsats(db),
+          receivedMsats: await store.money.receivedMsats(),
           modelCostUsd: modelCostUsd(pricingParams(config).work, usage.inputTokens, usage.outputTokens),
           inputTokens: usage.inputTokens,
           outputTokens: usage.outputTokens,
-          creditsOwedMsats: creditsOwedMsats(db).msats,
-          sessionsHeldMsats: sessionsHeldMsats(db).msats,
+          creditsOwedMsats: (await store.money.creditsOwedMsats()).msats,
+          sessionsHeldMsats: (await store.money.sessionsHeldMsats()).msats,
         };
       },
       onProcessingAcked: (observe) => nostr.onProcessingAcked(observe),
@@ -623,14 +629,10 @@ function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger
   let tick = 0;
   const timer = setInterval(() => {
     for (const pass of [core.book.expireDue(), core.sessions.expireDue(), core.bootstrap.expireDue()]) pass.catch((err) => log.error({ err }, 'periodic pass failed'));
-    nostr.refreshDeletions();
-    if (tick > 0 && tick % CLEANUP_EVERY_TICKS === 0) cleanUpServers(core, log);
+    nostr.refreshDeletions().catch((err) => log.error({ err }, 'renewing the deletion subscription failed'));
+    if (tick > 0 && tick % CLEANUP_EVERY_TICKS === 0) void cleanUpServers(core, log);
     if (tick++ % RETENTION_EVERY_TICKS === 0) {
-      try {
-        core.jobs.purgeUnserved();
-      } catch (err) {
-        log.error({ err }, 'retention pass failed');
-      }
+      core.jobs.purgeUnserved().catch((err) => log.error({ err }, 'retention pass failed'));
     }
     const now = Date.now();
     if (nostr.pool.connectedCount > 0) lastWarn = 0;
@@ -671,17 +673,19 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const fault = faultInjector(config.TIMMY_FAULT, log);
   const secretKey = await startStep(() => loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY), (e) => (e instanceof KeyError ? e.message : dirProblem(e)));
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
-  const db = await startStep(() => openDb(config.databasePath), (e) => dbProblem(config.databasePath, e));
+  const store = await startStep(() => openSqliteStore(config.databasePath), (e) => dbProblem(config.databasePath, e));
   log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: config.databasePath }, 'Timmy starting');
   const { relay: embedded, config: cfg } = await startEmbeddedRelay(config, log);
   config = cfg;
-  const backends = await buildBackends(config, db, log, keys.pubkey);
+  const backends = await buildBackends(config, store, log, keys.pubkey);
   const link = new NostrPorts();
-  const core = buildCore(config, db, backends, { publisher: link, inbox: link, fault }, log);
-  const nostr = buildNostr(config, db, keys, core, backends, { link, fault }, log);
+  const core = buildCore(config, store, backends, { publisher: link, inbox: link, fault }, log);
+  await core.book.start();
+  const nostr = buildNostr(config, store, keys, core, backends, { link, fault }, log);
+  await nostr.intake.load();
   const consoleToken = await startStep(() => loadConsoleToken(config.DATA_DIR, config.CONSOLE_TOKEN), dirProblem);
   const { server, port: httpPort } = await startStep(
-    () => listen(buildHttp(config, db, keys, core, backends, nostr, log, { consoleToken: consoleToken.token }), config),
+    () => listen(buildHttp(config, store, keys, core, backends, nostr, log, { consoleToken: consoleToken.token }), config),
     portInUse('HTTP_PORT', config.HTTP_PORT),
   );
   nostr.relayPolicy.ownPorts.push(httpPort);
@@ -693,17 +697,17 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   nostr.pool.start();
   // Resume in the background: with a large backlog the daemon already serves new work meanwhile.
   const resumed = (async () => {
-    core.runner.resume();
-    core.bootstrap.resume();
+    await core.runner.resume();
+    await core.bootstrap.resume();
     await Promise.all([core.book.resume(), cleanUpServers(core, log)]);
     log.info('resume pass done');
   })().catch((err) => log.error({ err }, 'resume pass failed'));
   const stopPasses = startPasses(core, nostr, nostr.pool.status().map((r) => r.url), log);
-  log.info({ relays: nostr.pool.status().map((r) => r.url), jobs: countJobsByState(db), outbox: outboxDepth(db) }, 'Timmy ready');
+  log.info({ relays: nostr.pool.status().map((r) => r.url), jobs: await store.jobs.countJobsByState(), outbox: await store.outbox.outboxDepth() }, 'Timmy ready');
 
   let stopped = false;
   return {
-    pubkey: keys.pubkey, httpPort, db, log,
+    pubkey: keys.pubkey, httpPort, store, log,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -720,7 +724,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       if ('closeAllConnections' in server) server.closeAllConnections();
       await closed;
       await embedded?.close();
-      closeDb(db);
+      await store.close();
       unlock();
       log.info('stopped');
     },

@@ -1,10 +1,7 @@
 // The operator's status at a glance — health, work in flight, money in and owed, the last errors — assembled
 // from the store (and, in the daemon, the live parts), and drawn for a terminal (`timmy status`).
 import { nip19 } from 'nostr-tools';
-import type { Db } from './store/db.ts';
-import { countJobsByState } from './store/jobs.ts';
-import { outboxDepth } from './store/outbox.ts';
-import { countNodeOrdersByState, creditsOwedMsats, modelUsage, processingLatencies, receivedMsats, recentErrors, sessionDebitsMsats, sessionsHeldMsats } from './store/money.ts';
+import type { Store } from './store/store.ts';
 import type { InvoicePurpose } from './core/types.ts';
 import type { ModelRates } from './pricing/pricing.ts';
 import { terminalSafe } from './terminal.ts';
@@ -64,7 +61,7 @@ export interface OperatorStatus {
 }
 
 export interface StatusInputs {
-  db: Db;
+  store: Store;
   rates: ModelRates; // the work model's rates (USD per million tokens)
   btcPriceUsd: number;
   live: LiveParts | null;
@@ -81,14 +78,14 @@ export function modelCostUsd(rates: ModelRates, inputTokens: number, outputToken
 /** USD -> sats at the given price, rounded to the nearest sat (a display figure, never an amount charged). */
 export const usdAsSats = (usd: number, btcPriceUsd: number): number => Math.round((usd * 1e8) / btcPriceUsd);
 
-function moneyWindow(db: Db, rates: ModelRates, btcPriceUsd: number, sinceMs: number | null): MoneyWindow {
-  const received = receivedMsats(db, sinceMs);
+async function moneyWindow(store: Store, rates: ModelRates, btcPriceUsd: number, sinceMs: number | null): Promise<MoneyWindow> {
+  const received = await store.money.receivedMsats(sinceMs);
   const byPurpose = Object.fromEntries(Object.entries(received).map(([k, v]) => [k, Math.round(v / 1000)])) as Record<InvoicePurpose, number>;
   const receivedSats = Object.values(byPurpose).reduce((a, b) => a + b, 0);
-  const usage = modelUsage(db, sinceMs);
+  const usage = await store.money.modelUsage(sinceMs);
   const costUsd = modelCostUsd(rates, usage.inputTokens, usage.outputTokens);
   const costSats = usdAsSats(costUsd, btcPriceUsd);
-  const earnedSats = byPurpose.eval + byPurpose.work + byPurpose.order + Math.round(sessionDebitsMsats(db, sinceMs) / 1000);
+  const earnedSats = byPurpose.eval + byPurpose.work + byPurpose.order + Math.round((await store.money.sessionDebitsMsats(sinceMs)) / 1000);
   const marginSats = earnedSats - costSats;
   return {
     receivedSats,
@@ -113,13 +110,13 @@ export function publicError(message: string, encrypted: boolean): string {
   return prefix ? `${prefix}: (private request)` : '(private request)';
 }
 
-export function operatorStatus(i: StatusInputs): OperatorStatus {
+export async function operatorStatus(i: StatusInputs): Promise<OperatorStatus> {
   const todayStart = Math.floor(i.nowMs / DAY_MS) * DAY_MS; // UTC midnight
-  const latencies = processingLatencies(i.db, { limit: 200 }).sort((a, b) => a - b);
+  const latencies = (await i.store.money.processingLatencies({ limit: 200 })).sort((a, b) => a - b);
   const live = i.live;
   const relaysUp = live ? live.relays.some((r) => r.connected) : false;
-  const held = sessionsHeldMsats(i.db);
-  const owed = creditsOwedMsats(i.db);
+  const held = await i.store.money.sessionsHeldMsats();
+  const owed = await i.store.money.creditsOwedMsats();
   return {
     at: new Date(i.nowMs).toISOString(),
     source: live ? 'daemon' : 'store',
@@ -128,19 +125,19 @@ export function operatorStatus(i: StatusInputs): OperatorStatus {
     payments: live?.payments ?? null,
     ai: live?.ai ?? null,
     store: live ? live.storeOk : true,
-    outboxDepth: outboxDepth(i.db),
-    jobs: countJobsByState(i.db),
-    nodeOrders: countNodeOrdersByState(i.db),
+    outboxDepth: await i.store.outbox.outboxDepth(),
+    jobs: await i.store.jobs.countJobsByState(),
+    nodeOrders: await i.store.money.countNodeOrdersByState(),
     btcPriceUsd: i.btcPriceUsd,
     revenue: {
-      today: moneyWindow(i.db, i.rates, i.btcPriceUsd, todayStart),
-      week: moneyWindow(i.db, i.rates, i.btcPriceUsd, i.nowMs - 7 * DAY_MS),
-      all: moneyWindow(i.db, i.rates, i.btcPriceUsd, null),
+      today: await moneyWindow(i.store, i.rates, i.btcPriceUsd, todayStart),
+      week: await moneyWindow(i.store, i.rates, i.btcPriceUsd, i.nowMs - 7 * DAY_MS),
+      all: await moneyWindow(i.store, i.rates, i.btcPriceUsd, null),
     },
     processingMs: latencies.length ? { p50: percentile(latencies, 50), p95: percentile(latencies, 95), n: latencies.length } : null,
     sessions: { held: held.sessions, heldSats: Math.round(held.msats / 1000) },
     credits: { accounts: owed.accounts, owedSats: Math.round(owed.msats / 1000) },
-    lastErrors: recentErrors(i.db, 5).map((e) => ({ at: new Date(e.at).toISOString(), subject: e.subject, id: e.id, state: e.state, message: publicError(e.message, e.encrypted) })),
+    lastErrors: (await i.store.money.recentErrors(5)).map((e) => ({ at: new Date(e.at).toISOString(), subject: e.subject, id: e.id, state: e.state, message: publicError(e.message, e.encrypted) })),
   };
 }
 

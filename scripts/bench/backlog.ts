@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Event } from 'nostr-tools';
 import { startRelay, tempDir, type RelayProc } from '../../test/helpers/procs.ts';
-import { openDb, closeDb } from '../../src/store/db.ts';
+import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { countJobsOf, getJob, jobExists, unpaidNostrJobIds } from '../../src/store/jobs.ts';
 import { openInvoiceCount, liveInvoices } from '../../src/store/invoices.ts';
 import { creditBalanceMsats } from '../../src/store/credits.ts';
@@ -60,9 +60,10 @@ function timeIt(fn: () => unknown, reps: number): number {
 /** Seeds `n` open jobs into a fresh store in one transaction; returns a few of their ids. */
 async function seed(dataDir: string, n: number, timmySk: Uint8Array, relayUrl: string): Promise<{ ms: number; ids: string[]; probes: BacklogResult['probes'] }> {
   const t0 = performance.now();
-  const db = openDb(join(dataDir, 'timmy.db'));
+  const store = openSqliteStore(join(dataDir, 'timmy.db'));
+  const db = store.db;
   // One real stub invoice and one real signed request / feedback: their text is reused for every row.
-  const sample = await new StubPayments(db).createInvoice({ amountMsats: 10_000, memo: 'Timmy: evaluation fee for job 0123456789ab', expirySecs: 86_400 });
+  const sample = await new StubPayments(store).createInvoice({ amountMsats: 10_000, memo: 'Timmy: evaluation fee for job 0123456789ab', expirySecs: 86_400 });
   const customers = Array.from({ length: Math.max(1, Math.ceil(n / 100)) }, () => randomBytes(32).toString('hex'));
   const customerSk = generateSecretKey();
   const requestJson = JSON.stringify(signRequest(customerSk, getPublicKey(timmySk), 'a backlog request: summarise the history of the Lightning Network in three sentences'));
@@ -130,7 +131,7 @@ async function seed(dataDir: string, n: number, timmySk: Uint8Array, relayUrl: s
     getJobMs: timeIt(() => getJob(db, ids[0]!), 200),
     openInvoicePageMs: timeIt(() => liveInvoices(db, '', 500), 5),
   };
-  closeDb(db);
+  await store.close();
   return { ms, ids, probes };
 }
 

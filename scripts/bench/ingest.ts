@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import type { Event, EventTemplate } from 'nostr-tools';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
-import { openDb, closeDb } from '../../src/store/db.ts';
+import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { StubPayments } from '../../src/payments/stub.ts';
 import { buildBackends, buildCore, buildNostr, NostrPorts } from '../../src/daemon.ts';
 import { REQUESTS_SUB } from '../../src/nostr/intake.ts';
@@ -93,14 +93,14 @@ function measureCeiling(requests: Event[], sk: Uint8Array, bolt11: string): Inge
 }
 
 async function measureBolt11(dir: string, count: number): Promise<{ us: number; bolt11: string }> {
-  const db = openDb(join(dir, 'bolt11.db'));
-  const payments = new StubPayments(db);
+  const store = openSqliteStore(join(dir, 'bolt11.db'));
+  const payments = new StubPayments(store);
   let bolt11 = '';
   for (let i = 0; i < 20; i++) bolt11 = (await payments.createInvoice({ amountMsats: 10_000, memo: 'warm-up', expirySecs: 600 })).bolt11;
   const t0 = performance.now();
   for (let i = 0; i < count; i++) await payments.createInvoice({ amountMsats: 10_000, memo: `Timmy: evaluation fee for job ${i}`, expirySecs: 600 });
   const us = ((performance.now() - t0) * 1000) / count;
-  closeDb(db);
+  await store.close();
   return { us, bolt11 };
 }
 
@@ -122,11 +122,13 @@ export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warm
     const pubkey = getPublicKey(secretKey);
     const customerKeys = Array.from({ length: CUSTOMERS }, () => generateSecretKey());
 
-    const db = openDb(config.databasePath);
+    const store = openSqliteStore(config.databasePath);
+    const db = store.db;
     // The daemon's own builders: stub backends, the core, the Nostr side; only the way out differs.
-    const backends = await buildBackends(config, db, log);
+    const backends = await buildBackends(config, store, log);
     const link = new NostrPorts();
-    const core = buildCore(config, db, backends, { publisher: link, inbox: link }, log);
+    const core = buildCore(config, store, backends, { publisher: link, inbox: link }, log);
+    await core.book.start();
     // A transport that takes every event and acks it at once, as a fast relay would (no socket).
     let published = 0;
     const transport = {
@@ -138,12 +140,13 @@ export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warm
       },
       connectedCount: 1,
     };
-    const nostr = buildNostr(config, db, { secretKey, pubkey }, core, backends, { link, transport }, log);
+    const nostr = buildNostr(config, store, { secretKey, pubkey }, core, backends, { link, transport }, log);
     const intake = nostr.intake;
+    await intake.load();
     nostr.outbox.start();
     const expiryTimer = setInterval(() => {
       core.book.expireDue().catch(() => {});
-      nostr.refreshDeletions();
+      nostr.refreshDeletions().catch(() => {});
     }, 2000);
 
     const feed = async (events: Event[]) => {
@@ -181,7 +184,7 @@ export async function runIngest(opts: { mode: 'wasm' | 'purejs'; n: number; warm
     nostr.outbox.stop();
     core.jobs.stop();
     await core.runner.stop(1000);
-    closeDb(db);
+    await store.close();
     return {
       mode: opts.mode,
       relayInPath: false,

@@ -1,13 +1,7 @@
 // What the operator console's pages show, read from the store: jobs with their money, a job's timeline,
 // sessions, credits, node orders, relays, and the money over time. Private jobs never show their text;
 // node orders never show their secrets.
-import type { Db } from '../store/db.ts';
-import { getJob, listJobs } from '../store/jobs.ts';
-import { getBootstrap, listNodeOrders } from '../store/bootstrap.ts';
-import { invoicesOf } from '../store/invoices.ts';
-import { creditBalances, creditEntries } from '../store/credits.ts';
-import { getSession, ledger } from '../store/sessions.ts';
-import { eventsWithAcks, ledgersOfJob, listSessionSummaries, moneySeries, relayAcks } from '../store/money.ts';
+import type { Store } from '../store/store.ts';
 import { isJobState } from '../core/job-machine.ts';
 import { isBootstrapState } from '../core/bootstrap-machine.ts';
 import type { BookInvoice, Job, PublishIntent } from '../core/types.ts';
@@ -37,7 +31,7 @@ export interface JobRow {
 const sats = (msats: number) => Math.round(msats / 1000);
 const paidMsats = (invoices: BookInvoice[]) => invoices.filter((i) => i.status === 'paid').reduce((a, i) => a + i.amountMsats, 0);
 
-function textRow(db: Db, j: Job, rates: ModelRates, btc: number): JobRow {
+async function textRow(store: Store, j: Job, rates: ModelRates, btc: number): Promise<JobRow> {
   const session = j.sessionId && j.costLedger ? j.costLedger.chargedSats * 1000 : 0;
   const costUsd = j.costLedger ? modelCostUsd(rates, j.costLedger.actualInputTokens, j.costLedger.actualOutputTokens) : null;
   const priv = j.encryption !== 'none';
@@ -46,7 +40,7 @@ function textRow(db: Db, j: Job, rates: ModelRates, btc: number): JobRow {
     type: 'text',
     state: j.state,
     source: j.source,
-    satsIn: sats(paidMsats(invoicesOf(db, 'job', j.id)) + j.evalCreditMsats + j.workCreditMsats + session),
+    satsIn: sats(paidMsats(await store.invoices.invoicesOf('job', j.id)) + j.evalCreditMsats + j.workCreditMsats + session),
     costUsd: costUsd === null ? null : Math.round(costUsd * 1e6) / 1e6,
     costSats: costUsd === null ? null : usdAsSats(costUsd, btc),
     createdAt: j.createdAt,
@@ -56,13 +50,13 @@ function textRow(db: Db, j: Job, rates: ModelRates, btc: number): JobRow {
   };
 }
 
-function nodeRow(db: Db, o: BootstrapJob): JobRow {
+async function nodeRow(store: Store, o: BootstrapJob): Promise<JobRow> {
   return {
     id: o.id,
     type: 'node',
     state: o.state,
     source: o.source,
-    satsIn: sats(paidMsats(invoicesOf(db, 'bootstrap', o.id))),
+    satsIn: sats(paidMsats(await store.invoices.invoicesOf('bootstrap', o.id))),
     costUsd: null,
     costSats: null,
     createdAt: o.createdAt,
@@ -73,14 +67,13 @@ function nodeRow(db: Db, o: BootstrapJob): JobRow {
 }
 
 /** Text jobs and node orders, newest first, optionally in one state. */
-export async function jobRows(db: Db, s: ViewSettings, opts: { state?: string; limit: number }): Promise<JobRow[]> {
+export async function jobRows(store: Store, s: ViewSettings, opts: { state?: string; limit: number }): Promise<JobRow[]> {
   const btc = await s.btcPriceUsd();
   const jobStates = opts.state ? (isJobState(opts.state) ? [opts.state] : null) : undefined;
   const orderStates = opts.state ? (isBootstrapState(opts.state) ? [opts.state] : null) : undefined;
-  const rows = [
-    ...(jobStates === null ? [] : listJobs(db, { states: jobStates, limit: opts.limit }).map((j) => textRow(db, j, s.rates, btc))),
-    ...(orderStates === null ? [] : listNodeOrders(db, { states: orderStates, limit: opts.limit }).map((o) => nodeRow(db, o))),
-  ];
+  const jobs = jobStates === null ? [] : await store.jobs.listJobs({ states: jobStates, limit: opts.limit });
+  const orders = orderStates === null ? [] : await store.bootstrap.listNodeOrders({ states: orderStates, limit: opts.limit });
+  const rows = [...(await Promise.all(jobs.map((j) => textRow(store, j, s.rates, btc)))), ...(await Promise.all(orders.map((o) => nodeRow(store, o))))];
   return rows.sort((a, b) => b.createdAt - a.createdAt).slice(0, opts.limit);
 }
 
@@ -120,8 +113,8 @@ function invoiceEntries(invoices: (BookInvoice & { createdAt?: number })[]): Tim
   });
 }
 
-function eventEntries(db: Db, subjectId: string, priv: boolean): TimelineEntry[] {
-  return eventsWithAcks(db, subjectId).map((e) => {
+async function eventEntries(store: Store, subjectId: string, priv: boolean): Promise<TimelineEntry[]> {
+  return (await store.money.eventsWithAcks(subjectId)).map((e) => {
     const intent = JSON.parse(e.intentJson) as PublishIntent;
     const acks = e.acks.map((a) => `${a.relay} ${a.ok ? 'OK' : `refused: ${a.message.slice(0, 120)}`} (+${a.at - e.createdAt} ms)`);
     const sent = acks.length ? `relays: ${acks.join('; ')}` : e.signedAt ? 'no relay answered yet' : 'not signed yet';
@@ -136,16 +129,16 @@ export interface JobPage {
 }
 
 /** A text job or node order with its timeline: request, invoices and payments, events and acks, ledgers, result. */
-export async function jobPage(db: Db, s: ViewSettings, id: string): Promise<JobPage | null> {
+export async function jobPage(store: Store, s: ViewSettings, id: string): Promise<JobPage | null> {
   const btc = await s.btcPriceUsd();
-  const job = getJob(db, id);
+  const job = await store.jobs.getJob(id);
   if (job) {
     const priv = job.encryption !== 'none';
-    const l = ledgersOfJob(db, id);
+    const l = await store.money.ledgersOfJob(id);
     const timeline: TimelineEntry[] = [
       { at: job.createdAt, what: 'request', text: `request received over ${job.source}${priv ? ` (private, ${job.encryption})` : ''}`, detail: priv ? undefined : { input: job.input.slice(0, 2000) } },
-      ...invoiceEntries(invoicesOf(db, 'job', id)),
-      ...eventEntries(db, id, priv),
+      ...invoiceEntries(await store.invoices.invoicesOf('job', id)),
+      ...(await eventEntries(store, id, priv)),
       ...l.credits.map((c) => ({ at: c.createdAt, what: 'credit', text: `credit ${c.deltaMsats > 0 ? '+' : ''}${sats(c.deltaMsats)} sats to ${shortNpub(c.account)}: ${publicError(c.reason, priv)}` })),
       ...l.session.map((e) => ({ at: e.createdAt, what: 'session', text: `session ${e.sessionId.slice(0, 8)}… ${e.kind} ${sats(e.amountMsats)} sats` })),
     ];
@@ -160,7 +153,7 @@ export async function jobPage(db: Db, s: ViewSettings, id: string): Promise<JobP
       });
     }
     return {
-      row: textRow(db, job, s.rates, btc),
+      row: await textRow(store, job, s.rates, btc),
       facts: {
         kind: job.kind,
         encryption: job.encryption,
@@ -173,17 +166,17 @@ export async function jobPage(db: Db, s: ViewSettings, id: string): Promise<JobP
       timeline: timeline.sort((a, b) => a.at - b.at),
     };
   }
-  const order = getBootstrap(db, id);
+  const order = await store.bootstrap.getBootstrap(id);
   if (!order) return null;
   const timeline: TimelineEntry[] = [
     { at: order.createdAt, what: 'request', text: `node order over ${order.source}: ${order.size} in ${order.region}` },
-    ...invoiceEntries(invoicesOf(db, 'bootstrap', id)),
-    ...eventEntries(db, id, false),
+    ...invoiceEntries(await store.invoices.invoicesOf('bootstrap', id)),
+    ...(await eventEntries(store, id, false)),
   ];
   if (order.readyAt) timeline.push({ at: order.readyAt, what: 'state', text: `ready: ${order.ip ?? ''}` });
   if (order.erasedAt) timeline.push({ at: order.erasedAt, what: 'state', text: 'credentials erased' });
   if (order.state === 'failed' || order.state === 'expired') timeline.push({ at: order.updatedAt, what: 'state', text: `${order.state}${order.errorMessage ? `: ${order.errorMessage.slice(0, 200)}` : ''}` });
-  return { row: nodeRow(db, order), facts: orderFacts(order), timeline: timeline.sort((a, b) => a.at - b.at) };
+  return { row: await nodeRow(store, order), facts: orderFacts(order), timeline: timeline.sort((a, b) => a.at - b.at) };
 }
 
 /** A node order as the operator may see it: state and server facts, never a secret or the claim token. */
@@ -204,28 +197,29 @@ function orderFacts(o: BootstrapJob): Record<string, unknown> {
   };
 }
 
-export function orderRows(db: Db, limit = 200): (JobRow & Record<string, unknown>)[] {
-  return listNodeOrders(db, { limit }).map((o) => ({ ...nodeRow(db, o), ...orderFacts(o) }));
+export async function orderRows(store: Store, limit = 200): Promise<(JobRow & Record<string, unknown>)[]> {
+  const orders = await store.bootstrap.listNodeOrders({ limit });
+  return Promise.all(orders.map(async (o) => ({ ...(await nodeRow(store, o)), ...orderFacts(o) })));
 }
 
-export function sessionRows(db: Db, limit = 200) {
-  return listSessionSummaries(db, limit).map((s) => ({ ...s, balanceSats: sats(s.balanceMsats), customer: shortNpub(s.pubkey) }));
+export async function sessionRows(store: Store, limit = 200) {
+  return (await store.money.listSessionSummaries(limit)).map((s) => ({ ...s, balanceSats: sats(s.balanceMsats), customer: shortNpub(s.pubkey) }));
 }
 
-export function sessionPage(db: Db, id: string) {
-  const s = getSession(db, id);
+export async function sessionPage(store: Store, id: string) {
+  const s = await store.sessions.getSession(id);
   if (!s) return null;
-  const entries = ledger(db, id).map((e) => ({ kind: e.kind, amountSats: e.amountMsats / 1000, jobId: e.jobId, createdAt: e.createdAt }));
+  const entries = (await store.sessions.ledger(id)).map((e) => ({ kind: e.kind, amountSats: e.amountMsats / 1000, jobId: e.jobId, createdAt: e.createdAt }));
   return { id: s.id, state: s.state, origin: s.origin, customer: shortNpub(s.pubkey), balanceSats: sats(entries.reduce((a, e) => a + e.amountSats * 1000, 0)), createdAt: s.createdAt, lastUsedAt: s.lastUsedAt, entries };
 }
 
 /** Who is owed what (positive balances, largest first) and the newest entries. */
-export function creditsView(db: Db) {
-  const owed = creditBalances(db)
+export async function creditsView(store: Store) {
+  const owed = (await store.credits.creditBalances())
     .filter((b) => b.balanceMsats > 0)
     .sort((a, b) => b.balanceMsats - a.balanceMsats)
     .map((b) => ({ account: b.account.includes(':') ? b.account : shortNpub(b.account), balanceSats: b.balanceMsats / 1000 }));
-  const entries = creditEntries(db, undefined, 50).map((e) => ({
+  const entries = (await store.credits.creditEntries(undefined, 50)).map((e) => ({
     account: e.account.includes(':') ? e.account : shortNpub(e.account),
     deltaSats: e.deltaMsats / 1000,
     reason: e.reason.replace(/:.*$/s, ':…').slice(0, 80), // reasons may quote a private request; the prefix says why
@@ -235,8 +229,8 @@ export function creditsView(db: Db) {
   return { owed, entries };
 }
 
-export function relayRows(db: Db, live: { url: string; read: boolean; write: boolean; connected: boolean; lastError: string | null; changedAt: number }[]) {
-  const acks = new Map(relayAcks(db).map((a) => [a.relay, a]));
+export async function relayRows(store: Store, live: { url: string; read: boolean; write: boolean; connected: boolean; lastError: string | null; changedAt: number }[]) {
+  const acks = new Map((await store.money.relayAcks()).map((a) => [a.relay, a]));
   return live.map((r) => {
     const a = acks.get(r.url);
     return { ...r, accepted: a?.accepted ?? 0, refused: a?.refused ?? 0, lastRefusal: a?.lastRefusal ?? null, lastAckAt: a?.lastAt ?? null };
@@ -244,9 +238,9 @@ export function relayRows(db: Db, live: { url: string; read: boolean; write: boo
 }
 
 /** Hourly money and outcomes over the last `hours`, with the model cost in sats, for the overview's charts. */
-export async function seriesView(db: Db, s: ViewSettings, hours: number, nowMs: number) {
+export async function seriesView(store: Store, s: ViewSettings, hours: number, nowMs: number) {
   const btc = await s.btcPriceUsd();
-  const buckets = moneySeries(db, nowMs - hours * 3_600_000, 3_600_000, nowMs);
+  const buckets = await store.money.moneySeries(nowMs - hours * 3_600_000, 3_600_000, nowMs);
   return {
     btcPriceUsd: btc,
     t: buckets.map((b) => Math.floor(b.t / 1000)), // unix s (uPlot's x)

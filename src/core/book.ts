@@ -5,9 +5,7 @@
 // about. One late-payment rule: money for a subject that no longer waits for it is credited to the
 // invoice's account (the payer's pubkey, else `<subject kind>:<subject id>`), never lost.
 import type { Logger } from '../log.ts';
-import type { Db } from '../store/db.ts';
-import * as store from '../store/invoices.ts';
-import { creditBalanceMsats } from '../store/credits.ts';
+import type { Store, StoreOps } from '../store/store.ts';
 import type { Clock, PaymentBackend, Publisher } from './ports.ts';
 import { KeyedMutex } from './mutex.ts';
 import { Refusal } from './refusal.ts';
@@ -16,15 +14,15 @@ import type { BookInvoice, CreditEntry, InvoicePurpose, NewBookInvoice, PublishI
 /** What a subject kind does with its invoices. Each move marks the invoice in the same transaction. */
 export interface SubjectHandler {
   /** Moves the subject for its paid invoice; false when the subject no longer waits for this money. */
-  paid(inv: BookInvoice): boolean;
+  paid(inv: BookInvoice): Promise<boolean>;
   /** Moves the subject for its invoice that ran out unpaid; false when the subject does not wait on it. */
-  expired(inv: BookInvoice): boolean;
+  expired(inv: BookInvoice): Promise<boolean>;
   /** Why money arrived late (the credit's reason) and what to tell the payer (published with the credit). */
-  late(inv: BookInvoice): { reason: string; intents: PublishIntent[] };
+  late(inv: BookInvoice): Promise<{ reason: string; intents: PublishIntent[] }>;
 }
 
 export interface BookDeps {
-  db: Db;
+  store: Store;
   payments: PaymentBackend;
   publisher: Publisher;
   clock: Clock;
@@ -72,8 +70,11 @@ export class InvoiceBook {
   private readonly accounts = new KeyedMutex(); // serialises credit spending per account
   private stopping = false;
 
-  constructor(private readonly d: BookDeps) {
-    store.recountOpenInvoices(d.db); // the counters are kept in step; a crash of an older version may not have
+  constructor(private readonly d: BookDeps) {}
+
+  /** Before anything is issued: the open-invoice counters are kept in step; a crash of an older version may not have. */
+  async start(): Promise<void> {
+    await this.d.store.invoices.recountOpenInvoices();
   }
 
   /** Registers the handler of a subject kind (each service registers its own). */
@@ -81,30 +82,30 @@ export class InvoiceBook {
     this.handlers.set(kind, handler);
   }
 
-  get(paymentHash: string | null): BookInvoice | undefined {
-    return paymentHash ? store.getInvoice(this.d.db, paymentHash) : undefined;
+  async get(paymentHash: string | null, t: StoreOps = this.d.store): Promise<BookInvoice | undefined> {
+    return paymentHash ? t.invoices.getInvoice(paymentHash) : undefined;
   }
 
-  of(kind: SubjectKind, subjectId: string): BookInvoice[] {
-    return store.invoicesOf(this.d.db, kind, subjectId);
+  of(kind: SubjectKind, subjectId: string): Promise<BookInvoice[]> {
+    return this.d.store.invoices.invoicesOf(kind, subjectId);
   }
 
   /** How many invoices of a subject kind are open (one counter row). */
-  openCount(kind: SubjectKind): number {
-    return store.openInvoiceCount(this.d.db, kind);
+  openCount(kind: SubjectKind, t: StoreOps = this.d.store): Promise<number> {
+    return t.invoices.openInvoiceCount(kind);
   }
 
   /** The oldest open invoices of a subject kind and purpose (candidates to make room under a flood). */
-  oldestOpen(kind: SubjectKind, purpose: InvoicePurpose, limit: number): BookInvoice[] {
-    return store.oldestOpen(this.d.db, kind, purpose, limit);
+  oldestOpen(kind: SubjectKind, purpose: InvoicePurpose, limit: number, t: StoreOps = this.d.store): Promise<BookInvoice[]> {
+    return t.invoices.oldestOpen(kind, purpose, limit);
   }
 
   /**
    * Withdraws an open invoice its subject no longer waits on: uncounted, still followed and payable until it
    * runs out (the money then credited). Call inside the transaction that decided so. False when not open.
    */
-  withdraw(paymentHash: string): boolean {
-    return store.markInvoice(this.d.db, paymentHash, 'withdrawn', this.d.clock.nowMs());
+  withdraw(paymentHash: string, t: StoreOps): Promise<boolean> {
+    return t.invoices.markInvoice(paymentHash, 'withdrawn', this.d.clock.nowMs());
   }
 
   /** Issues an invoice addressed to its subject; the subject's transaction records it (store insertInvoice). */
@@ -120,8 +121,8 @@ export class InvoiceBook {
   }
 
   /** Records an invoice whose subject exists already (a session top-up). */
-  record(inv: NewBookInvoice): void {
-    store.recordInvoice(this.d.db, inv, this.d.clock.nowMs());
+  record(inv: NewBookInvoice): Promise<void> {
+    return this.d.store.invoices.recordInvoice(inv, this.d.clock.nowMs());
   }
 
   /**
@@ -131,7 +132,7 @@ export class InvoiceBook {
    */
   async charge(a: Payer & { purpose: InvoicePurpose; priceMsats: number; memo: string }): Promise<Charge> {
     const account = creditAccount(a);
-    const creditMsats = a.pubkey ? Math.max(0, Math.min(a.priceMsats, creditBalanceMsats(this.d.db, account))) : 0;
+    const creditMsats = a.pubkey ? Math.max(0, Math.min(a.priceMsats, await this.d.store.credits.creditBalanceMsats(account))) : 0;
     const dueMsats = a.priceMsats - creditMsats;
     const invoice = dueMsats > 0 ? await this.issue({ ...a, amountMsats: dueMsats }) : null;
     const credits: CreditEntry[] =
@@ -152,18 +153,18 @@ export class InvoiceBook {
    * subject moves once; money its subject no longer waits for is credited once.
    */
   async settle(paymentHash: string): Promise<void> {
-    const inv = store.getInvoice(this.d.db, paymentHash);
+    const inv = await this.d.store.invoices.getInvoice(paymentHash);
     if (!inv) {
       this.d.log.debug({ paymentHash }, 'settlement for an unknown invoice ignored');
       return;
     }
     if (inv.status === 'paid') return;
     const handler = this.handler(inv);
-    if (handler.paid(inv)) {
+    if (await handler.paid(inv)) {
       this.d.log.info({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, purpose: inv.purpose, amountSats: inv.amountMsats / 1000 }, 'invoice paid');
       return;
     }
-    const late = handler.late(inv);
+    const late = await handler.late(inv);
     const credit: CreditEntry = {
       account: inv.account,
       deltaMsats: inv.amountMsats,
@@ -171,7 +172,7 @@ export class InvoiceBook {
       jobId: inv.subjectKind === 'session' ? null : inv.subjectId,
       ref: `late:${paymentHash}`,
     };
-    if (store.settleLate(this.d.db, { paymentHash, credit, subjectId: inv.subjectId, intents: late.intents }, this.d.clock.nowMs())) {
+    if (await this.d.store.invoices.settleLate({ paymentHash, credit, subjectId: inv.subjectId, intents: late.intents }, this.d.clock.nowMs())) {
       this.d.log.warn({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, account: inv.account, amountSats: inv.amountMsats / 1000 }, 'late payment credited');
       if (late.intents.length) this.d.publisher.wake();
     }
@@ -189,13 +190,13 @@ export class InvoiceBook {
 
   /** Asks the backend about a live invoice (a reader's GET after the push path missed it); settles it if paid. */
   async refresh(paymentHash: string | null): Promise<void> {
-    const inv = this.get(paymentHash);
+    const inv = await this.get(paymentHash);
     if (inv && isLive(inv) && (await this.askPaid(inv.paymentHash))) await this.settle(inv.paymentHash);
   }
 
   /** Expires the live invoices that ran out, checking once more with the backend that they are unpaid. */
   async expireDue(nowS = Math.floor(this.d.clock.nowMs() / 1000)): Promise<void> {
-    for (const inv of store.dueInvoices(this.d.db, nowS)) {
+    for (const inv of await this.d.store.invoices.dueInvoices(nowS)) {
       if (this.stopping) return;
       try {
         await this.expireOne(inv);
@@ -210,16 +211,16 @@ export class InvoiceBook {
     const paid = await this.askPaid(inv.paymentHash);
     if (paid === null) return; // unreachable: never expire what may have been paid; ask again next pass
     if (paid) return this.settle(inv.paymentHash);
-    const fresh = store.getInvoice(this.d.db, inv.paymentHash);
+    const fresh = await this.d.store.invoices.getInvoice(inv.paymentHash);
     if (!fresh || !isLive(fresh)) return;
-    if (fresh.status === 'withdrawn' || !this.handler(fresh).expired(fresh)) store.expireInvoice(this.d.db, fresh.paymentHash, this.d.clock.nowMs());
+    if (fresh.status === 'withdrawn' || !(await this.handler(fresh).expired(fresh))) await this.d.store.invoices.expireInvoice(fresh.paymentHash, this.d.clock.nowMs());
   }
 
   /** After a restart: every live invoice is put under watch (or asked about once), a page at a time. */
   async resume(): Promise<void> {
     let after = '';
     for (;;) {
-      const page = store.liveInvoices(this.d.db, after);
+      const page = await this.d.store.invoices.liveInvoices(after);
       if (page.length === 0) return;
       for (const inv of page) {
         if (this.stopping) return;

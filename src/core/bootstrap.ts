@@ -3,9 +3,8 @@
 // NIP-17 DM or one HTTP claim, then erased.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log.ts';
-import type { Db } from '../store/db.ts';
-import * as store from '../store/bootstrap.ts';
-import { getKv, setKv } from '../store/kv.ts';
+import type * as store from '../store/bootstrap.ts';
+import type { Store } from '../store/store.ts';
 import { ProvisionError, type Clock, type InboxDirectory, type NodeSecrets, type Provisioner, type Publisher } from './ports.ts';
 import { nextBootstrapState, type BootstrapEvent } from './bootstrap-machine.ts';
 import type { SecretBox } from './sealed.ts';
@@ -23,7 +22,7 @@ export interface BootstrapSettings {
 }
 
 export interface BootstrapDeps {
-  db: Db;
+  store: Store;
   book: InvoiceBook;
   provisioner: Provisioner;
   box: SecretBox;
@@ -86,8 +85,8 @@ export class BootstrapService {
     d.book.handle('bootstrap', this.invoiceHandler());
   }
 
-  get(id: string): BootstrapJob | undefined {
-    return store.getBootstrap(this.d.db, id);
+  get(id: string): Promise<BootstrapJob | undefined> {
+    return this.d.store.bootstrap.getBootstrap(id);
   }
 
   priceSats(size: string): number | undefined {
@@ -95,21 +94,21 @@ export class BootstrapService {
   }
 
   /** The order's invoice. */
-  invoice(id: string): BookInvoice | undefined {
-    return this.d.book.of('bootstrap', id)[0];
+  async invoice(id: string): Promise<BookInvoice | undefined> {
+    return (await this.d.book.of('bootstrap', id))[0];
   }
 
   /** The order after asking the backend about its open invoice (a GET after the watcher was down). */
   async refresh(id: string): Promise<BootstrapJob | undefined> {
-    const job = store.getBootstrap(this.d.db, id);
+    const job = await this.get(id);
     if (job?.state !== 'awaiting_payment') return job;
-    await this.d.book.refresh(this.invoice(id)?.paymentHash ?? null);
-    return store.getBootstrap(this.d.db, id);
+    await this.d.book.refresh((await this.invoice(id))?.paymentHash ?? null);
+    return this.get(id);
   }
 
   /** Validates the request, issues the invoice and records the job. Returns the claim token for HTTP callers. */
   async submit(req: BootstrapRequest): Promise<{ status: 'created'; job: BootstrapJob; invoice: NewBookInvoice; claimToken: string | null } | { status: 'duplicate' }> {
-    if (store.bootstrapExists(this.d.db, req.id)) return { status: 'duplicate' };
+    if (await this.d.store.bootstrap.bootstrapExists(req.id)) return { status: 'duplicate' };
     const size = req.size ?? this.d.settings.defaultSize;
     const priceSats = this.d.settings.sizes[size];
     if (priceSats === undefined) {
@@ -127,7 +126,7 @@ export class BootstrapService {
     }
     const max = this.d.settings.maxOpenUnpaidPerClient;
     const by = req.customerPubkey ? { customerPubkey: req.customerPubkey } : req.clientAddress ? { clientAddress: req.clientAddress } : null;
-    if (by && store.countUnpaidBootstraps(this.d.db, by, max) >= max) {
+    if (by && (await this.d.store.bootstrap.countUnpaidBootstraps(by, max)) >= max) {
       throw Refusal.of('rate-limited', 'too many unpaid node orders are open; pay them or let them expire first');
     }
     const invoice = await this.d.book.issue({
@@ -140,8 +139,7 @@ export class BootstrapService {
     });
     const claimToken = req.source === 'http' ? randomBytes(32).toString('base64url') : null;
     const now = this.d.clock.nowMs();
-    const created = store.createBootstrap(
-      this.d.db,
+    const created = await this.d.store.bootstrap.createBootstrap(
       {
         id: req.id,
         source: req.source,
@@ -173,17 +171,17 @@ export class BootstrapService {
     if (!created) return { status: 'duplicate' };
     this.d.publisher.wake();
     this.d.log.info({ bootstrapId: req.id, size, region }, 'node order created');
-    return { status: 'created', job: store.getBootstrap(this.d.db, req.id)!, invoice, claimToken };
+    return { status: 'created', job: (await this.get(req.id))!, invoice, claimToken };
   }
 
   private intents(source: 'nostr' | 'http', intents: PublishIntent[]): PublishIntent[] {
     return source === 'nostr' ? intents : [];
   }
 
-  private move(job: BootstrapJob, event: BootstrapEvent, patch: store.BootstrapPatch, intents: PublishIntent[], extra: Pick<Parameters<typeof store.moveBootstrap>[1], 'credits' | 'settle'> = {}): boolean {
+  private async move(job: BootstrapJob, event: BootstrapEvent, patch: store.BootstrapPatch, intents: PublishIntent[], extra: Pick<Parameters<typeof store.moveBootstrap>[1], 'credits' | 'settle'> = {}): Promise<boolean> {
     const to = nextBootstrapState(job.state, event);
     if (!to) return false;
-    const moved = store.moveBootstrap(this.d.db, { id: job.id, from: job.state, to, patch, intents: this.intents(job.source, intents), ...extra });
+    const moved = await this.d.store.bootstrap.moveBootstrap({ id: job.id, from: job.state, to, patch, intents: this.intents(job.source, intents), ...extra });
     if (moved) {
       this.d.log.info({ bootstrapId: job.id, from: job.state, to }, 'node order transition');
       if (intents.length) this.d.publisher.wake();
@@ -195,31 +193,31 @@ export class BootstrapService {
 
   /** The order's side of the invoice book. */
   private invoiceHandler(): SubjectHandler {
-    const waiting = (inv: BookInvoice) => {
-      const job = store.getBootstrap(this.d.db, inv.subjectId);
+    const waiting = async (inv: BookInvoice) => {
+      const job = await this.get(inv.subjectId);
       return job?.state === 'awaiting_payment' ? job : null;
     };
     return {
-      paid: (inv) => {
-        const job = waiting(inv);
+      paid: async (inv) => {
+        const job = await waiting(inv);
         return (
           job !== null &&
-          this.move(job, 'paid', { progress: 'paid; provisioning' }, [{ type: 'feedback', status: 'processing', message: 'Payment received; provisioning your node.' }], {
+          (await this.move(job, 'paid', { progress: 'paid; provisioning' }, [{ type: 'feedback', status: 'processing', message: 'Payment received; provisioning your node.' }], {
             settle: { paymentHash: inv.paymentHash, status: 'paid' },
-          })
+          }))
         );
       },
-      expired: (inv) => {
-        const job = waiting(inv);
+      expired: async (inv) => {
+        const job = await waiting(inv);
         return (
           job !== null &&
-          this.move(job, 'invoice_expired', { progress: 'expired unpaid' }, [errorFeedback('expired', 'expired: the invoice was not paid in time')], {
+          (await this.move(job, 'invoice_expired', { progress: 'expired unpaid' }, [errorFeedback('expired', 'expired: the invoice was not paid in time')], {
             settle: { paymentHash: inv.paymentHash, status: 'expired' },
-          })
+          }))
         );
       },
-      late: (inv) => {
-        const job = store.getBootstrap(this.d.db, inv.subjectId);
+      late: async (inv) => {
+        const job = await this.get(inv.subjectId);
         const message = `payment received after the order ${job?.state ?? 'was removed'}: ${msatsText(inv.amountMsats)} credited`;
         return { reason: 'payment after the node order expired', intents: job ? this.intents(job.source, [errorFeedback('credited', message)]) : [] };
       },
@@ -236,7 +234,7 @@ export class BootstrapService {
 
   /** Secrets first (sealed, committed), then the provisioner, which finds an existing droplet by tag. */
   private async provision(id: string): Promise<void> {
-    let job = store.getBootstrap(this.d.db, id);
+    let job = await this.get(id);
     if (!job || job.state !== 'provisioning') return;
     const spec = { jobId: job.id, size: job.size, region: job.region, customerSshKey: job.customerSshKey ?? undefined };
     let secrets: NodeSecrets;
@@ -244,29 +242,32 @@ export class BootstrapService {
       secrets = JSON.parse(this.d.box.open(job.secretsEnc)) as NodeSecrets;
     } else {
       secrets = this.d.provisioner.prepareSecrets(spec);
-      const stored = store.moveBootstrap(this.d.db, {
+      const stored = await this.d.store.bootstrap.moveBootstrap({
         id,
         from: 'provisioning',
         to: null,
         patch: { secretsEnc: this.d.box.seal(JSON.stringify(secrets)), nodeNpub: secrets.nodeNpub, sshPublicKey: secrets.sshPublicKey, progress: 'creating the server' },
       });
       if (!stored) return;
-      job = store.getBootstrap(this.d.db, id)!;
+      job = (await this.get(id))!;
     }
     let node;
     try {
       node = await this.d.provisioner.provision(spec, secrets, {
-        onProgress: (message) => store.moveBootstrap(this.d.db, { id, from: 'provisioning', to: null, patch: { progress: message } }),
+        onProgress: (message) =>
+          void this.d.store.bootstrap
+            .moveBootstrap({ id, from: 'provisioning', to: null, patch: { progress: message } })
+            .catch((err) => this.d.log.warn({ err, bootstrapId: id }, 'progress not recorded')),
       });
     } catch (err) {
       // Failed first (committed, fee credited), then the server goes: a crash in between leaves a failed
       // order whose server the start-up clean-up destroys, never a provisioning one that would make another.
-      if (this.fail(job, `provisioning failed: ${(err as Error).message}`)) await this.destroyServers(id, 'failed');
+      if (await this.fail(job, `provisioning failed: ${(err as Error).message}`)) await this.destroyServers(id, 'failed');
       return;
     }
     const inbox = job.customerPubkey ? await this.d.inbox.inboxRelays(job.customerPubkey).catch(() => []) : [];
-    const fresh = store.getBootstrap(this.d.db, id)!;
-    this.move(
+    const fresh = (await this.get(id))!;
+    await this.move(
       fresh,
       'provisioned',
       { ip: node.ip, tailscaleHostname: node.tailscaleHostname, sshUser: node.sshUser, dropletId: node.dropletId, readyAt: this.d.clock.nowMs(), progress: 'ready' },
@@ -278,14 +279,14 @@ export class BootstrapService {
     );
   }
 
-  private fail(job: BootstrapJob, message: string): boolean {
+  private async fail(job: BootstrapJob, message: string): Promise<boolean> {
     const payer = { subjectKind: 'bootstrap' as const, subjectId: job.id, pubkey: job.customerPubkey };
     const note = `; ${msatsText(job.amountMsats)} credited to ${creditedTo(payer)}`;
     this.d.log.warn({ bootstrapId: job.id, message, creditedSats: job.amountMsats / 1000 }, 'node order failed');
-    const moved = this.move(job, 'failed', { errorMessage: message, progress: 'failed' }, [errorFeedback('failed', `${message}${note}`)], {
+    const moved = await this.move(job, 'failed', { errorMessage: message, progress: 'failed' }, [errorFeedback('failed', `${message}${note}`)], {
       credits: [refundCredit(payer, job.amountMsats, message)],
     });
-    if (moved) store.eraseCredentials(this.d.db, job.id, null);
+    if (moved) await this.d.store.bootstrap.eraseCredentials(job.id, null);
     return moved;
   }
 
@@ -309,13 +310,13 @@ export class BootstrapService {
    */
   reconcile(): Promise<number> {
     this.reconciling ??= (async () => {
-      let since = Number(getKv(this.d.db, CLEANUP_SINCE_KEY));
-      if (!Number.isFinite(since) || since <= 0) setKv(this.d.db, CLEANUP_SINCE_KEY, String((since = this.d.clock.nowMs())));
+      let since = Number(await this.d.store.kv.getKv(CLEANUP_SINCE_KEY));
+      if (!Number.isFinite(since) || since <= 0) await this.d.store.kv.setKv(CLEANUP_SINCE_KEY, String((since = this.d.clock.nowMs())));
       let n = 0;
       const servers = await this.d.provisioner.listNodes();
       for (const id of new Set(servers.map((s) => s.jobId))) {
         if (this.stopping) break;
-        const job = store.getBootstrap(this.d.db, id);
+        const job = await this.get(id);
         if (job && !DISPOSABLE.has(job.state)) continue;
         // An order unknown here whose server is older than this store's clean-up (a fresh store started with
         // the same NOSTR_SECRET_KEY, a restored backup) may be a customer's live node: kept, and said so.
@@ -353,35 +354,35 @@ export class BootstrapService {
   }
 
   /** A 10050 relay acked the DM: the customer has it; erase our copy. */
-  onDmDelivered(id: string): void {
-    if (store.eraseCredentials(this.d.db, id, 'delivered')) this.d.log.info({ bootstrapId: id }, 'credentials delivered by DM and erased');
+  async onDmDelivered(id: string): Promise<void> {
+    if (await this.d.store.bootstrap.eraseCredentials(id, 'delivered')) this.d.log.info({ bootstrapId: id }, 'credentials delivered by DM and erased');
   }
 
   /** HTTP claim with the token: the credentials once, then erased. */
-  claim(id: string, token: string): { status: 'ok'; credentials: Credentials; sshPrivateKey: string | null } | { status: 'unauthorized' | 'gone' | 'not_ready' | 'not_found' } {
-    const job = store.getBootstrap(this.d.db, id);
+  async claim(id: string, token: string): Promise<{ status: 'ok'; credentials: Credentials; sshPrivateKey: string | null } | { status: 'unauthorized' | 'gone' | 'not_ready' | 'not_found' }> {
+    const job = await this.get(id);
     if (!job) return { status: 'not_found' };
     if (job.erasedAt !== null && (job.state === 'delivered' || job.claimTokenHash === null)) return { status: 'gone' };
     if (!job.claimTokenHash || !timingSafeEqualHex(job.claimTokenHash, sha256(token))) return { status: 'unauthorized' };
     if (job.state !== 'ready') return { status: 'not_ready' };
     const c = this.credentials(job);
     if (!c) return { status: 'gone' };
-    if (!store.eraseCredentials(this.d.db, id, 'delivered')) return { status: 'gone' };
+    if (!(await this.d.store.bootstrap.eraseCredentials(id, 'delivered'))) return { status: 'gone' };
     return { status: 'ok', credentials: c.credentials, sshPrivateKey: c.sshPrivateKey };
   }
 
   /** Undelivered credentials are erased after CREDENTIAL_TTL_S. (Unpaid orders expire with their invoice.) */
   async expireDue(nowMs = this.d.clock.nowMs()): Promise<void> {
-    for (const job of store.staleCredentials(this.d.db, nowMs - this.d.settings.credentialTtlSecs * 1000)) {
-      if (store.eraseCredentials(this.d.db, job.id, job.state === 'ready' ? 'delivered' : null)) {
+    for (const job of await this.d.store.bootstrap.staleCredentials(nowMs - this.d.settings.credentialTtlSecs * 1000)) {
+      if (await this.d.store.bootstrap.eraseCredentials(job.id, job.state === 'ready' ? 'delivered' : null)) {
         this.d.log.info({ bootstrapId: job.id }, 'undelivered credentials erased after CREDENTIAL_TTL_S');
       }
     }
   }
 
   /** After a restart: provisioning owed is resumed (the provisioner finds the droplet it already made). */
-  resume(): void {
-    for (const job of store.listBootstraps(this.d.db, ['provisioning'])) this.runInBackground(job.id);
+  async resume(): Promise<void> {
+    for (const job of await this.d.store.bootstrap.listBootstraps(['provisioning'])) this.runInBackground(job.id);
   }
 
   /** Node orders whose provisioning is running now. */

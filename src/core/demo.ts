@@ -1,7 +1,6 @@
 // The free demo (SPEC 7 `GET /api/demo`): runs the work model directly on a short budget, within a
 // daily spend cap in USD. Per-address rate limits are the HTTP side's business.
-import { atomically, type Db } from '../store/db.ts';
-import { getKv, setKv } from '../store/kv.ts';
+import type { Store } from '../store/store.ts';
 import type { Agent, Usage } from './ports.ts';
 import { OUTPUT_TIERS, WORK_SYSTEM_PROMPT, type PricingParams } from '../pricing/pricing.ts';
 
@@ -19,7 +18,7 @@ const DEMO_MAX_TOKENS = OUTPUT_TIERS.short;
 
 export class DemoService {
   constructor(
-    private readonly d: { db: Db; agent: Agent; pricing: PricingParams; dailyBudgetUsd: number; now?: () => Date },
+    private readonly d: { store: Store; agent: Agent; pricing: PricingParams; dailyBudgetUsd: number; now?: () => Date },
   ) {}
 
   private inferenceUsd(inputTokens: number, outputTokens: number): number {
@@ -31,8 +30,8 @@ export class DemoService {
     return `demo_spend_usd:${(this.d.now?.() ?? new Date()).toISOString().slice(0, 10)}`; // UTC day
   }
 
-  spentTodayUsd(): number {
-    return Number(getKv(this.d.db, this.dayKey()) ?? 0);
+  async spentTodayUsd(): Promise<number> {
+    return Number((await this.d.store.kv.getKv(this.dayKey())) ?? 0);
   }
 
   /**
@@ -45,10 +44,10 @@ export class DemoService {
     // is an estimate, not a bound: CJK text runs at about one token per character).
     const worstCase = this.inferenceUsd(Buffer.byteLength(WORK_SYSTEM_PROMPT + input, 'utf8'), DEMO_MAX_TOKENS);
     const key = this.dayKey();
-    const reserved = atomically(this.d.db, () => {
-      const spent = Number(getKv(this.d.db, key) ?? 0);
+    const reserved = await this.d.store.txIf(async (t) => {
+      const spent = Number((await t.kv.getKv(key)) ?? 0);
       if (spent + worstCase > this.d.dailyBudgetUsd) return false;
-      setKv(this.d.db, key, String(spent + worstCase));
+      await t.kv.setKv(key, String(spent + worstCase));
       return true;
     });
     if (!reserved) throw new DemoBudgetSpent('the demo has spent its budget for today; try again tomorrow, or pay for a job');
@@ -56,15 +55,15 @@ export class DemoService {
     try {
       answer = await this.d.agent.work(input, DEMO_MAX_TOKENS);
     } catch (err) {
-      this.adjust(key, -worstCase);
+      await this.adjust(key, -worstCase);
       throw err;
     }
     const costUsd = this.inferenceUsd(answer.usage.inputTokens, answer.usage.outputTokens);
-    this.adjust(key, costUsd - worstCase);
+    await this.adjust(key, costUsd - worstCase);
     return { result: answer.text, usage: answer.usage, costUsd };
   }
 
-  private adjust(key: string, deltaUsd: number): void {
-    atomically(this.d.db, () => setKv(this.d.db, key, String(Math.max(0, Number(getKv(this.d.db, key) ?? 0) + deltaUsd))));
+  private async adjust(key: string, deltaUsd: number): Promise<void> {
+    await this.d.store.tx(async (t) => t.kv.setKv(key, String(Math.max(0, Number((await t.kv.getKv(key)) ?? 0) + deltaUsd))));
   }
 }

@@ -2,15 +2,15 @@
 // it issues or settles and the money it moves, in one transaction before any side effect. Shared by the
 // submission side (jobs.ts) and the working side (job-runner.ts).
 import type { Logger } from '../log.ts';
-import type { Db } from '../store/db.ts';
-import * as store from '../store/jobs.ts';
+import type * as store from '../store/jobs.ts';
+import type { Store, StoreOps } from '../store/store.ts';
 import type { Publisher } from './ports.ts';
 import { nextJobState, TransitionError, type JobEvent } from './job-machine.ts';
 import type { Job, NewJob, PublishIntent } from './types.ts';
 import { REFUSAL_LABELS, type Refusal } from './refusal.ts';
 
 export interface JobContext {
-  db: Db;
+  store: Store;
   log: Logger;
   publisher: Publisher;
   /** Test-only fault points (see README, TIMMY_FAULT). */
@@ -25,20 +25,25 @@ export class JobMoves {
 
   constructor(readonly c: JobContext) {}
 
-  get(id: string): Job | undefined {
-    return store.getJob(this.c.db, id);
+  get(id: string, t: StoreOps = this.c.store): Promise<Job | undefined> {
+    return t.jobs.getJob(id);
   }
 
-  /** Applies `event` through the table; true when this call made the move. */
-  advance(job: Job, event: JobEvent, patch: store.JobPatch, intents: PublishIntent[], extra: MoveExtras = {}): boolean {
+  /**
+   * Applies `event` through the table; true when this call made the move. Inside a transaction (`t`), what
+   * follows the move (wake-up, the next step) waits for its commit.
+   */
+  async advance(job: Job, event: JobEvent, patch: store.JobPatch, intents: PublishIntent[], extra: MoveExtras = {}, t: StoreOps = this.c.store): Promise<boolean> {
     const to = nextJobState(job.state, event);
     if (!to) throw new TransitionError(job.state, event);
-    const moved = store.transitionJob(this.c.db, { jobId: job.id, from: job.state, to, patch, intents: forSource(job, intents), ...extra });
+    const moved = await t.jobs.transitionJob({ jobId: job.id, from: job.state, to, patch, intents: forSource(job, intents), ...extra });
     if (moved) {
       this.c.log.info({ jobId: job.id, from: job.state, to }, 'job transition');
-      if (intents.length) this.c.publisher.wake();
-      this.c.fault(`after-commit:${to}`);
-      if (to === 'evaluating' || to === 'executing') this.onWorking(job.id);
+      t.afterCommit(() => {
+        if (intents.length) this.c.publisher.wake();
+        this.c.fault(`after-commit:${to}`);
+        if (to === 'evaluating' || to === 'executing') this.onWorking(job.id);
+      });
     }
     return moved;
   }

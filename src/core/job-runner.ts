@@ -1,9 +1,6 @@
 // The paid AI job (SPEC 3), working side: evaluate a paid request, quote and charge the work, execute it,
 // and end it (complete, debited on its session, or failed with what was paid credited back). Whoever wins
 // the compare-and-set runs the next step, so each step runs once per process; after a crash it runs again.
-import * as store from '../store/jobs.ts';
-import * as sessions from '../store/sessions.ts';
-import { insertIntents } from '../store/outbox.ts';
 import type { LedgerEntry } from '../store/sessions.ts';
 import { actualCostUsd, costLedger, usdToSats, type PricingBreakdown, type PricingParams } from '../pricing/pricing.ts';
 import type { Quoter } from './quote.ts';
@@ -35,8 +32,8 @@ export class JobRunner {
     d.moves.onWorking = (jobId) => this.runInBackground(jobId);
   }
 
-  private get db() {
-    return this.d.moves.c.db;
+  private get store() {
+    return this.d.moves.c.store;
   }
 
   private get log() {
@@ -46,7 +43,7 @@ export class JobRunner {
   /** Resolves when the job's running steps (if any, including one queued behind them) have committed. */
   async settled(jobId: string): Promise<Job | undefined> {
     for (let p = this.running.get(jobId); p; p = this.running.get(jobId)) await p;
-    return store.getJob(this.db, jobId);
+    return this.store.jobs.getJob(jobId);
   }
 
   /**
@@ -85,7 +82,7 @@ export class JobRunner {
   }
 
   private async step(jobId: string): Promise<void> {
-    const job = store.getJob(this.db, jobId);
+    const job = await this.store.jobs.getJob(jobId);
     if (!job) return;
     if (job.state === 'evaluating') await this.evaluate(job);
     else if (job.state === 'executing') await this.execute(job);
@@ -96,11 +93,11 @@ export class JobRunner {
     try {
       verdict = await this.d.agent.evaluate(job.input);
     } catch (err) {
-      this.fail(job, 'evaluation failed', `evaluation failed: ${(err as Error).message}`);
+      await this.fail(job, 'evaluation failed', `evaluation failed: ${(err as Error).message}`);
       return;
     }
     if (!verdict.accept) {
-      this.d.moves.advance(job, 'rejected', { reason: verdict.reason }, [errorFeedback('rejected', verdict.reason)]);
+      await this.d.moves.advance(job, 'rejected', { reason: verdict.reason }, [errorFeedback('rejected', verdict.reason)]);
       return;
     }
     const pricing = await this.d.quoter.counted(job.input, job.params.maxTokens);
@@ -108,7 +105,7 @@ export class JobRunner {
       await this.d.book.underAccount(creditAccount(jobPayer(job)), () => this.quote(job, verdict.reason, pricing));
     } catch (err) {
       this.log.warn({ err, jobId: job.id }, 'work invoice not issued');
-      this.fail(job, 'unavailable', 'unavailable: the payment backend could not issue the work invoice');
+      await this.fail(job, 'unavailable', 'unavailable: the payment backend could not issue the work invoice');
     }
   }
 
@@ -119,12 +116,12 @@ export class JobRunner {
     const patch = { reason, pricingJson: JSON.stringify(pricing), workPaymentHash: charge.invoice?.paymentHash ?? null, workCreditMsats: charge.creditMsats };
     if (!charge.invoice) {
       // Paid in full from credit: accepted and working in one move (nothing can strand between the two).
-      this.d.moves.advance(job, 'accepted_on_credit', patch, [processing(`Accepted; the work was paid from your credit${creditNote}. Working on it.`, JSON.stringify(pricing))], {
+      await this.d.moves.advance(job, 'accepted_on_credit', patch, [processing(`Accepted; the work was paid from your credit${creditNote}. Working on it.`, JSON.stringify(pricing))], {
         credits: charge.credits,
       });
       return;
     }
-    this.d.moves.advance(
+    await this.d.moves.advance(
       job,
       'accepted',
       patch,
@@ -145,14 +142,14 @@ export class JobRunner {
   private async execute(job: Job): Promise<void> {
     const pricing = job.pricing;
     if (!pricing) {
-      this.fail(job, 'internal', 'internal: work started without a quote');
+      await this.fail(job, 'internal', 'internal: work started without a quote');
       return;
     }
     let answer;
     try {
       answer = await this.work(job, pricing.estimatedOutputTokens);
     } catch (err) {
-      this.fail(job, 'work failed', `work failed: ${(err as Error).message}`);
+      await this.fail(job, 'work failed', `work failed: ${(err as Error).message}`);
       return;
     } finally {
       this.live.delete(job.id);
@@ -161,16 +158,16 @@ export class JobRunner {
       // Only the output is free when it is empty: the input the model read is charged like any other.
       const inputMsats = usdToSats(actualCostUsd(this.d.pricing, answer.usage.inputTokens, 0), pricing.btcPriceUsd) * 1000;
       const why = answer.aborted ? 'the client went away before the model wrote anything' : 'the model returned no output';
-      this.fail(job, 'work failed', `work failed: ${why}`, { msats: inputMsats, what: `the ${answer.usage.inputTokens} input tokens it read` });
+      await this.fail(job, 'work failed', `work failed: ${why}`, { msats: inputMsats, what: `the ${answer.usage.inputTokens} input tokens it read` });
       return;
     }
     if (answer.aborted) this.log.info({ jobId: job.id, usage: answer.usage }, 'caller went away mid-answer; charging what was generated');
     if (job.sessionId) {
-      this.completeOnSession(job, pricing, answer);
+      await this.completeOnSession(job, pricing, answer);
       return;
     }
     const ledger = costLedger(this.d.pricing, answer.usage, pricing.amountSats);
-    this.d.moves.advance(job, 'completed', { result: answer.text, costLedgerJson: JSON.stringify(ledger) }, [
+    await this.d.moves.advance(job, 'completed', { result: answer.text, costLedgerJson: JSON.stringify(ledger) }, [
       { type: 'result' },
       { type: 'feedback', status: 'success', message: 'Done. Thank you for using Timmy.' },
     ]);
@@ -207,21 +204,24 @@ export class JobRunner {
       const now = clock.nowMs();
       if (now - lastMs < PARTIAL_FEEDBACK_EVERY_MS || !text.trim()) return;
       lastMs = now;
-      insertIntents(this.db, job.id, [{ type: 'feedback', status: 'partial', message: 'Working on it; the answer so far is in the content.', content: text }], Date.now());
-      this.d.moves.c.publisher.wake();
+      this.store.outbox
+        .insertIntents(job.id, [{ type: 'feedback', status: 'partial', message: 'Working on it; the answer so far is in the content.', content: text }], Date.now())
+        .then(() => this.d.moves.c.publisher.wake())
+        .catch((err) => this.log.warn({ err, jobId: job.id }, 'partial feedback not recorded'));
     };
   }
 
   /** Debits the actual cost (at the reservation's BTC price, rounded up, never above the reservation). */
-  private completeOnSession(job: Job, pricing: PricingBreakdown, answer: { text: string; usage: Usage }): void {
+  private async completeOnSession(job: Job, pricing: PricingBreakdown, answer: { text: string; usage: Usage }): Promise<void> {
     const sessionId = job.sessionId!;
-    const reservedMsats = sessions.reservedFor(this.db, job.id);
     const costUsd = actualCostUsd(this.d.pricing, answer.usage.inputTokens, answer.usage.outputTokens);
-    const debitMsats = Math.min(reservedMsats, usdToSats(costUsd, pricing.btcPriceUsd) * 1000);
-    const ledger = costLedger(this.d.pricing, answer.usage, debitMsats / 1000);
-    // Computed and committed with no await in between: nothing else can move this balance meanwhile.
-    const balanceAfter = sessions.balanceMsats(this.db, sessionId) + reservedMsats - debitMsats;
-    const moved = this.d.moves.advance(
+    // The balance is read and the debit committed in one transaction: nothing else can move it meanwhile.
+    const { moved, debitMsats, balanceAfter } = await this.store.tx(async (t) => {
+      const reservedMsats = await t.sessions.reservedFor(job.id);
+      const debitMsats = Math.min(reservedMsats, usdToSats(costUsd, pricing.btcPriceUsd) * 1000);
+      const ledger = costLedger(this.d.pricing, answer.usage, debitMsats / 1000);
+      const balanceAfter = (await t.sessions.balanceMsats(sessionId)) + reservedMsats - debitMsats;
+      const moved = await this.d.moves.advance(
       job,
       'completed',
       { result: answer.text, costLedgerJson: JSON.stringify(ledger) },
@@ -230,28 +230,31 @@ export class JobRunner {
         { type: 'feedback', status: 'success', message: `Done. ${msatsText(debitMsats)} debited from your session.` },
       ],
       { sessionLedger: settleReservation(job, reservedMsats, debitMsats) },
+      t,
     );
+      if (moved && balanceAfter <= 0) await t.sessions.moveSession({ sessionId, from: ['active'], to: 'depleted' });
+      return { moved, debitMsats, balanceAfter };
+    });
     if (moved) this.log.info({ jobId: job.id, sessionId, debitSats: debitMsats / 1000, balanceSats: balanceAfter / 1000 }, 'session debited');
-    if (moved && balanceAfter <= 0) sessions.moveSession(this.db, { sessionId, from: ['active'], to: 'depleted' });
   }
 
   /**
    * Ends a working job as failed; what the customer paid for the failed step becomes credit, less `kept`
    * (the input a model did read, charged even when its output was empty).
    */
-  private fail(job: Job, label: string, message: string, kept: { msats: number; what: string } | null = null): void {
+  private async fail(job: Job, label: string, message: string, kept: { msats: number; what: string } | null = null): Promise<void> {
     if (job.sessionId) {
-      const reserved = sessions.reservedFor(this.db, job.id);
+      const reserved = await this.store.sessions.reservedFor(job.id);
       const debitMsats = Math.min(reserved, kept?.msats ?? 0);
       const note = debitMsats > 0 ? `${msatsText(debitMsats)} debited for ${kept!.what}` : 'nothing was debited';
       this.log.warn({ jobId: job.id, message, debitSats: debitMsats / 1000, releasedSats: (reserved - debitMsats) / 1000 }, 'session job failed; reservation released');
-      this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}; ${note}`)], {
+      await this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}; ${note}`)], {
         sessionLedger: settleReservation(job, reserved, debitMsats),
       });
       return;
     }
     const stage = job.state === 'evaluating' ? 'eval' : 'work';
-    const invoiced = this.d.book.get(stage === 'eval' ? job.evalPaymentHash : job.workPaymentHash)?.amountMsats ?? 0;
+    const invoiced = (await this.d.book.get(stage === 'eval' ? job.evalPaymentHash : job.workPaymentHash))?.amountMsats ?? 0;
     const paidMsats = invoiced + (stage === 'eval' ? job.evalCreditMsats : job.workCreditMsats);
     const keptMsats = Math.min(paidMsats, kept?.msats ?? 0);
     const refundMsats = paidMsats - keptMsats;
@@ -259,15 +262,15 @@ export class JobRunner {
     const keptNote = keptMsats > 0 ? `; ${msatsText(keptMsats)} kept for ${kept!.what}` : '';
     const note = refundMsats > 0 ? `${keptNote}; ${msatsText(refundMsats)} credited to ${creditedTo(jobPayer(job))}, spent automatically on your next request` : keptNote;
     this.log.warn({ jobId: job.id, message, creditedSats: refundMsats / 1000, keptSats: keptMsats / 1000 }, 'job failed');
-    this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}${note}`)], { credits });
+    await this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}${note}`)], { credits });
   }
 
   /** After a restart: rerun owed work (the AI call may repeat; the customer still sees one result). */
-  resume(): void {
-    for (const job of store.listJobs(this.db, { states: ['evaluating', 'executing'] })) {
+  async resume(): Promise<void> {
+    for (const job of await this.store.jobs.listJobs({ states: ['evaluating', 'executing'] })) {
       if (job.sessionId && job.source === 'http') {
         // Its HTTP caller is gone with the old process: release the reservation instead of rerunning.
-        this.fail(job, 'interrupted', 'interrupted by a restart');
+        await this.fail(job, 'interrupted', 'interrupted by a restart');
         continue;
       }
       this.log.info({ jobId: job.id, state: job.state }, 'resuming job');

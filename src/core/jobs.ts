@@ -2,9 +2,8 @@
 // bid, charged (credit first, then the eval invoice) and recorded; or run on a pre-funded session; or
 // refused with a typed reason. Also the job's invoice handler (paid, expired, late), NIP-09 cancel, and
 // reads. The working side (evaluate, quote, execute) is job-runner.ts.
-import * as store from '../store/jobs.ts';
-import { groupCommit } from '../store/db.ts';
-import * as sessions from '../store/sessions.ts';
+import type * as store from '../store/jobs.ts';
+import type { StoreOps } from '../store/store.ts';
 import { creditAccount, creditedTo, msatsText, type InvoiceBook, type SubjectHandler } from './book.ts';
 import { JOB_INITIAL_STATES, nextJobState, UNPAID_JOB_STATES, type JobState } from './job-machine.ts';
 import { errorFeedback, forSource, processing, refusalFeedback, type JobMoves } from './job-moves.ts';
@@ -60,21 +59,21 @@ export class JobService {
     d.book.handle('job', this.invoiceHandler());
   }
 
-  private get db() {
-    return this.d.moves.c.db;
+  private get store() {
+    return this.d.moves.c.store;
   }
 
   private get log() {
     return this.d.moves.c.log;
   }
 
-  get(id: string): Job | undefined {
-    return store.getJob(this.db, id);
+  get(id: string): Promise<Job | undefined> {
+    return this.store.jobs.getJob(id);
   }
 
   /** Whether a request id is already recorded (served, refused, or in flight). */
-  known(id: string): boolean {
-    return this.inflightIds.has(id) || store.jobExists(this.db, id);
+  async known(id: string): Promise<boolean> {
+    return this.inflightIds.has(id) || (await this.store.jobs.jobExists(id));
   }
 
   /**
@@ -83,20 +82,21 @@ export class JobService {
    */
   async submit(req: NewJob, proof?: RequestProof): Promise<SubmitOutcome> {
     if (this.stopping) return { status: 'deferred' };
-    if (this.known(req.id)) return { status: 'duplicate' };
+    if (this.inflightIds.has(req.id)) return { status: 'duplicate' };
     this.inflightIds.add(req.id);
     try {
+      if (await this.store.jobs.jobExists(req.id)) return { status: 'duplicate' };
       await this.checkAi();
       if (req.params.session) return await this.openOnNostrSession(req, req.params.session);
-      if (proof) this.checkPow(proof);
-      this.checkCaps(req);
+      if (proof) await this.checkPow(proof, this.store);
+      await this.checkCaps(req, this.store);
       await this.checkBid(req);
       return await this.d.book.underAccount(creditAccount(jobPayer(req)), () => this.open(req, proof));
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       // A Nostr request is recorded so the same event from other relays is answered once; an HTTP
       // caller gets the refusal in the response and has nothing to dedupe.
-      if (req.source === 'nostr') this.refuse(req, err);
+      if (req.source === 'nostr') await this.refuse(req, err);
       return { status: 'refused', refusal: err };
     } finally {
       this.inflightIds.delete(req.id);
@@ -136,24 +136,24 @@ export class JobService {
     // checked again inside it (and the proof of work, whose threshold they move), so a burst that passed the
     // first check together cannot overshoot them; at the total cap the oldest unpaid evaluation makes room in
     // the same commit.
-    const created = await groupCommit(this.db, () => {
+    const created = await this.store.group(async (t) => {
       if (charge.invoice) {
-        if (proof) this.checkPow(proof);
-        this.checkCaps(req);
-        this.makeRoom();
+        if (proof) await this.checkPow(proof, t);
+        await this.checkCaps(req, t);
+        await this.makeRoom(t);
       }
-      return store.createJob(this.db, row);
+      return t.jobs.createJob(row);
     });
     if (!created) return { status: 'duplicate' };
     this.d.moves.c.publisher.wake();
     this.log.info({ jobId: req.id, source: req.source, creditSats: charge.creditMsats / 1000 }, 'job created');
     if (!charge.invoice) this.d.moves.onWorking(req.id);
-    return { status: 'created', job: store.getJob(this.db, req.id)!, invoice: charge.invoice };
+    return { status: 'created', job: (await this.store.jobs.getJob(req.id))!, invoice: charge.invoice };
   }
 
   /** A Nostr request naming a session: only the session's bound pubkey may spend it. */
   private async openOnNostrSession(req: NewJob, sessionId: string): Promise<SubmitOutcome> {
-    const session = sessions.getSession(this.db, sessionId);
+    const session = await this.store.sessions.getSession(sessionId);
     if (!session || !req.customerPubkey || session.pubkey !== req.customerPubkey) {
       throw Refusal.of('unauthorized', 'that session does not exist or is not bound to your pubkey');
     }
@@ -178,7 +178,7 @@ export class JobService {
       throw new Refusal('caveat', `caveat max_sats_per_request=${maxSatsPerRequest} exceeded: this request needs up to ${pricing.amountSats} sats`);
     }
     const reserveMsats = pricing.amountSats * 1000;
-    const outcome = store.createSessionJob(this.db, {
+    const outcome = await this.store.jobs.createSessionJob({
       job: { ...req, params: { ...req.params, session: sessionId } },
       state: JOB_INITIAL_STATES.session,
       patch: { pricingJson: JSON.stringify(pricing), reason: 'paid by a pre-funded session' },
@@ -189,19 +189,19 @@ export class JobService {
     if (outcome === 'duplicate') return { status: 'duplicate' };
     if (outcome === 'unavailable') throw Refusal.of('unavailable', 'the session is not active (unpaid, expired or closed)');
     if (outcome === 'insufficient') {
-      const session = sessions.getSession(this.db, sessionId);
-      if (session?.state === 'active') sessions.moveSession(this.db, { sessionId, from: ['active'], to: 'depleted' });
-      return { status: 'insufficient', balanceMsats: sessions.balanceMsats(this.db, sessionId), neededMsats: reserveMsats };
+      const session = await this.store.sessions.getSession(sessionId);
+      if (session?.state === 'active') await this.store.sessions.moveSession({ sessionId, from: ['active'], to: 'depleted' });
+      return { status: 'insufficient', balanceMsats: await this.store.sessions.balanceMsats(sessionId), neededMsats: reserveMsats };
     }
     this.d.moves.c.publisher.wake();
     this.log.info({ jobId: req.id, sessionId, reservedSats: reserveMsats / 1000 }, 'session job reserved');
     this.d.moves.onWorking(req.id);
-    return { status: 'created', job: store.getJob(this.db, req.id)! };
+    return { status: 'created', job: (await this.store.jobs.getJob(req.id))! };
   }
 
   /** Records a request that cannot be served and answers it with `error` (once per request id). */
-  refuse(req: NewJob, refusal: Refusal): void {
-    const created = store.createJob(this.db, {
+  async refuse(req: NewJob, refusal: Refusal): Promise<void> {
+    const created = await this.store.jobs.createJob({
       job: req,
       state: JOB_INITIAL_STATES.refused,
       patch: { errorMessage: refusal.message },
@@ -220,13 +220,13 @@ export class JobService {
   }
 
   /** The NIP-13 difficulty a Nostr request needs right now: none until many unpaid jobs are open. */
-  powRequired(): number {
+  async powRequired(t: StoreOps = this.store): Promise<number> {
     const { powDifficulty, powAboveOpenUnpaid } = this.d.settings;
-    return powDifficulty > 0 && this.d.book.openCount('job') >= powAboveOpenUnpaid ? powDifficulty : 0;
+    return powDifficulty > 0 && (await this.d.book.openCount('job', t)) >= powAboveOpenUnpaid ? powDifficulty : 0;
   }
 
-  private checkPow(proof: RequestProof): void {
-    const needed = this.powRequired();
+  private async checkPow(proof: RequestProof, t: StoreOps): Promise<void> {
+    const needed = await this.powRequired(t);
     if (proof.powBits >= needed) return;
     throw Refusal.of(
       'pow-required',
@@ -239,14 +239,14 @@ export class JobService {
    * the invoice book): the cost of the check does not grow with the number of open jobs. The total refuses
    * only when nothing can make room (every open invoice is for work whose evaluation was paid).
    */
-  private checkCaps(req: NewJob): void {
+  private async checkCaps(req: NewJob, t: StoreOps): Promise<void> {
     const { maxOpenUnpaidPerClient, maxOpenUnpaidTotal } = this.d.settings;
     const by = req.customerPubkey ? { customerPubkey: req.customerPubkey } : req.clientAddress ? { clientAddress: req.clientAddress } : null;
-    const perClient = by ? store.countJobsOf(this.db, UNPAID_JOB_STATES, by, maxOpenUnpaidPerClient) : 0;
+    const perClient = by ? await t.jobs.countJobsOf(UNPAID_JOB_STATES, by, maxOpenUnpaidPerClient) : 0;
     if (perClient >= maxOpenUnpaidPerClient) {
       throw Refusal.of('rate-limited', `you have ${perClient} unpaid jobs open; pay them or let them expire first`);
     }
-    if (this.d.book.openCount('job') >= maxOpenUnpaidTotal && this.d.book.oldestOpen('job', 'eval', 1).length === 0) {
+    if ((await this.d.book.openCount('job', t)) >= maxOpenUnpaidTotal && (await this.d.book.oldestOpen('job', 'eval', 1, t)).length === 0) {
       throw Refusal.of('rate-limited', 'too many unpaid jobs are open, try again later');
     }
   }
@@ -256,22 +256,26 @@ export class JobService {
    * still payable until they run out, the money then credited) so a flood of throwaway keys cannot lock
    * honest customers out. Runs inside the new job's transaction; throws when nothing can go.
    */
-  private makeRoom(): void {
-    const excess = this.d.book.openCount('job') - this.d.settings.maxOpenUnpaidTotal + 1;
+  private async makeRoom(t: StoreOps): Promise<void> {
+    const excess = (await this.d.book.openCount('job', t)) - this.d.settings.maxOpenUnpaidTotal + 1;
     if (excess <= 0) return;
     let evicted = 0;
-    for (const inv of this.d.book.oldestOpen('job', 'eval', excess)) {
-      const job = store.getJob(this.db, inv.subjectId);
+    for (const inv of await this.d.book.oldestOpen('job', 'eval', excess, t)) {
+      const job = await t.jobs.getJob(inv.subjectId);
       if (!job || job.state !== 'awaiting_eval_payment' || job.evalPaymentHash !== inv.paymentHash) {
         // Open, yet nothing waits on it (left by an older version): withdrawing it makes room just the same.
-        if (this.d.book.withdraw(inv.paymentHash)) evicted++;
+        if (await this.d.book.withdraw(inv.paymentHash, t)) evicted++;
         continue;
       }
       const words = `expired: dropped unpaid to make room for newer requests (too many unpaid requests are open); if you pay its invoice anyway, the amount is credited to ${creditedTo(jobPayer(job))} and spent on your next request`;
-      const moved = this.d.moves.advance(job, 'evicted', { errorMessage: 'dropped unpaid to make room (total unpaid cap)' }, [errorFeedback('expired', words)], {
-        settle: { paymentHash: inv.paymentHash, status: 'withdrawn' },
-        credits: this.refundOfAppliedCredit(job),
-      });
+      const moved = await this.d.moves.advance(
+        job,
+        'evicted',
+        { errorMessage: 'dropped unpaid to make room (total unpaid cap)' },
+        [errorFeedback('expired', words)],
+        { settle: { paymentHash: inv.paymentHash, status: 'withdrawn' }, credits: this.refundOfAppliedCredit(job) },
+        t,
+      );
       if (moved) evicted++;
     }
     if (evicted < excess) throw Refusal.of('rate-limited', 'too many unpaid jobs are open, try again later');
@@ -296,12 +300,12 @@ export class JobService {
    * missed (watcher down) advances the job here, exactly once like any other report.
    */
   async refresh(id: string): Promise<Job | undefined> {
-    const job = store.getJob(this.db, id);
+    const job = await this.store.jobs.getJob(id);
     if (!job) return undefined;
     const hash = job.state === 'awaiting_eval_payment' ? job.evalPaymentHash : job.state === 'awaiting_work_payment' ? job.workPaymentHash : null;
     if (!hash) return job;
     await this.d.book.refresh(hash);
-    return store.getJob(this.db, id);
+    return this.store.jobs.getJob(id);
   }
 
   /**
@@ -309,7 +313,7 @@ export class JobService {
    * paid, and that invoice is withdrawn (still payable: paid as well, it is credited like any late payment).
    * False when the job no longer waits on `stageHash`. Runs inside the zap's transaction.
    */
-  paidByZap(job: Job, stageHash: string): boolean {
+  async paidByZap(job: Job, stageHash: string, t: StoreOps): Promise<boolean> {
     const eval_ = job.state === 'awaiting_eval_payment';
     if (!eval_ && job.state !== 'awaiting_work_payment') return false;
     if ((eval_ ? job.evalPaymentHash : job.workPaymentHash) !== stageHash) return false;
@@ -319,12 +323,13 @@ export class JobService {
       {},
       [processing(eval_ ? 'Zap received; evaluating your request.' : 'Zap received; working on your request.')],
       { settle: { paymentHash: stageHash, status: 'withdrawn' } },
+      t,
     );
   }
 
   /** NIP-09: the requester deleted an unpaid request. True when it was cancelled. */
-  cancel(jobId: string, byPubkey: string): boolean {
-    const job = store.getJob(this.db, jobId);
+  async cancel(jobId: string, byPubkey: string): Promise<boolean> {
+    const job = await this.store.jobs.getJob(jobId);
     if (!job || job.customerPubkey !== byPubkey || !nextJobState(job.state, 'deleted')) return false;
     // The invoice is withdrawn (no longer counted as open work, still payable until it runs out): the expiry
     // pass asks the backend about it then, and money that arrives meanwhile is credited like any late payment.
@@ -345,16 +350,16 @@ export class JobService {
 
   /** The job's side of the invoice book: which state waits on which invoice. */
   private invoiceHandler(): SubjectHandler {
-    const waiting = (inv: BookInvoice): Job | null => {
-      const job = store.getJob(this.db, inv.subjectId);
+    const waiting = async (inv: BookInvoice): Promise<Job | null> => {
+      const job = await this.store.jobs.getJob(inv.subjectId);
       if (!job) return null;
       const state: JobState = inv.purpose === 'eval' ? 'awaiting_eval_payment' : 'awaiting_work_payment';
       const current = inv.purpose === 'eval' ? job.evalPaymentHash : job.workPaymentHash;
       return job.state === state && current === inv.paymentHash ? job : null;
     };
     return {
-      paid: (inv) => {
-        const job = waiting(inv);
+      paid: async (inv) => {
+        const job = await waiting(inv);
         if (!job) return false;
         const eval_ = inv.purpose === 'eval';
         return this.d.moves.advance(
@@ -365,8 +370,8 @@ export class JobService {
           { settle: { paymentHash: inv.paymentHash, status: 'paid' } },
         );
       },
-      expired: (inv) => {
-        const job = waiting(inv);
+      expired: async (inv) => {
+        const job = await waiting(inv);
         if (!job) return false;
         return this.d.moves.advance(
           job,
@@ -376,8 +381,8 @@ export class JobService {
           { settle: { paymentHash: inv.paymentHash, status: 'expired' }, credits: this.refundOfAppliedCredit(job) },
         );
       },
-      late: (inv) => {
-        const job = store.getJob(this.db, inv.subjectId);
+      late: async (inv) => {
+        const job = await this.store.jobs.getJob(inv.subjectId);
         const state = job?.state ?? 'gone';
         const message = `payment received after the job was ${state}: ${msatsText(inv.amountMsats)} credited to ${creditedTo(jobPayer(job ?? { id: inv.subjectId, customerPubkey: null }))}, spent automatically on your next request`;
         return { reason: `payment after the job was ${state}`, intents: job ? forSource(job, [errorFeedback('credited', message)]) : [] };
@@ -389,9 +394,9 @@ export class JobService {
    * Purges requests that were never served (refused, expired, cancelled) older than the retention period,
    * with their events; invoices and credits stay. A page at a time; returns how many went.
    */
-  purgeUnserved(nowMs = Date.now()): number {
+  async purgeUnserved(nowMs = Date.now()): Promise<number> {
     if (this.d.settings.retentionDays <= 0) return 0;
-    const n = store.purgeUnserved(this.db, nowMs - this.d.settings.retentionDays * 86_400_000);
+    const n = await this.store.jobs.purgeUnserved(nowMs - this.d.settings.retentionDays * 86_400_000);
     if (n > 0) this.log.info({ purged: n, retentionDays: this.d.settings.retentionDays }, 'unserved requests purged');
     return n;
   }

@@ -2,8 +2,7 @@
 // once; macaroons carry the session; requests are reserved, worked and debited by the job service.
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from '../log.ts';
-import type { Db } from '../store/db.ts';
-import * as store from '../store/sessions.ts';
+import type { Store, StoreOps } from '../store/store.ts';
 import { nextSessionState, type SessionEvent, type SessionState } from './session-machine.ts';
 import { mintSessionMacaroon, verifySessionMacaroon, type SessionOp } from './macaroons.ts';
 import type { InvoiceBook, SubjectHandler } from './book.ts';
@@ -20,7 +19,7 @@ export interface SessionSettings {
 }
 
 export interface SessionDeps {
-  db: Db;
+  store: Store;
   book: InvoiceBook;
   jobs: Pick<JobService, 'openOnSession'>;
   runner: Pick<JobRunner, 'settled' | 'attach' | 'detach'>;
@@ -52,20 +51,20 @@ export class SessionService {
     return Math.floor(this.d.clock.nowMs() / 1000);
   }
 
-  view(id: string): SessionView | undefined {
-    const s = store.getSession(this.d.db, id);
+  async view(id: string): Promise<SessionView | undefined> {
+    const s = await this.d.store.sessions.getSession(id);
     if (!s) return undefined;
     return {
       sessionId: s.id,
       state: s.state,
-      balanceSats: Math.floor(store.balanceMsats(this.d.db, id) / 1000),
+      balanceSats: Math.floor((await this.d.store.sessions.balanceMsats(id)) / 1000),
       expiresAt: Math.floor(s.lastUsedAt / 1000) + this.d.settings.sessionTtlSecs,
       pubkey: s.pubkey,
     };
   }
 
   ledger(id: string) {
-    return store.ledger(this.d.db, id);
+    return this.d.store.sessions.ledger(id);
   }
 
   private async invoice(s: { id: string; pubkey: string | null }, purpose: 'deposit' | 'topup', amountSats: number): Promise<NewBookInvoice> {
@@ -86,13 +85,13 @@ export class SessionService {
   /** Opens a session: a deposit invoice, and the macaroon that works once it is paid. */
   async create(a: { amountSats: number; pubkey?: string | null; clientAddress: string | null; origin: 'http' | 'l402' }) {
     const max = this.d.settings.maxOpenUnpaidPerClient;
-    if (a.clientAddress && store.countSessionsOf(this.d.db, ['awaiting_deposit'], a.clientAddress, max) >= max) {
+    if (a.clientAddress && (await this.d.store.sessions.countSessionsOf(['awaiting_deposit'], a.clientAddress, max)) >= max) {
       throw Refusal.of('rate-limited', `${max} unpaid sessions are already open from your address`);
     }
     const id = randomBytes(16).toString('hex');
     const pubkey = a.pubkey ?? null;
     const inv = await this.invoice({ id, pubkey }, 'deposit', a.amountSats);
-    store.createSession(this.d.db, { id, state: 'awaiting_deposit', pubkey, clientAddress: a.clientAddress, origin: a.origin }, inv);
+    await this.d.store.sessions.createSession({ id, state: 'awaiting_deposit', pubkey, clientAddress: a.clientAddress, origin: a.origin }, inv);
     this.d.log.info({ sessionId: id, amountSats: a.amountSats, origin: a.origin }, 'session created');
     return { sessionId: id, macaroon: this.mint(id, inv.paymentHash), invoice: inv };
   }
@@ -103,12 +102,12 @@ export class SessionService {
    * 402s cannot pile up invoices.
    */
   async topup(sessionId: string, amountSats: number, opts: { reuseOpen?: boolean } = {}): Promise<{ invoice: NewBookInvoice; macaroon: string }> {
-    const s = store.getSession(this.d.db, sessionId);
+    const s = await this.d.store.sessions.getSession(sessionId);
     if (!s) throw new Refusal('not-found', 'no such session');
     if (s.state === 'closed') throw new Refusal('conflict', 'the session is closed');
     // Unpaid invoices are capped like everywhere else: none before the deposit is paid, a few open at once.
     if (s.state === 'awaiting_deposit') throw new Refusal('conflict', 'pay the deposit invoice first; the session is not funded yet');
-    const openTopups = this.d.book.of('session', sessionId).filter((i) => i.purpose === 'topup' && i.status === 'open');
+    const openTopups = (await this.d.book.of('session', sessionId)).filter((i) => i.purpose === 'topup' && i.status === 'open');
     if (opts.reuseOpen) {
       const soon = this.nowS() + 60; // s: leave the payer time to pay
       const open = openTopups.find((i) => i.expiresAt > soon && i.amountMsats >= amountSats * 1000);
@@ -117,21 +116,21 @@ export class SessionService {
     const max = this.d.settings.maxOpenUnpaidPerClient;
     if (openTopups.length >= max) throw Refusal.of('rate-limited', `${max} top-up invoices of this session are open; pay one or let them expire first`);
     const inv = await this.invoice(s, 'topup', amountSats);
-    this.d.book.record(inv);
+    await this.d.book.record(inv);
     return { invoice: inv, macaroon: this.mint(sessionId, inv.paymentHash) };
   }
 
   /** The session's side of the invoice book: deposits and top-ups credit the ledger once. */
   private invoiceHandler(): SubjectHandler {
-    const paid = (inv: BookInvoice): boolean => {
+    const paid = async (inv: BookInvoice): Promise<boolean> => {
       // A withdrawn invoice was paid by a zap already (paidByZap): this second payment is credited.
       if (inv.status === 'withdrawn') return false;
       for (;;) {
-        const s = store.getSession(this.d.db, inv.subjectId);
+        const s = await this.d.store.sessions.getSession(inv.subjectId);
         if (!s || s.state === 'closed') return false; // purged or closed: the book credits the payer
         const event: SessionEvent | null = s.state === 'awaiting_deposit' ? 'deposit_paid' : s.state === 'active' ? null : 'topped_up';
         const to = event ? nextSessionState(s.state, event) : null;
-        const moved = store.moveSession(this.d.db, {
+        const moved = await this.d.store.sessions.moveSession({
           sessionId: s.id,
           from: [s.state],
           to,
@@ -143,19 +142,19 @@ export class SessionService {
           this.d.log.info({ sessionId: s.id, purpose: inv.purpose, amountSats: inv.amountMsats / 1000, to: to ?? s.state }, 'session funded');
           return true;
         }
-        if (this.d.book.get(inv.paymentHash)?.status === 'paid') return true; // reported twice: already counted
+        if ((await this.d.book.get(inv.paymentHash))?.status === 'paid') return true; // reported twice: already counted
         // else the session's state moved under us: read it again
       }
     };
     return {
       paid,
-      expired: (inv) => {
-        if (inv.purpose !== 'deposit' || store.getSession(this.d.db, inv.subjectId)?.state !== 'awaiting_deposit') return false;
-        const purged = store.purgeUnpaidSession(this.d.db, inv.subjectId, inv.paymentHash);
+      expired: async (inv) => {
+        if (inv.purpose !== 'deposit' || (await this.d.store.sessions.getSession(inv.subjectId))?.state !== 'awaiting_deposit') return false;
+        const purged = await this.d.store.sessions.purgeUnpaidSession(inv.subjectId, inv.paymentHash);
         if (purged) this.d.log.info({ sessionId: inv.subjectId }, 'unpaid session purged');
         return purged;
       },
-      late: (inv) => ({ reason: store.getSession(this.d.db, inv.subjectId) ? 'payment to a closed session' : 'payment to a session purged unpaid', intents: [] }),
+      late: async (inv) => ({ reason: (await this.d.store.sessions.getSession(inv.subjectId)) ? 'payment to a closed session' : 'payment to a session purged unpaid', intents: [] }),
     };
   }
 
@@ -164,11 +163,11 @@ export class SessionService {
    * the session is funded as if that invoice were paid, and the invoice is withdrawn (paid as well, it is
    * credited). False when the invoice is no longer open or the session is closed. Runs in the zap's transaction.
    */
-  paidByZap(inv: BookInvoice): boolean {
-    const s = store.getSession(this.d.db, inv.subjectId);
+  async paidByZap(inv: BookInvoice, t: StoreOps): Promise<boolean> {
+    const s = await t.sessions.getSession(inv.subjectId);
     if (!s || s.state === 'closed' || inv.status !== 'open') return false;
     const event: SessionEvent | null = s.state === 'awaiting_deposit' ? 'deposit_paid' : s.state === 'active' ? null : 'topped_up';
-    return store.moveSession(this.d.db, {
+    return t.sessions.moveSession({
       sessionId: s.id,
       from: [s.state],
       to: event ? nextSessionState(s.state, event) : null,
@@ -185,11 +184,11 @@ export class SessionService {
   async authorize(macaroon: string, ctx: { sessionId?: string; preimage?: string; op: SessionOp }): Promise<{ sessionId: string; maxSatsPerRequest: number | null }> {
     const v = verifySessionMacaroon(this.d.rootKey, macaroon, { now: this.nowS(), sessionId: ctx.sessionId, op: ctx.op });
     if (!v.ok) throw Refusal.of('unauthorized', v.reason);
-    const s = store.getSession(this.d.db, v.sessionId);
+    const s = await this.d.store.sessions.getSession(v.sessionId);
     if (!s) throw Refusal.of('unauthorized', 'unknown session');
     if (ctx.preimage !== undefined) {
       const hash = createHash('sha256').update(Buffer.from(ctx.preimage, 'hex')).digest('hex');
-      const inv = this.d.book.get(hash);
+      const inv = await this.d.book.get(hash);
       if (!inv || inv.subjectKind !== 'session' || inv.subjectId !== s.id) throw Refusal.of('unauthorized', 'the preimage does not pay an invoice of this session');
       if (inv.status !== 'paid') await this.d.book.settle(hash); // the preimage is proof of payment
     }
@@ -198,7 +197,7 @@ export class SessionService {
 
   /** Asks the backend about the session's open invoices (a GET after the watcher was down). */
   async refresh(sessionId: string): Promise<void> {
-    for (const inv of this.d.book.of('session', sessionId)) if (inv.status === 'open') await this.d.book.refresh(inv.paymentHash);
+    for (const inv of await this.d.book.of('session', sessionId)) if (inv.status === 'open') await this.d.book.refresh(inv.paymentHash);
   }
 
   /** Runs one request on the session and waits for its result (HTTP). Refusals are thrown. */
@@ -230,8 +229,8 @@ export class SessionService {
   /** Waits for a request opened on the session to end: its result and the balance, or its failure. */
   async outcome(jobId: string, sessionId: string): Promise<Exclude<SessionRunOutcome, { status: 'insufficient' }>> {
     const job = (await this.d.runner.settled(jobId))!;
-    if (job.state !== 'complete') return { status: 'failed', job, debitedMsats: store.debitedFor(this.d.db, job.id) };
-    return { status: 'done', job, balanceMsats: store.balanceMsats(this.d.db, sessionId) };
+    if (job.state !== 'complete') return { status: 'failed', job, debitedMsats: await this.d.store.sessions.debitedFor(job.id) };
+    return { status: 'done', job, balanceMsats: await this.d.store.sessions.balanceMsats(sessionId) };
   }
 
   /**
@@ -239,43 +238,50 @@ export class SessionService {
    * waits for it, else a top-up of at least `minSats` (an open one handed out again), each with its macaroon.
    */
   async challenge(sessionId: string, minSats: number): Promise<{ invoice: NewBookInvoice; macaroon: string }> {
-    const s = store.getSession(this.d.db, sessionId);
+    const s = await this.d.store.sessions.getSession(sessionId);
     if (s?.state === 'awaiting_deposit') {
-      const deposit = this.d.book.of('session', sessionId).find((i) => i.purpose === 'deposit' && i.status === 'open');
+      const deposit = (await this.d.book.of('session', sessionId)).find((i) => i.purpose === 'deposit' && i.status === 'open');
       if (deposit) return { invoice: deposit, macaroon: this.mint(sessionId, deposit.paymentHash) };
     }
     return this.topup(sessionId, minSats, { reuseOpen: true });
   }
 
   /** Closes a session on request; a bound pubkey gets the remaining balance as credit. */
-  close(sessionId: string): SessionView {
-    const s = store.getSession(this.d.db, sessionId);
-    if (!s) throw new Refusal('not-found', 'no such session');
-    if (!nextSessionState(s.state, 'closed')) throw new Refusal('conflict', `a session in state ${s.state} cannot be closed`);
-    const balance = store.balanceMsats(this.d.db, sessionId);
-    const moveOut = s.pubkey && balance > 0;
-    store.moveSession(this.d.db, {
-      sessionId,
-      from: [s.state],
-      to: 'closed',
-      ledger: moveOut ? [{ sessionId, kind: 'close', amountMsats: -balance, ref: `close:${sessionId}` }] : [],
-      credits: moveOut ? [{ account: s.pubkey!, deltaMsats: balance, reason: `balance of closed session ${sessionId}`, jobId: null, ref: `session-close:${sessionId}` }] : [],
+  async close(sessionId: string): Promise<SessionView> {
+    // The balance is read and moved out in one transaction: nothing else can move it meanwhile.
+    const { balance, moveOut, pubkey } = await this.d.store.tx(async (t) => {
+      const s = await t.sessions.getSession(sessionId);
+      if (!s) throw new Refusal('not-found', 'no such session');
+      if (!nextSessionState(s.state, 'closed')) throw new Refusal('conflict', `a session in state ${s.state} cannot be closed`);
+      const balance = await t.sessions.balanceMsats(sessionId);
+      const moveOut = Boolean(s.pubkey && balance > 0);
+      await t.sessions.moveSession({
+        sessionId,
+        from: [s.state],
+        to: 'closed',
+        ledger: moveOut ? [{ sessionId, kind: 'close', amountMsats: -balance, ref: `close:${sessionId}` }] : [],
+        credits: moveOut ? [{ account: s.pubkey!, deltaMsats: balance, reason: `balance of closed session ${sessionId}`, jobId: null, ref: `session-close:${sessionId}` }] : [],
+      });
+      return { balance, moveOut, pubkey: s.pubkey };
     });
-    this.d.log.info({ sessionId, balanceSats: balance / 1000, creditedTo: moveOut ? s.pubkey : null }, 'session closed');
-    return this.view(sessionId)!;
+    this.d.log.info({ sessionId, balanceSats: balance / 1000, creditedTo: moveOut ? pubkey : null }, 'session closed');
+    return (await this.view(sessionId))!;
   }
 
   /** Idle sessions expire after the TTL; a bound pubkey keeps the balance as credit. (Unpaid ones go with their invoice.) */
   async expireDue(nowMs = this.d.clock.nowMs()): Promise<void> {
-    for (const s of store.idleSessions(this.d.db, ['active', 'depleted'], nowMs - this.d.settings.sessionTtlSecs * 1000)) {
-      const balance = store.balanceMsats(this.d.db, s.id);
-      const moveOut = s.pubkey && balance > 0;
-      store.moveSession(this.d.db, {
-        sessionId: s.id,
-        from: [s.state],
-        to: 'expired',
-        ledger: moveOut ? [{ sessionId: s.id, kind: 'expire', amountMsats: -balance, ref: `expire:${s.id}:${s.lastUsedAt}` }] : [],
-        credits: moveOut ? [{ account: s.pubkey!, deltaMsats: balance, reason: `balance of expired session ${s.id}`, jobId: null, ref: `session-expire:${s.id}:${s.lastUsedAt}` }] : [],
+    for (const s of await this.d.store.sessions.idleSessions(['active', 'depleted'], nowMs - this.d.settings.sessionTtlSecs * 1000)) {
+      const { balance, moveOut } = await this.d.store.tx(async (t) => {
+        const balance = await t.sessions.balanceMsats(s.id);
+        const moveOut = Boolean(s.pubkey && balance > 0);
+        await t.sessions.moveSession({
+          sessionId: s.id,
+          from: [s.state],
+          to: 'expired',
+          ledger: moveOut ? [{ sessionId: s.id, kind: 'expire', amountMsats: -balance, ref: `expire:${s.id}:${s.lastUsedAt}` }] : [],
+          credits: moveOut ? [{ account: s.pubkey!, deltaMsats: balance, reason: `balance of expired session ${s.id}`, jobId: null, ref: `session-expire:${s.id}:${s.lastUsedAt}` }] : [],
+        });
+        return { balance, moveOut };
       });
       this.d.log.info({ sessionId: s.id, balanceSats: balance / 1000, creditedTo: moveOut ? s.pubkey : null }, 'idle session expired');
     }

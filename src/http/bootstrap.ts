@@ -104,7 +104,7 @@ export function mountBootstrapRoutes(app: OpenAPIHono, deps: BootstrapRoutesDeps
     async (c) => {
       const id = c.req.valid('param').id;
       const job = await b.refresh(id);
-      const invoice = b.invoice(id);
+      const invoice = await b.invoice(id);
       if (!job || !invoice) return c.json({ error: 'no such order' }, 404);
       const ready = job.ip !== null;
       return c.json(
@@ -143,10 +143,10 @@ export function mountBootstrapRoutes(app: OpenAPIHono, deps: BootstrapRoutesDeps
         410: json(ErrorBody, 'already claimed or delivered, or erased after the TTL'),
       },
     }),
-    (c) => {
+    async (c) => {
       const token = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
       if (!token) return c.json({ error: 'unauthorized: send Authorization: Bearer <claimToken>' }, 401);
-      const r = b.claim(c.req.valid('param').id, token);
+      const r = await b.claim(c.req.valid('param').id, token);
       if (r.status === 'ok') return c.json({ ...r.credentials, sshPrivateKey: r.sshPrivateKey }, 200);
       if (r.status === 'not_found') return c.json({ error: 'no such order' }, 404);
       if (r.status === 'unauthorized') return c.json({ error: 'unauthorized: wrong claim token' }, 401);

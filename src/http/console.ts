@@ -15,13 +15,13 @@ export interface ConsoleRoutesDeps {
   series(hours: number): Promise<unknown>;
   jobs(opts: { state?: string; limit: number }): Promise<unknown[]>;
   job(id: string): Promise<unknown | null>;
-  sessions(): unknown[];
-  session(id: string): unknown | null;
-  credits(): unknown;
-  orders(): unknown[];
-  relays(): unknown[];
+  sessions(): Promise<unknown[]> | unknown[];
+  session(id: string): Promise<unknown | null> | unknown | null;
+  credits(): Promise<unknown> | unknown;
+  orders(): Promise<unknown[]> | unknown[];
+  relays(): Promise<unknown[]> | unknown[];
   /** A number that moves with every write to the store (the live feed's trigger). */
-  changes(): number;
+  changes(): Promise<number> | number;
   assets(): Promise<ConsoleAssets>;
 }
 
@@ -114,14 +114,14 @@ export function mountConsoleRoutes(app: OpenAPIHono, deps: ConsoleRoutesDeps): v
     const job = await deps.job(c.req.param('id'));
     return job ? c.json(job) : c.json({ error: 'not found' }, 404);
   });
-  app.get('/console/api/sessions', (c) => c.json({ sessions: deps.sessions() }));
-  app.get('/console/api/sessions/:id', (c) => {
-    const s = deps.session(c.req.param('id'));
+  app.get('/console/api/sessions', async (c) => c.json({ sessions: await deps.sessions() }));
+  app.get('/console/api/sessions/:id', async (c) => {
+    const s = await deps.session(c.req.param('id'));
     return s ? c.json(s) : c.json({ error: 'not found' }, 404);
   });
-  app.get('/console/api/credits', (c) => c.json(deps.credits()));
-  app.get('/console/api/orders', (c) => c.json({ orders: deps.orders() }));
-  app.get('/console/api/relays', (c) => c.json({ relays: deps.relays() }));
+  app.get('/console/api/credits', async (c) => c.json(await deps.credits()));
+  app.get('/console/api/orders', async (c) => c.json({ orders: await deps.orders() }));
+  app.get('/console/api/relays', async (c) => c.json({ relays: await deps.relays() }));
   app.get('/console/api/events', (c) =>
     streamSSE(c, async (stream) => {
       let alive = true;
@@ -131,7 +131,7 @@ export function mountConsoleRoutes(app: OpenAPIHono, deps: ConsoleRoutesDeps): v
       let last = -1;
       let quiet = 0;
       while (alive) {
-        const n = deps.changes();
+        const n = await deps.changes();
         if (n !== last) {
           last = n;
           quiet = 0;

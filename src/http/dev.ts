@@ -4,7 +4,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 
 export interface DevDeps {
   /** Pays a stub invoice; throws StubInvoiceNotFound / StubInvoiceExpired. */
-  pay(paymentHash: string): { paid: true; preimage: string };
+  pay(paymentHash: string): Promise<{ paid: true; preimage: string }>;
 }
 
 const Paid = z.object({ paid: z.literal(true), preimage: z.string().regex(/^[0-9a-f]{64}$/) }).openapi('StubPayment');
@@ -23,10 +23,10 @@ export function mountDevRoutes(app: OpenAPIHono, deps: DevDeps): void {
         410: { description: 'invoice expired', content: { 'application/json': { schema: ErrorBody } } },
       },
     }),
-    (c) => {
+    async (c) => {
       const { paymentHash } = c.req.valid('param');
       try {
-        return c.json(deps.pay(paymentHash), 200);
+        return c.json(await deps.pay(paymentHash), 200);
       } catch (err) {
         const name = (err as Error).name;
         if (name === 'StubInvoiceNotFound') return c.json({ error: (err as Error).message }, 404);

@@ -32,9 +32,9 @@ const JobView = z
 const PRIVATE = 'encrypted request: delivered to its author over Nostr only';
 
 export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
-  const view = (job: Job): z.infer<typeof JobView> => {
-    const evalInv = deps.book.get(job.evalPaymentHash);
-    const workInv = deps.book.get(job.workPaymentHash);
+  const view = async (job: Job): Promise<z.infer<typeof JobView>> => {
+    const evalInv = await deps.book.get(job.evalPaymentHash);
+    const workInv = await deps.book.get(job.workPaymentHash);
     return {
       jobId: job.id,
       state: job.state,
@@ -99,7 +99,7 @@ export function mountJobRoutes(app: OpenAPIHono, deps: JobRoutesDeps): void {
     async (c) => {
       const job = await deps.jobs.refresh(c.req.valid('param').id);
       if (!job) return c.json({ error: 'no such job' }, 404);
-      return c.json(view(job), 200);
+      return c.json(await view(job), 200);
     },
   );
 }

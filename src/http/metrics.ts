@@ -4,21 +4,21 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 
 export interface MetricsSources {
-  jobsByState(): Record<string, number>;
+  jobsByState(): Promise<Record<string, number>>;
   /** Invoices of the book by subject kind, purpose and status. */
-  invoices(): { subjectKind: string; purpose: string; status: string; n: number }[];
+  invoices(): Promise<{ subjectKind: string; purpose: string; status: string; n: number }[]>;
   relays(): { url: string; connected: boolean }[];
-  outboxDepth(): number;
+  outboxDepth(): Promise<number>;
   intake(): Record<string, number>;
   /** Money from the store: received by purpose, the work model's usage and cost, what is owed. */
-  money(): {
+  money(): Promise<{
     receivedMsats: Record<string, number>;
     modelCostUsd: number;
     inputTokens: number;
     outputTokens: number;
     creditsOwedMsats: number;
     sessionsHeldMsats: number;
-  };
+  }>;
   /** Calls `observe` with each payment -> `processing` latency (ms) as the feedback's first relay ack arrives. */
   onProcessingAcked(observe: (ms: number) => void): void;
 }
@@ -30,15 +30,15 @@ export function mountMetrics(app: OpenAPIHono, src: MetricsSources): MiddlewareH
     g.reset();
     for (const [k, v] of Object.entries(values)) g.set({ [label]: k }, v);
   };
-  new Gauge({ name: 'timmy_jobs', help: 'Jobs by state', labelNames: ['state'], registers: [registry], collect() { set(this, 'state', src.jobsByState()); } });
+  new Gauge({ name: 'timmy_jobs', help: 'Jobs by state', labelNames: ['state'], registers: [registry], async collect() { set(this, 'state', await src.jobsByState()); } });
   new Gauge({
     name: 'timmy_invoices',
     help: 'Invoices by status (every purpose)',
     labelNames: ['status'],
     registers: [registry],
-    collect() {
+    async collect() {
       const byStatus: Record<string, number> = {};
-      for (const r of src.invoices()) byStatus[r.status] = (byStatus[r.status] ?? 0) + r.n;
+      for (const r of await src.invoices()) byStatus[r.status] = (byStatus[r.status] ?? 0) + r.n;
       set(this, 'status', byStatus);
     },
   });
@@ -47,9 +47,10 @@ export function mountMetrics(app: OpenAPIHono, src: MetricsSources): MiddlewareH
     help: 'Invoices by subject (job, session, bootstrap), purpose and status',
     labelNames: ['subject', 'purpose', 'status'],
     registers: [registry],
-    collect() {
+    async collect() {
+      const rows = await src.invoices();
       this.reset();
-      for (const r of src.invoices()) this.set({ subject: r.subjectKind, purpose: r.purpose, status: r.status }, r.n);
+      for (const r of rows) this.set({ subject: r.subjectKind, purpose: r.purpose, status: r.status }, r.n);
     },
   });
   new Gauge({
@@ -61,7 +62,7 @@ export function mountMetrics(app: OpenAPIHono, src: MetricsSources): MiddlewareH
       set(this, 'relay', Object.fromEntries(src.relays().map((r) => [r.url, r.connected ? 1 : 0])));
     },
   });
-  new Gauge({ name: 'timmy_outbox_depth', help: 'Events not yet acked by any relay', registers: [registry], collect() { this.set(src.outboxDepth()); } });
+  new Gauge({ name: 'timmy_outbox_depth', help: 'Events not yet acked by any relay', registers: [registry], async collect() { this.set(await src.outboxDepth()); } });
   new Gauge({
     name: 'timmy_intake_events',
     help: 'Events received from relays since start, by outcome',
@@ -79,22 +80,23 @@ export function mountMetrics(app: OpenAPIHono, src: MetricsSources): MiddlewareH
     help: 'Sats received (paid invoices, every subject) by purpose: eval, work, deposit, topup, order',
     labelNames: ['purpose'],
     registers: [registry],
-    collect() {
-      set(this, 'purpose', Object.fromEntries(Object.entries(readMoney().receivedMsats).map(([p, m]) => [p, m / 1000])));
+    async collect() {
+      set(this, 'purpose', Object.fromEntries(Object.entries((await readMoney()).receivedMsats).map(([p, m]) => [p, m / 1000])));
     },
   });
-  new Gauge({ name: 'timmy_model_cost_usd', help: "The work model's inference cost so far (its tokens at the configured rates), USD", registers: [registry], collect() { this.set(readMoney().modelCostUsd); } });
+  new Gauge({ name: 'timmy_model_cost_usd', help: "The work model's inference cost so far (its tokens at the configured rates), USD", registers: [registry], async collect() { this.set((await readMoney()).modelCostUsd); } });
   new Gauge({
     name: 'timmy_model_tokens',
     help: 'Tokens the work model used so far, by direction',
     labelNames: ['direction'],
     registers: [registry],
-    collect() {
-      set(this, 'direction', { input: readMoney().inputTokens, output: readMoney().outputTokens });
+    async collect() {
+      const m = await readMoney();
+      set(this, 'direction', { input: m.inputTokens, output: m.outputTokens });
     },
   });
-  new Gauge({ name: 'timmy_credits_owed_sats', help: 'Credit owed to customers (positive credits balances)', registers: [registry], collect() { this.set(readMoney().creditsOwedMsats / 1000); } });
-  new Gauge({ name: 'timmy_session_balances_sats', help: 'Money held in sessions (owed as service)', registers: [registry], collect() { this.set(readMoney().sessionsHeldMsats / 1000); } });
+  new Gauge({ name: 'timmy_credits_owed_sats', help: 'Credit owed to customers (positive credits balances)', registers: [registry], async collect() { this.set((await readMoney()).creditsOwedMsats / 1000); } });
+  new Gauge({ name: 'timmy_session_balances_sats', help: 'Money held in sessions (owed as service)', registers: [registry], async collect() { this.set((await readMoney()).sessionsHeldMsats / 1000); } });
   const settlement = new Histogram({
     name: 'timmy_settlement_seconds',
     help: 'From a payment committed to its `processing` feedback acked by a relay, seconds',

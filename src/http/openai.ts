@@ -271,7 +271,7 @@ export function mountOpenAiRoutes(app: OpenAPIHono, deps: OpenAiRoutesDeps): voi
       const cred = parseAuthorization(header);
       if (!cred) throw Refusal.of('unauthorized', 'send your session macaroon as the API key (Authorization: Bearer <macaroon>), or L402 <macaroon>:<preimage>');
       const a = await s.authorize(cred.macaroon, { op: 'request', preimage: cred.scheme === 'l402' ? cred.preimage : undefined });
-      if (s.view(a.sessionId)?.state === 'awaiting_deposit') {
+      if ((await s.view(a.sessionId))?.state === 'awaiting_deposit') {
         return paymentRequired(c, await s.challenge(a.sessionId, deps.l402DepositSats), 'payment required: the session deposit is not paid yet');
       }
       const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;

@@ -116,7 +116,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
       const { id } = c.req.valid('param');
       await authorize(c, 'read', id);
       await s.refresh(id);
-      return c.json(viewBody(s.view(id)!), 200);
+      return c.json(viewBody((await s.view(id))!), 200);
     },
   );
 
@@ -190,7 +190,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     async (c) => {
       const { id } = c.req.valid('param');
       await authorize(c, 'read', id);
-      const entries = s.ledger(id);
+      const entries = await s.ledger(id);
       return c.json(
         {
           sessionId: id,
@@ -214,7 +214,7 @@ export function mountSessionRoutes(app: OpenAPIHono, deps: SessionRoutesDeps): v
     async (c) => {
       const { id } = c.req.valid('param');
       await authorize(c, 'close', id);
-      return c.json(viewBody(s.close(id)), 200);
+      return c.json(viewBody(await s.close(id)), 200);
     },
   );
 

@@ -16,7 +16,7 @@ export interface PartHealth {
 }
 
 export interface SystemDeps {
-  health(): { relays: RelayStatus[]; storeOk: boolean; payments: PartHealth; ai: PartHealth };
+  health(): Promise<{ relays: RelayStatus[]; storeOk: boolean; payments: PartHealth; ai: PartHealth }>;
   info(): {
     pubkey: string;
     npub: string;
@@ -74,8 +74,8 @@ export function mountSystemRoutes(app: OpenAPIHono, deps: SystemDeps): void {
         503: { description: 'unhealthy: no relay connected, the store, the payment backend or the AI backend down', content: { 'application/json': { schema: Health } } },
       },
     }),
-    (c) => {
-      const h = deps.health();
+    async (c) => {
+      const h = await deps.health();
       const relaysConnected = h.relays.filter((r) => r.connected).length;
       const ok = h.storeOk && relaysConnected > 0 && h.payments.ok && h.ai.ok;
       return c.json({ ok, relaysConnected, relays: h.relays, store: h.storeOk, payments: h.payments, ai: h.ai, agent: h.ai.backend }, ok ? 200 : 503);

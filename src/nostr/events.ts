@@ -12,12 +12,12 @@ import { zapReceiptTemplate } from './zaps.ts';
 export interface EventDeps {
   secretKey: Uint8Array;
   /** The subject of an outbox row: a text job or a node order (read when the event is built). */
-  job(id: string): Job | undefined;
-  order(id: string): BootstrapJob | undefined;
+  job(id: string): Promise<Job | undefined>;
+  order(id: string): Promise<BootstrapJob | undefined>;
   /** The credentials DM text of a ready bootstrap job, or null once erased. */
   credentialsMessage(job: BootstrapJob): string | null;
   /** A relay from the customer's 10050 list accepted the DM. */
-  onDmDelivered(jobId: string, relay: string): void;
+  onDmDelivered(jobId: string, relay: string): Promise<void>;
 }
 
 export const DM_SUBJECT = 'Your Bitcoin node is ready';
@@ -50,10 +50,10 @@ export function buildBootstrapResult(job: BootstrapJob): EventTemplate {
 
 export function createEventFactory(d: EventDeps): EventFactory {
   type Subject = { job?: Job; boot?: BootstrapJob };
-  const subject = (row: OutboxRow): Subject => {
-    if (!row.jobId) return {};
-    const job = d.job(row.jobId);
-    return job ? { job } : { boot: d.order(row.jobId) };
+  const subject = async (row: OutboxRow): Promise<Subject> => {
+    if (!row.jobId || row.intent.type === 'zap_receipt') return {}; // a receipt is self-contained
+    const job = await d.job(row.jobId);
+    return job ? { job } : { boot: await d.order(row.jobId) };
   };
 
   const eventOf = (row: OutboxRow, { job, boot }: Subject): EventTemplate | Event | null => {
@@ -90,16 +90,16 @@ export function createEventFactory(d: EventDeps): EventFactory {
 
   return {
     // The subject is read once for both the event and its first route.
-    build(row) {
-      const sub = subject(row);
+    async build(row) {
+      const sub = await subject(row);
       const event = eventOf(row, sub);
       return event && { event, route: routeOf(row, sub) };
     },
 
-    route: (row) => routeOf(row, subject(row)),
+    route: async (row) => routeOf(row, await subject(row)),
 
-    onExtraAck(row, relay) {
-      if (row.intent.type === 'dm' && row.intent.inboxRelays.includes(relay) && row.jobId) d.onDmDelivered(row.jobId, relay);
+    async onExtraAck(row, relay) {
+      if (row.intent.type === 'dm' && row.intent.inboxRelays.includes(relay) && row.jobId) await d.onDmDelivered(row.jobId, relay);
     },
   };
 }

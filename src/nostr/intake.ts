@@ -77,23 +77,36 @@ export interface IntakeCore {
   orders: Pick<BootstrapService, 'submit'>;
 }
 
+/** What the intake keeps in the store: the subscription cursor, and which jobs a deletion may cancel. */
+export interface IntakeStore {
+  /** unix s of the newest request seen, persisted. */
+  cursor(): Promise<number | null>;
+  saveCursor(v: number): Promise<void>;
+  /** Ids of unpaid Nostr jobs, newest first, capped: the requests a NIP-09 deletion may cancel. */
+  unpaidIds(): Promise<string[]>;
+}
+
 export class Intake {
   readonly counters: IntakeCounters = {
     received: 0, duplicate: 0, malformed: 0, badSignature: 0, tooLarge: 0, stale: 0, untargeted: 0, accepted: 0, refused: 0,
   };
   private readonly recent = new RecentIds(10_000);
-  private cursor: number; // unix s: newest request created_at seen, never ahead of the clock
-  private deletionIds: string[] = [];
+  private cursor = 0; // unix s: newest request created_at seen, never ahead of the clock
+  private unpaid: string[] = []; // the latest read of the unpaid jobs
+  private deletionIds: string[] = []; // the ones the deletion subscription was last sent with
+  private readonly inFlight = new Set<Promise<unknown>>(); // requests and deletions being handled
 
   constructor(
     private readonly s: IntakeSettings,
     private readonly core: IntakeCore,
     private readonly log: Logger,
-    private readonly cursorStore: { get(): number | null; set(v: number): void },
-    /** Ids of unpaid Nostr jobs, newest first, capped: the requests a NIP-09 deletion may cancel. */
-    private readonly unpaidIds: () => string[],
-  ) {
-    this.cursor = cursorStore.get() ?? 0;
+    private readonly store: IntakeStore,
+  ) {}
+
+  /** Reads the persisted cursor and the unpaid jobs: before the first subscription. */
+  async load(): Promise<void> {
+    this.cursor = Math.max(this.cursor, (await this.store.cursor()) ?? 0);
+    this.unpaid = await this.store.unpaidIds();
   }
 
   /**
@@ -107,7 +120,7 @@ export class Intake {
     const kinds = [TEXT_JOB_KIND, this.s.bootstrapKind];
     const requests: Filter[] = [{ kinds, '#p': [this.s.pubkey], since }];
     if (this.s.acceptUntargeted) requests.push({ kinds, since });
-    this.deletionIds = this.unpaidIds();
+    this.deletionIds = this.unpaid;
     const deletions: Filter[] = this.deletionIds.length
       ? [{ kinds: [DELETION_KIND], '#e': this.deletionIds, since: now - this.s.maxRequestAgeSecs }]
       : [];
@@ -118,9 +131,19 @@ export class Intake {
   }
 
   /** True when the set of unpaid jobs changed since the deletion subscription was last sent. */
-  deletionsChanged(): boolean {
-    const ids = this.unpaidIds();
+  async deletionsChanged(): Promise<boolean> {
+    const ids = (this.unpaid = await this.store.unpaidIds());
     return ids.length !== this.deletionIds.length || ids.some((id, i) => id !== this.deletionIds[i]);
+  }
+
+  /** Resolves once every event handed in so far has been handled. */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
   }
 
   /** Entry point for every EVENT from a relay subscription. Never throws. */
@@ -178,21 +201,27 @@ export class Intake {
       return;
     }
     this.advanceCursor(Math.min(event.created_at, now));
-    (event.kind === this.s.bootstrapKind ? this.submitBootstrap(event) : this.submit(event)).catch((err) => this.log.error({ err, id: event.id }, 'request submission failed'));
+    this.track((event.kind === this.s.bootstrapKind ? this.submitBootstrap(event) : this.submit(event)).catch((err) => this.log.error({ err, id: event.id }, 'request submission failed')));
   }
 
   /** NIP-09: a deletion by the request's own author cancels it while unpaid. */
   private onDeletion(event: Event): void {
     for (const t of event.tags) {
       if (t[0] !== 'e' || !t[1] || !HEX64.test(t[1])) continue;
-      if (this.core.jobs.cancel(t[1], event.pubkey)) this.log.info({ jobId: t[1] }, 'request deleted by its author; cancelled');
+      const jobId = t[1];
+      this.track(
+        this.core.jobs
+          .cancel(jobId, event.pubkey)
+          .then((cancelled) => cancelled && this.log.info({ jobId }, 'request deleted by its author; cancelled'))
+          .catch((err) => this.log.error({ err, jobId }, 'cancelling a deleted request failed')),
+      );
     }
   }
 
   private advanceCursor(createdAt: number): void {
     if (createdAt <= this.cursor) return;
     this.cursor = createdAt;
-    this.cursorStore.set(createdAt);
+    this.store.saveCursor(createdAt).catch((err) => this.log.warn({ err }, 'subscription cursor not saved'));
   }
 
   /** A node order (kind BOOTSTRAP_KIND): params size, region, ssh_key. Refusals are answered once. */
@@ -200,7 +229,7 @@ export class Intake {
     const param = (name: string) => event.tags.find((t) => t[0] === 'param' && t[1] === name)?.[2];
     const job = toNewJob(event, { input: '', params: {}, bidMsats: null }, 'none');
     job.relays = filterRelayUrls(job.relays, this.s.relayPolicy).accepted;
-    if (this.core.jobs.known(event.id)) return; // refused before
+    if (await this.core.jobs.known(event.id)) return; // refused before
     try {
       const r = await this.core.orders.submit({
         id: event.id,
@@ -218,7 +247,7 @@ export class Intake {
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       this.counters.refused++;
-      this.core.jobs.refuse(job, err);
+      await this.core.jobs.refuse(job, err);
     }
   }
 
@@ -241,7 +270,7 @@ export class Intake {
     job.relays = relays.accepted;
     if (refusal !== null || !parsed?.ok) {
       this.counters.refused++;
-      this.core.jobs.refuse(job, new Refusal('invalid', refusal ?? 'invalid request'));
+      await this.core.jobs.refuse(job, new Refusal('invalid', refusal ?? 'invalid request'));
       return;
     }
     const outcome = await this.core.jobs.submit(job, { powBits: getPow(event.id) });

@@ -15,16 +15,16 @@ export interface Route {
 
 /** What the worker needs of the store: intents in order, signed once, acked per relay. */
 export interface OutboxStore {
-  unsigned(afterId: number, limit?: number): OutboxRow[];
+  unsigned(afterId: number, limit?: number): Promise<OutboxRow[]>;
   /** Stores signed events once, in one transaction; returns the ids stored (another signer may have been first). */
-  storeSigned(rows: { id: number; eventId: string; signedJson: string }[]): number[];
-  unacked(limit?: number): OutboxRow[];
-  notAckedBy(relay: string, sinceMs: number): OutboxRow[];
-  noteAttempt(id: number): void;
+  storeSigned(rows: { id: number; eventId: string; signedJson: string }[]): Promise<number[]>;
+  unacked(limit?: number): Promise<OutboxRow[]>;
+  notAckedBy(relay: string, sinceMs: number): Promise<OutboxRow[]>;
+  noteAttempt(id: number): Promise<void>;
   /** Records relays' OKs in one transaction; returns the row ids of the accepted ones (not ours: ignored). */
-  recordAcks(acks: { eventId: string; relay: string; ok: boolean; message: string }[]): number[];
+  recordAcks(acks: { eventId: string; relay: string; ok: boolean; message: string }[]): Promise<number[]>;
   /** Removes an intent that can no longer be built. */
-  drop(id: number): void;
+  drop(id: number): Promise<void>;
 }
 
 /** Turns intents into events and says where they go (see nostr/events.ts). */
@@ -33,11 +33,11 @@ export interface EventFactory {
    * The intent's event — an unsigned template (signed here with Timmy's key) or a finished one (gift wraps) —
    * and where it goes now; null to drop the intent.
    */
-  build(row: OutboxRow): { event: EventTemplate | Event; route: Route } | null;
+  build(row: OutboxRow): Promise<{ event: EventTemplate | Event; route: Route } | null>;
   /** Where an event goes when it is sent again (the subject may have moved since). */
-  route(row: OutboxRow): Route;
+  route(row: OutboxRow): Promise<Route>;
   /** A customer-named relay accepted the event (NIP-17 delivery confirmation). */
-  onExtraAck?(row: OutboxRow, relay: string): void;
+  onExtraAck?(row: OutboxRow, relay: string): Promise<void>;
 }
 
 export interface OutboxDeps {
@@ -58,6 +58,8 @@ const MAX_BACKOFF_MS = 30_000;
 export class OutboxWorker {
   private scheduled = false;
   private stopped = false;
+  private draining: Promise<void> | null = null; // one drain at a time
+  private drainAgain = false; // asked for while one ran: one more after it
   private timer: NodeJS.Timeout | null = null;
   private readonly sent = new Map<number, { at: number; attempts: number }>(); // outbox id -> last send, for backoff
   private readonly resendWindowMs: number;
@@ -67,7 +69,7 @@ export class OutboxWorker {
   }
 
   start(tickMs = 1000): void {
-    this.timer = setInterval(() => this.drain(), tickMs);
+    this.timer = setInterval(() => void this.drain(), tickMs);
     this.kick();
   }
 
@@ -84,32 +86,43 @@ export class OutboxWorker {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.drain();
+      void this.drain();
     });
   }
 
   /** Signs what is unsigned, then (re)sends what no relay has acked, with per-event backoff. */
-  drain(): void {
-    if (this.stopped) return;
-    try {
-      this.signPending();
-      this.sendUnacked();
-    } catch (err) {
-      this.d.log.error({ err }, 'outbox drain failed');
+  drain(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.draining) {
+      this.drainAgain = true;
+      return this.draining;
     }
+    this.draining = (async () => {
+      do {
+        this.drainAgain = false;
+        try {
+          await this.signPending();
+          await this.sendUnacked();
+        } catch (err) {
+          this.d.log.error({ err }, 'outbox drain failed');
+        }
+      } while (this.drainAgain && !this.stopped);
+    })().finally(() => (this.draining = null));
+    return this.draining;
   }
 
   /** Signs every unsigned intent, stores a page of signed events in one transaction, then sends them. */
-  private signPending(): void {
+  private async signPending(): Promise<void> {
     let after = 0;
     for (;;) {
-      const rows = this.d.store.unsigned(after);
+      const rows = await this.d.store.unsigned(after);
       if (rows.length === 0) return;
-      const signed = rows.flatMap((row) => {
-        const built = this.sign(row);
-        return built ? [{ row, ...built, json: JSON.stringify(built.event) }] : [];
-      });
-      const stored = new Set(this.d.store.storeSigned(signed.map((s) => ({ id: s.row.id, eventId: s.event.id, signedJson: s.json }))));
+      const signed: { row: OutboxRow; event: Event; route: Route; json: string }[] = [];
+      for (const row of rows) {
+        const built = await this.sign(row);
+        if (built) signed.push({ row, ...built, json: JSON.stringify(built.event) });
+      }
+      const stored = new Set(await this.d.store.storeSigned(signed.map((s) => ({ id: s.row.id, eventId: s.event.id, signedJson: s.json }))));
       for (const s of signed) {
         if (!stored.has(s.row.id)) continue;
         this.d.fault(`after-sign:${s.row.intent.type === 'feedback' ? s.row.intent.status : s.row.intent.type}`);
@@ -120,16 +133,16 @@ export class OutboxWorker {
   }
 
   /** The intent's event, signed with Timmy's key (gift wraps come signed), and its route; null when it cannot or need not be built. */
-  private sign(row: OutboxRow): { event: Event; route: Route } | null {
-    let built: ReturnType<EventFactory['build']>;
+  private async sign(row: OutboxRow): Promise<{ event: Event; route: Route } | null> {
+    let built: Awaited<ReturnType<EventFactory['build']>>;
     try {
-      built = this.d.events.build(row);
+      built = await this.d.events.build(row);
     } catch (err) {
       this.d.log.error({ err, outboxId: row.id }, 'cannot build the event of an intent; left for the next pass');
       return null;
     }
     if (!built) {
-      this.d.store.drop(row.id);
+      await this.d.store.drop(row.id);
       return null;
     }
     const event = 'sig' in built.event ? (built.event as Event) : finalizeEvent(built.event, this.d.secretKey);
@@ -157,8 +170,8 @@ export class OutboxWorker {
           for (let attempt = 1; attempt <= attempts; attempt++) {
             const r = await this.d.publishOnce(url, event);
             if (r.ok || attempt === attempts) {
-              this.d.store.recordAcks([{ eventId: event.id, relay: url, ok: r.ok, message: r.message }]);
-              if (r.ok) this.d.events.onExtraAck?.(row, url);
+              await this.d.store.recordAcks([{ eventId: event.id, relay: url, ok: r.ok, message: r.message }]);
+              if (r.ok) await this.d.events.onExtraAck?.(row, url);
               else this.d.log.info({ relay: url, eventId: event.id, message: r.message }, 'customer relay did not take our event');
               return;
             }
@@ -173,33 +186,31 @@ export class OutboxWorker {
     }
   }
 
-  private sendUnacked(): void {
+  private async sendUnacked(): Promise<void> {
     const now = Date.now();
-    for (const row of this.d.store.unacked()) {
+    for (const row of await this.d.store.unacked()) {
       if (!row.signedJson || row.createdAt < now - this.resendWindowMs * 24) continue;
       const last = this.sent.get(row.id);
       if (last && now - last.at < Math.min(MAX_BACKOFF_MS, 1000 * 2 ** last.attempts)) continue;
-      const route = this.d.events.route(row);
+      const route = await this.d.events.route(row);
       if (route.pool) {
         if (this.d.pool.publish(JSON.parse(row.signedJson) as Event).length === 0) continue; // onConnected catches up
       } else if (route.extra.length > 0) {
         void this.toExtraRelays(row, route.extra, 1);
       } else continue;
       this.sent.set(row.id, { at: now, attempts: (last?.attempts ?? 0) + 1 });
-      this.d.store.noteAttempt(row.id);
+      await this.d.store.noteAttempt(row.id);
     }
   }
 
   /** A relay came (back): send it every recent event it has not acked, in order. */
-  onConnected(relay: string): void {
-    try {
-      this.signPending();
-      for (const row of this.d.store.notAckedBy(relay, Date.now() - this.resendWindowMs)) {
-        if (row.signedJson && this.d.events.route(row).pool) this.d.pool.publish(JSON.parse(row.signedJson) as Event, relay);
+  onConnected(relay: string): Promise<void> {
+    return (async () => {
+      await this.drain(); // signs what is pending (and sends it to every connected relay)
+      for (const row of await this.d.store.notAckedBy(relay, Date.now() - this.resendWindowMs)) {
+        if (row.signedJson && (await this.d.events.route(row)).pool) this.d.pool.publish(JSON.parse(row.signedJson) as Event, relay);
       }
-    } catch (err) {
-      this.d.log.error({ err, relay }, 'outbox catch-up failed');
-    }
+    })().catch((err) => this.d.log.error({ err, relay }, 'outbox catch-up failed'));
   }
 
   private pendingAcks: { eventId: string; relay: string; ok: boolean; message: string }[] = [];
@@ -218,18 +229,17 @@ export class OutboxWorker {
     const batch = this.pendingAcks;
     this.pendingAcks = [];
     if (this.stopped || batch.length === 0) return;
-    try {
-      for (const id of this.d.store.recordAcks(batch)) this.sent.delete(id);
-    } catch (err) {
-      this.d.log.error({ err }, 'recording relay acks failed');
-    }
+    this.d.store.recordAcks(batch).then(
+      (ids) => ids.forEach((id) => this.sent.delete(id)),
+      (err) => this.d.log.error({ err }, 'recording relay acks failed'),
+    );
   }
 
   /** Sends what is pending once more and waits up to `ms` for the acks (used at shutdown). */
   async flush(ms: number): Promise<void> {
-    this.drain();
+    await this.drain();
     const deadline = Date.now() + ms;
-    while (Date.now() < deadline && this.d.store.unacked(1).length > 0 && this.d.pool.connectedCount > 0) {
+    while (Date.now() < deadline && (await this.d.store.unacked(1)).length > 0 && this.d.pool.connectedCount > 0) {
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -2,9 +2,7 @@
 // settled only when someone pays them through the dev route (POST /api/dev/stub/pay/:paymentHash).
 import { createHash, randomBytes } from 'node:crypto';
 import bolt11 from 'bolt11';
-import { groupCommit, type Db } from '../store/db.ts';
-import { getStubInvoice, insertStubInvoice, markStubInvoicePaid } from '../store/stub-invoices.ts';
-import { getKv, setKv } from '../store/kv.ts';
+import type { Store } from '../store/store.ts';
 import type { Invoice, InvoiceRequest, PaymentBackend } from '../core/ports.ts';
 import { PaymentError } from '../core/ports.ts';
 
@@ -21,15 +19,19 @@ export class StubInvoiceExpired extends PaymentError {
 export class StubPayments implements PaymentBackend {
   readonly name = 'stub' as const;
   private listener: (paymentHash: string) => void = () => {};
-  private readonly nodeKey: string; // hex secp256k1 key that signs the invoices
+  private nodeKey: Promise<string> | null = null; // hex secp256k1 key that signs the invoices, kept in the store
 
-  constructor(private readonly db: Db) {
-    let key = getKv(db, NODE_KEY);
-    if (!key) {
-      key = randomBytes(32).toString('hex');
-      setKv(db, NODE_KEY, key);
-    }
-    this.nodeKey = key;
+  constructor(private readonly store: Store) {}
+
+  private key(): Promise<string> {
+    this.nodeKey ??= this.store.tx(async (t) => {
+      const known = await t.kv.getKv(NODE_KEY);
+      if (known) return known;
+      const key = randomBytes(32).toString('hex');
+      await t.kv.setKv(NODE_KEY, key);
+      return key;
+    });
+    return this.nodeKey;
   }
 
   async createInvoice(req: InvoiceRequest): Promise<Invoice> {
@@ -48,15 +50,15 @@ export class StubPayments implements PaymentBackend {
         { tagName: 'min_final_cltv_expiry', data: 18 },
       ],
     });
-    const bolt = bolt11.sign(unsigned, this.nodeKey).paymentRequest;
+    const bolt = bolt11.sign(unsigned, await this.key()).paymentRequest;
     if (!bolt) throw new PaymentError('stub invoice encoding failed');
     const invoice = { paymentHash, bolt11: bolt, amountMsats: req.amountMsats, expiresAt: timestamp + req.expirySecs };
-    await groupCommit(this.db, () => insertStubInvoice(this.db, { ...invoice, preimage: preimage.toString('hex') }));
+    await this.store.group((t) => t.stubInvoices.insertStubInvoice({ ...invoice, preimage: preimage.toString('hex') }));
     return invoice;
   }
 
   async isPaid(paymentHash: string): Promise<boolean> {
-    return getStubInvoice(this.db, paymentHash)?.paidAt != null;
+    return (await this.store.stubInvoices.getStubInvoice(paymentHash))?.paidAt != null;
   }
 
   onSettled(listener: (paymentHash: string) => void): void {
@@ -64,12 +66,12 @@ export class StubPayments implements PaymentBackend {
   }
 
   /** Pays an invoice as a wallet would; paying twice answers the same preimage. */
-  pay(paymentHash: string): { paid: true; preimage: string } {
-    const inv = getStubInvoice(this.db, paymentHash);
+  async pay(paymentHash: string): Promise<{ paid: true; preimage: string }> {
+    const inv = await this.store.stubInvoices.getStubInvoice(paymentHash);
     if (!inv) throw new StubInvoiceNotFound(`no invoice with payment hash ${paymentHash}`);
     if (inv.paidAt == null) {
       if (inv.expiresAt <= Math.floor(Date.now() / 1000)) throw new StubInvoiceExpired('invoice expired');
-      markStubInvoicePaid(this.db, paymentHash, Date.now());
+      await this.store.stubInvoices.markStubInvoicePaid(paymentHash, Date.now());
     }
     // Reported every time, as a real backend may; the core is idempotent.
     queueMicrotask(() => this.listener(paymentHash));

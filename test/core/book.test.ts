@@ -26,9 +26,9 @@ describe('invoice book', () => {
     const hash = r.invoice!.paymentHash;
     await Promise.all([h.pay(hash), h.core.book.settle(hash), h.core.book.settle(hash)]);
     await h.core.runner.settled(r.job.id);
-    expect(h.core.jobs.get(r.job.id)!.state).toBe('awaiting_work_payment');
-    expect(h.intents(r.job.id).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'processing')).toHaveLength(1);
-    expect(h.core.book.get(hash)!.status).toBe('paid');
+    expect((await h.core.jobs.get(r.job.id))!.state).toBe('awaiting_work_payment');
+    expect((await h.intents(r.job.id)).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'processing')).toHaveLength(1);
+    expect((await h.core.book.get(hash))!.status).toBe('paid');
     expect(openInvoiceCount(h.db, 'job')).toBe(openRows('job')); // the work invoice
     expect(openRows('job')).toBe(1);
   });
@@ -37,35 +37,35 @@ describe('invoice book', () => {
     const job = newJob();
     const r = await h.core.jobs.submit(job);
     if (r.status !== 'created') throw new Error(r.status);
-    expect(h.core.jobs.cancel(job.id, job.customerPubkey!)).toBe(true);
+    expect((await h.core.jobs.cancel(job.id, job.customerPubkey!))).toBe(true);
     // The invoice is withdrawn (no longer open work) yet stays payable and followed until it runs out:
     // money that still arrives is credited.
-    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('withdrawn');
+    expect((await h.core.book.get(r.invoice!.paymentHash))!.status).toBe('withdrawn');
     expect(openInvoiceCount(h.db, 'job')).toBe(0);
     await h.pay(r.invoice!.paymentHash);
     await h.core.book.settle(r.invoice!.paymentHash);
     expect(creditBalanceMsats(h.db, job.customerPubkey!)).toBe(r.invoice!.amountMsats);
-    expect(h.intents(job.id).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error' && o.intent.label === 'credited')).toHaveLength(1);
+    expect((await h.intents(job.id)).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error' && o.intent.label === 'credited')).toHaveLength(1);
     // An anonymous payer is credited on the subject's own account.
     const anon = newJob({ source: 'http', customerPubkey: null, clientAddress: '192.0.2.1' });
     const a = await h.core.jobs.submit(anon);
     if (a.status !== 'created') throw new Error(a.status);
-    expect(h.core.book.get(a.invoice!.paymentHash)!.account).toBe(`job:${anon.id}`);
+    expect((await h.core.book.get(a.invoice!.paymentHash))!.account).toBe(`job:${anon.id}`);
   });
 
   it('a withdrawn invoice is followed until it runs out, then expires without moving its subject', async () => {
     const job = newJob();
     const r = await h.core.jobs.submit(job);
     if (r.status !== 'created') throw new Error(r.status);
-    expect(h.core.jobs.cancel(job.id, job.customerPubkey!)).toBe(true);
+    expect((await h.core.jobs.cancel(job.id, job.customerPubkey!))).toBe(true);
     const watched: string[] = [];
     const watch = h.backends.payments.watch?.bind(h.backends.payments);
     h.backends.payments.watch = (hash: string, expiresAt: number) => (watched.push(hash), watch?.(hash, expiresAt));
     await h.core.book.resume();
     expect(watched).toContain(r.invoice!.paymentHash);
     await h.core.book.expireDue(r.invoice!.expiresAt + 1);
-    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('expired');
-    expect(h.core.jobs.get(job.id)!.state).toBe('cancelled');
+    expect((await h.core.book.get(r.invoice!.paymentHash))!.status).toBe('expired');
+    expect((await h.core.jobs.get(job.id))!.state).toBe('cancelled');
     expect(creditBalanceMsats(h.db, job.customerPubkey!)).toBe(0);
   });
 
@@ -78,12 +78,12 @@ describe('invoice book', () => {
       throw new Error('backend unreachable');
     };
     await h.core.book.expireDue(later);
-    expect(h.core.jobs.get(r.job.id)!.state).toBe('awaiting_eval_payment');
-    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('open');
+    expect((await h.core.jobs.get(r.job.id))!.state).toBe('awaiting_eval_payment');
+    expect((await h.core.book.get(r.invoice!.paymentHash))!.status).toBe('open');
     h.backends.payments.isPaid = isPaid;
     await h.core.book.expireDue(later);
-    expect(h.core.jobs.get(r.job.id)!.state).toBe('expired');
-    expect(h.core.book.get(r.invoice!.paymentHash)!.status).toBe('expired');
+    expect((await h.core.jobs.get(r.job.id))!.state).toBe('expired');
+    expect((await h.core.book.get(r.invoice!.paymentHash))!.status).toBe('expired');
     expect(openInvoiceCount(h.db, 'job')).toBe(0);
   });
 
@@ -91,10 +91,10 @@ describe('invoice book', () => {
     const r = await h.core.jobs.submit(newJob());
     if (r.status !== 'created') throw new Error(r.status);
     h.backends.stubPayments.onSettled(() => {}); // the push path is down
-    h.backends.stubPayments.pay(r.invoice!.paymentHash);
+    await h.backends.stubPayments.pay(r.invoice!.paymentHash);
     await h.core.book.expireDue(r.invoice!.expiresAt + 1);
     await h.core.runner.settled(r.job.id);
-    expect(h.core.jobs.get(r.job.id)!.state).toBe('awaiting_work_payment');
+    expect((await h.core.jobs.get(r.job.id))!.state).toBe('awaiting_work_payment');
   });
 
   it('one invoice that cannot be handled does not stop the others from expiring', async () => {
@@ -104,13 +104,13 @@ describe('invoice book', () => {
     const r = await h.core.jobs.submit(newJob());
     if (r.status !== 'created') throw new Error(r.status);
     await h.core.book.expireDue(r.invoice!.expiresAt + 1);
-    expect(h.core.jobs.get(r.job.id)!.state).toBe('expired');
+    expect((await h.core.jobs.get(r.job.id))!.state).toBe('expired');
   });
 
   it('recounts its open-invoice counters from the rows when it opens', async () => {
     await h.core.jobs.submit(newJob());
     h.db.$client.prepare("update counters set value = 999 where name = 'open_invoices:job'").run();
-    new InvoiceBook({ db: h.db, payments: h.backends.payments, publisher: { wake() {} }, clock: systemClock, log: silent, invoiceExpirySecs: 600 });
+    await new InvoiceBook({ store: h.store, payments: h.backends.payments, publisher: { wake() {} }, clock: systemClock, log: silent, invoiceExpirySecs: 600 }).start();
     expect(openInvoiceCount(h.db, 'job')).toBe(1);
   });
 
@@ -119,10 +119,10 @@ describe('invoice book', () => {
     const b = await h.core.jobs.submit(newJob());
     if (a.status !== 'created' || b.status !== 'created') throw new Error('not created');
     h.backends.stubPayments.onSettled(() => {});
-    h.backends.stubPayments.pay(a.invoice!.paymentHash);
+    await h.backends.stubPayments.pay(a.invoice!.paymentHash);
     await h.core.book.resume();
     await h.core.runner.settled(a.job.id);
-    expect(h.core.jobs.get(a.job.id)!.state).toBe('awaiting_work_payment');
-    expect(h.core.jobs.get(b.job.id)!.state).toBe('awaiting_eval_payment');
+    expect((await h.core.jobs.get(a.job.id))!.state).toBe('awaiting_work_payment');
+    expect((await h.core.jobs.get(b.job.id))!.state).toBe('awaiting_eval_payment');
   });
 });

@@ -18,12 +18,12 @@ describe('node orders', () => {
   it('paid -> provisioning -> ready; the claim hands the credentials over once', async () => {
     const r = await order('1'.repeat(32));
     if (r.status !== 'created') throw new Error(r.status);
-    expect(h.core.bootstrap.invoice(r.job.id)).toMatchObject({ subjectKind: 'bootstrap', purpose: 'order', account: `bootstrap:${r.job.id}`, status: 'open' });
+    expect((await h.core.bootstrap.invoice(r.job.id))).toMatchObject({ subjectKind: 'bootstrap', purpose: 'order', account: `bootstrap:${r.job.id}`, status: 'open' });
     await h.pay(r.invoice.paymentHash);
     await waitFor(() => getBootstrap(h.db, r.job.id)?.state === 'ready', 'ready');
-    const claim = h.core.bootstrap.claim(r.job.id, r.claimToken!);
+    const claim = (await h.core.bootstrap.claim(r.job.id, r.claimToken!));
     expect(claim.status).toBe('ok');
-    expect(h.core.bootstrap.claim(r.job.id, r.claimToken!).status).toBe('gone');
+    expect((await h.core.bootstrap.claim(r.job.id, r.claimToken!)).status).toBe('gone');
   });
 
   it('refuses unknown sizes and bad regions with invalid; caps unpaid orders per address with rate-limited', async () => {

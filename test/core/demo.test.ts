@@ -25,7 +25,7 @@ describe('demo budget', () => {
     const served = outcomes.filter((o) => o === 'ok').length;
     expect(served).toBeGreaterThan(0);
     expect(outcomes.filter((o) => o !== 'ok').every((o) => o === 'DemoBudgetSpent')).toBe(true);
-    expect(h.core.demo.spentTodayUsd()).toBeLessThanOrEqual(0.02);
+    expect((await h.core.demo.spentTodayUsd())).toBeLessThanOrEqual(0.02);
     expect(h.agent.calls.work).toBe(served);
   });
 });

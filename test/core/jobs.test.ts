@@ -29,7 +29,7 @@ describe('text jobs', () => {
     expect(done.state).toBe('complete');
     expect(done.costLedger!.chargedSats).toBe(quoted.pricing!.amountSats);
     expect(h.agent.calls).toEqual({ evaluate: 1, work: 1 });
-    expect(h.intents(r.job.id).map((o) => (o.intent.type === 'feedback' ? o.intent.status : o.intent.type))).toEqual([
+    expect((await h.intents(r.job.id)).map((o) => (o.intent.type === 'feedback' ? o.intent.status : o.intent.type))).toEqual([
       'payment-required', 'processing', 'payment-required', 'processing', 'result', 'success',
     ]);
   });
@@ -46,7 +46,7 @@ describe('text jobs', () => {
     expect(r.refusal.code).toBe('rate-limited');
     expect(r.refusal.message).toMatch(/^rate-limited: you have 2 unpaid jobs open/);
     // A refused Nostr request is recorded once and answered with the refusal's words and its label.
-    expect(h.intents(third.id).map((o) => o.intent)).toEqual([{ type: 'feedback', status: 'error', message: r.refusal.message, label: 'rate-limited' }]);
+    expect((await h.intents(third.id)).map((o) => o.intent)).toEqual([{ type: 'feedback', status: 'error', message: r.refusal.message, label: 'rate-limited' }]);
     expect((await h.core.jobs.submit(third)).status).toBe('duplicate');
   });
 
@@ -56,17 +56,17 @@ describe('text jobs', () => {
     await submitted(newJob({ customerPubkey: 'd'.repeat(64) }));
     const newest = await submitted(newJob({ customerPubkey: 'e'.repeat(64) }));
     expect(newest.invoice).not.toBeNull();
-    expect(h.core.book.openCount('job')).toBe(3);
-    expect(h.core.jobs.get(oldest.job.id)!.state).toBe('expired');
-    expect(h.core.book.get(oldest.invoice!.paymentHash)!.status).toBe('withdrawn');
-    const [dropped] = h.intents(oldest.job.id).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error').map((o) => o.intent);
+    expect((await h.core.book.openCount('job'))).toBe(3);
+    expect((await h.core.jobs.get(oldest.job.id))!.state).toBe('expired');
+    expect((await h.core.book.get(oldest.invoice!.paymentHash))!.status).toBe('withdrawn');
+    const [dropped] = (await h.intents(oldest.job.id)).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error').map((o) => o.intent);
     expect(dropped).toMatchObject({ label: 'expired', message: expect.stringMatching(/^expired: dropped unpaid to make room/) });
     // Still payable: the money is credited to the payer, once, and the withdrawn invoice no longer counts.
     await h.pay(oldest.invoice!.paymentHash);
     await h.core.book.settle(oldest.invoice!.paymentHash);
-    expect(h.core.book.get(oldest.invoice!.paymentHash)!.status).toBe('paid');
+    expect((await h.core.book.get(oldest.invoice!.paymentHash))!.status).toBe('paid');
     expect(creditBalanceMsats(h.db, 'b'.repeat(64))).toBe(oldest.invoice!.amountMsats);
-    expect(h.core.book.openCount('job')).toBe(3);
+    expect((await h.core.book.openCount('job'))).toBe(3);
   });
 
   it('refuses at the total cap when every open invoice is for work whose evaluation was paid', async () => {
@@ -77,32 +77,32 @@ describe('text jobs', () => {
     }
     const late = await h.core.jobs.submit(newJob({ customerPubkey: 'e'.repeat(64) }));
     expect(late.status === 'refused' && late.refusal.message).toBe('rate-limited: too many unpaid jobs are open, try again later');
-    expect(h.core.book.openCount('job')).toBe(3);
+    expect((await h.core.book.openCount('job'))).toBe(3);
   });
 
   it('demands NIP-13 proof of work from Nostr requests once open unpaid jobs reach the threshold', async () => {
     // Threshold: 50 % of MAX_OPEN_UNPAID_TOTAL (3) = 2 open unpaid jobs.
     await submitted(newJob({ customerPubkey: 'b'.repeat(64) }));
-    expect(h.core.jobs.powRequired()).toBe(0);
+    expect((await h.core.jobs.powRequired())).toBe(0);
     await submitted(newJob({ customerPubkey: 'c'.repeat(64) }));
-    expect(h.core.jobs.powRequired()).toBe(16);
+    expect((await h.core.jobs.powRequired())).toBe(16);
     const weak = await h.core.jobs.submit(newJob({ customerPubkey: 'd'.repeat(64) }), { powBits: 15 });
     expect(weak.status === 'refused' && weak.refusal.code).toBe('pow-required');
     expect(weak.status === 'refused' && weak.refusal.message).toMatch(/^pow-required: difficulty 16\b/);
     const strong = await h.core.jobs.submit(newJob({ customerPubkey: 'd'.repeat(64) }), { powBits: 17 });
     expect(strong.status).toBe('created');
     // A NIP-09 cancellation withdraws the invoice: it no longer counts as open work.
-    expect(h.core.book.openCount('job')).toBe(3);
-    expect(h.core.jobs.cancel(strong.status === 'created' ? strong.job.id : '', 'd'.repeat(64))).toBe(true);
-    expect(h.core.book.openCount('job')).toBe(2);
+    expect((await h.core.book.openCount('job'))).toBe(3);
+    expect((await h.core.jobs.cancel(strong.status === 'created' ? strong.job.id : '', 'd'.repeat(64)))).toBe(true);
+    expect((await h.core.book.openCount('job'))).toBe(2);
   });
 
   it('refuses a bid below the price with bid-too-low and issues no invoice', async () => {
     const job = newJob({ bidMsats: 1000 });
     const r = await h.core.jobs.submit(job);
     expect(r.status === 'refused' && r.refusal.code).toBe('bid-too-low');
-    expect(h.core.book.of('job', job.id)).toEqual([]);
-    const [row] = h.intents(job.id);
+    expect((await h.core.book.of('job', job.id))).toEqual([]);
+    const [row] = (await h.intents(job.id));
     expect(row!.intent).toMatchObject({ type: 'feedback', status: 'error', label: 'bid too low' });
   });
 
@@ -135,7 +135,7 @@ describe('text jobs', () => {
     expect(failed.state).toBe('failed');
     const inputSats = Math.ceil(((1000 * 3) / 1e6 + 20 / 10_000) * 1.2 * 1e8 / 100_000);
     expect(creditBalanceMsats(h.db, alice)).toBe((quoted.pricing!.amountSats - inputSats) * 1000);
-    const error = h.intents(r.job.id).at(-1)!.intent;
+    const error = (await h.intents(r.job.id)).at(-1)!.intent;
     expect(error).toMatchObject({ status: 'error', label: 'work failed' });
     expect((error as { message: string }).message).toContain(`${inputSats} sats kept for the 1000 input tokens it read`);
   });
@@ -149,8 +149,8 @@ describe('text jobs', () => {
     const done = (await h.core.runner.settled(r.job.id))!;
     const final = done.state === 'complete' ? done : (await h.core.runner.settled(r.job.id))!;
     expect(final.state).toBe('complete');
-    expect(h.core.book.of('job', r.job.id)).toEqual([]);
-    expect(h.intents(r.job.id).map((o) => (o.intent.type === 'feedback' ? o.intent.status : o.intent.type))).toEqual(['processing', 'processing', 'result', 'success']);
+    expect((await h.core.book.of('job', r.job.id))).toEqual([]);
+    expect((await h.intents(r.job.id)).map((o) => (o.intent.type === 'feedback' ? o.intent.status : o.intent.type))).toEqual(['processing', 'processing', 'result', 'success']);
   });
 
   it('requests never served are purged after RETENTION_DAYS with their events; served ones and the money stay', async () => {
@@ -161,17 +161,17 @@ describe('text jobs', () => {
     const paid = await submitted();
     await h.pay(paid.invoice!.paymentHash);
     await h.core.runner.settled(paid.job.id);
-    expect(h.core.jobs.get(expired.job.id)!.state).toBe('expired');
-    const intentsBefore = h.intents(refused.id).length + h.intents(expired.job.id).length;
+    expect((await h.core.jobs.get(expired.job.id))!.state).toBe('expired');
+    const intentsBefore = (await h.intents(refused.id)).length + (await h.intents(expired.job.id)).length;
     expect(intentsBefore).toBeGreaterThan(0);
-    expect(h.core.jobs.purgeUnserved(Date.now())).toBe(0); // not old enough
-    expect(h.core.jobs.purgeUnserved(Date.now() + 31 * 86_400_000)).toBe(2);
-    expect(h.core.jobs.get(refused.id)).toBeUndefined();
-    expect(h.core.jobs.get(expired.job.id)).toBeUndefined();
-    expect(h.intents(refused.id)).toEqual([]);
-    expect(h.intents(expired.job.id)).toEqual([]);
-    expect(h.core.jobs.get(paid.job.id)!.state).toBe('awaiting_work_payment'); // served: kept
-    expect(h.core.book.get(expired.invoice!.paymentHash)!.status).toBe('expired'); // the money record stays
+    expect((await h.core.jobs.purgeUnserved(Date.now()))).toBe(0); // not old enough
+    expect((await h.core.jobs.purgeUnserved(Date.now() + 31 * 86_400_000))).toBe(2);
+    expect((await h.core.jobs.get(refused.id))).toBeUndefined();
+    expect((await h.core.jobs.get(expired.job.id))).toBeUndefined();
+    expect((await h.intents(refused.id))).toEqual([]);
+    expect((await h.intents(expired.job.id))).toEqual([]);
+    expect((await h.core.jobs.get(paid.job.id))!.state).toBe('awaiting_work_payment'); // served: kept
+    expect((await h.core.book.get(expired.invoice!.paymentHash))!.status).toBe('expired'); // the money record stays
   });
 
   it('cancellation returns credit applied to the dead invoice', async () => {
@@ -181,8 +181,8 @@ describe('text jobs', () => {
     const r = await submitted(job);
     expect(r.invoice!.amountMsats).toBe(6000); // 10 sats less 4 of credit
     expect(creditBalanceMsats(h.db, alice)).toBe(0);
-    expect(h.core.jobs.cancel(job.id, alice)).toBe(true);
-    expect(h.core.jobs.cancel(job.id, alice)).toBe(false);
+    expect((await h.core.jobs.cancel(job.id, alice))).toBe(true);
+    expect((await h.core.jobs.cancel(job.id, alice))).toBe(false);
     expect(creditBalanceMsats(h.db, alice)).toBe(4000);
   });
 });

@@ -16,10 +16,10 @@ afterEach(() => h.close());
 describe('sessions', () => {
   it('a deposit activates once; a top-up reported twice credits once; a request is debited its actual cost', async () => {
     const s = await h.core.sessions.create({ amountSats: 1000, clientAddress: '192.0.2.7', origin: 'http' });
-    expect(h.core.sessions.view(s.sessionId)!.state).toBe('awaiting_deposit');
+    expect((await h.core.sessions.view(s.sessionId))!.state).toBe('awaiting_deposit');
     await h.pay(s.invoice.paymentHash);
     await h.pay(s.invoice.paymentHash);
-    expect(h.core.sessions.view(s.sessionId)).toMatchObject({ state: 'active', balanceSats: 1000 });
+    expect((await h.core.sessions.view(s.sessionId))).toMatchObject({ state: 'active', balanceSats: 1000 });
     const top = await h.core.sessions.topup(s.sessionId, 500);
     await Promise.all([h.pay(top.invoice.paymentHash), h.core.book.settle(top.invoice.paymentHash)]);
     expect(balanceMsats(h.db, s.sessionId)).toBe(1_500_000);
@@ -50,7 +50,7 @@ describe('sessions', () => {
     await expect(h.core.sessions.topup(s.sessionId, 1_000_000)).rejects.toMatchObject({ code: 'rate-limited' });
     await h.pay(open[0]!.invoice.paymentHash); // one paid: room for one more
     await h.core.sessions.topup(s.sessionId, 1);
-    expect(h.core.book.of('session', s.sessionId).filter((i) => i.status === 'open')).toHaveLength(5);
+    expect((await h.core.book.of('session', s.sessionId)).filter((i) => i.status === 'open')).toHaveLength(5);
   });
 
   it('refuses with typed codes: caveat, unknown session, closed session', async () => {
@@ -58,7 +58,7 @@ describe('sessions', () => {
     await h.pay(s.invoice.paymentHash);
     await expect(h.core.sessions.run(newJob({ source: 'http' }), s.sessionId, 0)).rejects.toMatchObject({ code: 'caveat' });
     await expect(h.core.sessions.topup('0'.repeat(32), 10)).rejects.toMatchObject({ code: 'not-found' });
-    h.core.sessions.close(s.sessionId);
+    await h.core.sessions.close(s.sessionId);
     const closed = h.core.sessions.topup(s.sessionId, 10);
     await expect(closed).rejects.toBeInstanceOf(Refusal);
     await expect(closed).rejects.toMatchObject({ code: 'conflict' });
@@ -68,7 +68,7 @@ describe('sessions', () => {
     const s = await h.core.sessions.create({ amountSats: 50, pubkey: '9'.repeat(64), clientAddress: null, origin: 'http' });
     await h.core.book.expireDue(s.invoice.expiresAt + 1);
     expect(getSession(h.db, s.sessionId)).toBeUndefined();
-    expect(h.core.book.get(s.invoice.paymentHash)!.status).toBe('expired');
+    expect((await h.core.book.get(s.invoice.paymentHash))!.status).toBe('expired');
     // A real backend may still report it paid (the stub wallet refuses expired invoices, so mark it there).
     h.db.$client.prepare('update stub_invoices set paid_at = ? where payment_hash = ?').run(Date.now(), s.invoice.paymentHash);
     await h.core.book.settle(s.invoice.paymentHash);
@@ -114,7 +114,7 @@ describe('streamed session requests (the stub agent)', () => {
     if (r.status !== 'done') throw new Error(r.status);
     expect(r.job.result).toBe(text);
     expect(r.job.costLedger!.actualOutputTokens).toBe(estimateTokens(text));
-    const entries = h.core.sessions.ledger(s.sessionId).filter((e) => e.jobId === req.id);
+    const entries = (await h.core.sessions.ledger(s.sessionId)).filter((e) => e.jobId === req.id);
     const reserved = -entries.find((e) => e.kind === 'reserve')!.amountMsats;
     const debit = -entries.find((e) => e.kind === 'debit')!.amountMsats;
     expect(debit).toBe(r.job.costLedger!.chargedSats * 1000);

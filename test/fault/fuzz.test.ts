@@ -108,7 +108,9 @@ describe('fuzz', () => {
       rogue.sendEvent(marker);
       await waitForProgress(() => c.feedback(marker.id, 'payment-required').length > 0, progress, 'the marker answered after the fuzz', { stallMs: STALL_MS });
       expect(daemon.child.exitCode).toBeNull();
-      expect(daemon.rssKb() - before).toBeLessThan(60 * 1024); // KiB
+      // Measured on 10,000 events: 27-54 MiB with the synchronous store, 47-62 MiB since the store is async (more of
+      // the burst is in flight at once); a leak per event would grow with the count, far past this bound.
+      expect(daemon.rssKb() - before).toBeLessThan(80 * 1024); // KiB
       const valid = await c.request('a valid request through the real relay');
       await waitForProgress(() => c.feedback(valid.id, 'payment-required').length > 0, progress, 'a valid request answered', { stallMs: STALL_MS });
     } finally {

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
-import { openDb, closeDb, type Db } from '../../src/store/db.ts';
+import type { Db } from '../../src/store/db.ts';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.ts';
 import { buildBackends, buildCore, buildNostr, NostrPorts, type Backends, type Core, type NostrSide } from '../../src/daemon.ts';
 import type { Event } from 'nostr-tools';
 import { generateSecretKey, getPublicKey, initCrypto } from '../../src/nostr/crypto.ts';
 import { StubAgent } from '../../src/ai/stub.ts';
 import type { Agent, Clock, StreamHooks, Verdict, WorkAnswer, WorkPrompt } from '../../src/core/ports.ts';
 import type { NewJob, OutboxRow } from '../../src/core/types.ts';
-import { outboxForJob } from '../../src/store/outbox.ts';
 import { tempDir } from './procs.ts';
 
 /** The stub agent, with hooks a test can set to fail, hang or count calls. */
@@ -42,6 +42,8 @@ export class ScriptedAgent implements Agent {
 }
 
 export interface CoreHarness {
+  store: SqliteStore;
+  /** The SQLite connection under `store`, for a test's own reads. */
   db: Db;
   config: ReturnType<typeof loadConfig>;
   /** Timmy's keys in this harness. */
@@ -58,7 +60,7 @@ export interface CoreHarness {
   wakes: () => number;
   /** Pays a stub invoice as a wallet would; the settlement reaches the book as the backend pushes it. */
   pay(paymentHash: string): Promise<void>;
-  intents(subjectId: string): OutboxRow[];
+  intents(subjectId: string): Promise<OutboxRow[]>;
   close(): Promise<void>;
 }
 
@@ -67,15 +69,17 @@ export async function coreHarness(env: Record<string, string> = {}, opts: { cloc
   const config = loadConfig({ DATA_DIR: dir, EMBEDDED_RELAY_PORT: 'off', RELAYS: 'ws://127.0.0.1:9', STUB_PROVISION_DELAY_MS: '0', ...env });
   const log = createLogger('silent', pino.destination({ dest: '/dev/null', sync: true }));
   await initCrypto();
-  const db = openDb(join(dir, 'timmy.db'));
+  const store = openSqliteStore(join(dir, 'timmy.db'));
+  const db = store.db;
   const secretKey = generateSecretKey();
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
-  const built = await buildBackends(config, db, log, keys.pubkey);
+  const built = await buildBackends(config, store, log, keys.pubkey);
   const agent = new ScriptedAgent();
   const backends = { ...built, agent, stubPayments: built.stubPayments! };
   let wakes = 0;
   const link = new NostrPorts();
-  const core = buildCore(config, db, backends, { publisher: { wake: () => (wakes++, link.wake()) }, inbox: { inboxRelays: async () => [] }, clock: opts.clock }, log);
+  const core = buildCore(config, store, backends, { publisher: { wake: () => (wakes++, link.wake()) }, inbox: { inboxRelays: async () => [] }, clock: opts.clock }, log);
+  await core.book.start();
   const sent: Event[] = [];
   const autoAck = { on: true };
   const transport = {
@@ -86,8 +90,10 @@ export async function coreHarness(env: Record<string, string> = {}, opts: { cloc
     },
     connectedCount: 1,
   };
-  const nostr: NostrSide = buildNostr(config, db, keys, core, backends, { link, transport }, log);
+  const nostr: NostrSide = buildNostr(config, store, keys, core, backends, { link, transport }, log);
+  await nostr.intake.load();
   return {
+    store,
     db,
     config,
     keys,
@@ -99,17 +105,17 @@ export async function coreHarness(env: Record<string, string> = {}, opts: { cloc
     agent,
     wakes: () => wakes,
     async pay(paymentHash) {
-      backends.stubPayments.pay(paymentHash);
+      await backends.stubPayments.pay(paymentHash);
       await new Promise((r) => setImmediate(r)); // the stub reports on a microtask; let it land
       await core.book.settle(paymentHash); // and idempotently once more, as a poll would
     },
-    intents: (subjectId) => outboxForJob(db, subjectId),
+    intents: (subjectId) => store.outbox.outboxForJob(subjectId),
     async close() {
       nostr.stop();
       core.jobs.stop();
       await core.runner.stop(1000);
       await new Promise((r) => setImmediate(r)); // acks already queued by the transport land first
-      closeDb(db);
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

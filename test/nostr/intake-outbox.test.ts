@@ -28,17 +28,17 @@ describe('intake', () => {
     await waitFor(() => feedbackFor(ev.id).length === 1, 'payment-required');
     expect(statusOf(feedbackFor(ev.id)[0]!)![1]).toBe('payment-required');
     expect(h.nostr.intake.counters).toMatchObject({ received: 3, accepted: 1, duplicate: 2 });
-    expect(h.core.jobs.get(ev.id)!.state).toBe('awaiting_eval_payment');
+    expect((await h.core.jobs.get(ev.id))!.state).toBe('awaiting_eval_payment');
   });
 
-  it('drops malformed, forged and oversize events without a job or an answer', () => {
+  it('drops malformed, forged and oversize events without a job or an answer', async () => {
     const good = request([['i', 'hi', 'text']]);
     feed('not an event');
     feed({ ...good, sig: 'f'.repeat(128) });
     feed({ ...good, content: 'x'.repeat(70_000) });
     feed({ ...good, id: good.id.replace(/^./, good.id[0] === '0' ? '1' : '0') });
     expect(h.nostr.intake.counters).toMatchObject({ received: 4, malformed: 1, badSignature: 2, tooLarge: 1, accepted: 0 });
-    expect(h.core.jobs.get(good.id)).toBeUndefined();
+    expect((await h.core.jobs.get(good.id))).toBeUndefined();
     expect(h.sent).toEqual([]);
   });
 
@@ -50,7 +50,7 @@ describe('intake', () => {
     const [, status, words] = statusOf(feedbackFor(ev.id)[0]!)!;
     expect(status).toBe('error');
     expect(words).toMatch(/^unsupported input type "url"/);
-    expect(h.core.jobs.get(ev.id)!.state).toBe('failed');
+    expect((await h.core.jobs.get(ev.id))!.state).toBe('failed');
   });
 
   it('an encrypted request refused shows only its label in the clear', async () => {
@@ -68,13 +68,15 @@ describe('intake', () => {
   it('a NIP-09 deletion by the author cancels the unpaid job; by anyone else it does nothing', async () => {
     const ev = request([['i', 'hello', 'text']]);
     feed(ev);
-    await waitFor(() => h.core.jobs.get(ev.id)?.state === 'awaiting_eval_payment', 'job');
+    await waitFor(async () => (await h.core.jobs.get(ev.id))?.state === 'awaiting_eval_payment', 'job');
     const stranger = generateSecretKey();
     feed(finalizeEvent({ kind: 5, created_at: Math.floor(Date.now() / 1000), tags: [['e', ev.id]], content: '' }, stranger));
-    expect(h.core.jobs.get(ev.id)!.state).toBe('awaiting_eval_payment');
+    await h.nostr.intake.settled();
+    expect((await h.core.jobs.get(ev.id))!.state).toBe('awaiting_eval_payment');
     feed(finalizeEvent({ kind: 5, created_at: Math.floor(Date.now() / 1000), tags: [['e', ev.id]], content: '' }, customer));
-    expect(h.core.jobs.get(ev.id)!.state).toBe('cancelled');
-    expect(getPublicKey(customer)).toBe(h.core.jobs.get(ev.id)!.customerPubkey);
+    await h.nostr.intake.settled();
+    expect((await h.core.jobs.get(ev.id))!.state).toBe('cancelled');
+    expect(getPublicKey(customer)).toBe((await h.core.jobs.get(ev.id))!.customerPubkey);
   });
 });
 
@@ -85,14 +87,14 @@ describe('outbox', () => {
     feed(ev);
     await waitFor(() => feedbackFor(ev.id).length === 1, 'first send');
     const first = feedbackFor(ev.id)[0]!;
-    h.nostr.outbox.drain(); // backoff: not yet again
-    h.nostr.outbox.onConnected('stub://relay'); // a relay (re)connects: catch it up with the stored event
+    await h.nostr.outbox.drain(); // backoff: not yet again
+    void h.nostr.outbox.onConnected('stub://relay'); // a relay (re)connects: catch it up with the stored event
     await waitFor(() => feedbackFor(ev.id).length >= 2, 'resend');
     expect(new Set(feedbackFor(ev.id).map((e) => e.id))).toEqual(new Set([first.id]));
     h.nostr.outbox.onOk('stub://relay', first.id, false, 'duplicate: already have it'); // as good as accepted
-    await waitFor(() => h.intents(ev.id)[0]!.ackedAt !== null, 'ack recorded');
+    await waitFor(async () => (await h.intents(ev.id))[0]!.ackedAt !== null, 'ack recorded');
     const n = feedbackFor(ev.id).length;
-    h.nostr.outbox.onConnected('stub://relay');
+    await h.nostr.outbox.onConnected('stub://relay');
     expect(feedbackFor(ev.id).length).toBe(n);
   });
 });

@@ -1,0 +1,73 @@
+// The store as the core and the transports see it: one async interface, two engines behind it (SQLite,
+// embedded, one process; PostgreSQL, several workers). Every op is a promise; an op called on the root
+// store is its own transaction, an op called on the `t` a transaction hands its callback runs inside it.
+// A transaction's callback does store work only: no network call, no timer, no wait on anything else.
+//
+// The op names are the SQLite modules' function names without their first (`db`) parameter; both engines
+// implement exactly this list, so a function added to a module is invisible until it is listed here.
+import type * as jobs from './jobs.ts';
+import type * as invoices from './invoices.ts';
+import type * as credits from './credits.ts';
+import type * as sessions from './sessions.ts';
+import type * as outbox from './outbox.ts';
+import type * as bootstrap from './bootstrap.ts';
+import type * as zaps from './zaps.ts';
+import type * as kv from './kv.ts';
+import type * as stubInvoices from './stub-invoices.ts';
+import type * as money from './money.ts';
+
+/** A store function `(db, ...args) => R` as an op `(...args) => Promise<R>`. */
+type Op<F> = F extends (db: never, ...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+type Ops<M, K extends keyof M> = { readonly [P in K]: Op<M[P]> };
+
+export const OPS = {
+  jobs: ['getJob', 'jobExists', 'unpaidNostrJobIds', 'listJobs', 'countJobsOf', 'createJob', 'createSessionJob', 'transitionJob', 'countJobsByState', 'purgeUnserved'],
+  invoices: ['openInvoiceCount', 'insertInvoice', 'recordInvoice', 'getInvoice', 'markInvoice', 'expireInvoice', 'recountOpenInvoices', 'dueInvoices', 'liveInvoices', 'oldestOpen', 'invoicesOf', 'countInvoices', 'settleLate'],
+  credits: ['addCredit', 'creditBalanceMsats', 'creditEntries', 'creditBalances'],
+  sessions: ['getSession', 'balanceMsats', 'addLedger', 'ledger', 'createSession', 'moveSession', 'purgeUnpaidSession', 'idleSessions', 'countSessionsOf', 'openReservations', 'reservedFor', 'debitedFor'],
+  outbox: ['insertIntents', 'unsignedIntents', 'storeSigned', 'unackedEvents', 'notAckedBy', 'noteAttempt', 'recordAcks', 'outboxDepth', 'outboxForJob', 'dropIntent'],
+  bootstrap: ['getBootstrap', 'bootstrapExists', 'createBootstrap', 'moveBootstrap', 'listBootstraps', 'listNodeOrders', 'staleCredentials', 'countUnpaidBootstraps', 'eraseCredentials'],
+  zaps: ['insertZap', 'getZap', 'settleZap', 'jobOfEvent', 'openSessionInvoiceOf'],
+  kv: ['getKv', 'setKv'],
+  stubInvoices: ['insertStubInvoice', 'getStubInvoice', 'markStubInvoicePaid'],
+  money: [
+    'receivedMsats', 'sessionDebitsMsats', 'modelUsage', 'sessionsHeldMsats', 'creditsOwedMsats', 'countNodeOrdersByState', 'recentErrors',
+    'moneySeries', 'processingLatencies', 'relayAcks', 'listSessionSummaries', 'eventsWithAcks', 'ledgersOfJob', 'changeCount',
+  ],
+} as const;
+
+type Names<G extends keyof typeof OPS> = (typeof OPS)[G][number];
+
+export interface StoreOps {
+  readonly jobs: Ops<typeof jobs, Names<'jobs'>>;
+  readonly invoices: Ops<typeof invoices, Names<'invoices'>>;
+  readonly credits: Ops<typeof credits, Names<'credits'>>;
+  readonly sessions: Ops<typeof sessions, Names<'sessions'>>;
+  readonly outbox: Ops<typeof outbox, Names<'outbox'>>;
+  readonly bootstrap: Ops<typeof bootstrap, Names<'bootstrap'>>;
+  readonly zaps: Ops<typeof zaps, Names<'zaps'>>;
+  readonly kv: Ops<typeof kv, Names<'kv'>>;
+  readonly stubInvoices: Ops<typeof stubInvoices, Names<'stubInvoices'>>;
+  readonly money: Ops<typeof money, Names<'money'>>;
+  /**
+   * Runs `fn` once the enclosing transaction has committed (at once on the root store): what must not
+   * start before the state it acts on is visible to everyone (a job step, a wake-up).
+   */
+  afterCommit(fn: () => void): void;
+}
+
+export interface Store extends StoreOps {
+  readonly dialect: 'sqlite' | 'pg';
+  /** One transaction; `t`'s ops run inside it. Rolls back whole when `fn` throws. */
+  tx<T>(fn: (t: StoreOps) => Promise<T>): Promise<T>;
+  /** As `tx`, committing only when `fn` resolves true (a failed compare-and-set rolls back). */
+  txIf(fn: (t: StoreOps) => Promise<boolean>): Promise<boolean>;
+  /**
+   * As `tx`; the engine may share one commit between the grouped writes of the moment (SQLite: every
+   * grouped write of one event-loop turn, each in its own savepoint). A throw undoes only this one.
+   */
+  group<T>(fn: (t: StoreOps) => Promise<T>): Promise<T>;
+  /** Cheap reads that fail when the store cannot serve requests (the health route). */
+  health(): Promise<void>;
+  close(): Promise<void>;
+}
