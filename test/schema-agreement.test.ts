@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { is, type SQL } from 'drizzle-orm';
+import { getTableColumns, is, type SQL } from 'drizzle-orm';
 import { getTableConfig as sqliteTableConfig, SQLiteSyncDialect, SQLiteTable } from 'drizzle-orm/sqlite-core';
 import { getTableConfig as pgTableConfig, PgDialect, PgTable } from 'drizzle-orm/pg-core';
 import * as sqliteTables from '../schema/tables.ts';
@@ -66,17 +66,18 @@ function entries<T>(module: Record<string, unknown>, isTable: (v: unknown) => v 
 const sqliteDialect = new SQLiteSyncDialect();
 const pgDialect = new PgDialect();
 
-/** Declared facts, plus those only a declaration has (enums, JS-side defaults), by table SQL name. */
+/** Declared facts, plus those only a declaration has (JS property names, enums, JS-side defaults), by table SQL name. */
 function declared(dialect: 'sqlite' | 'pg'): { schema: Schema; extras: Record<string, unknown>; exports: Record<string, string> } {
   const schema: Schema = {};
   const extras: Record<string, unknown> = {};
   const exports: Record<string, string> = {};
   const tables =
     dialect === 'sqlite'
-      ? entries(sqliteTables, (v): v is SQLiteTable => is(v, SQLiteTable)).map(([k, t]) => [k, sqliteTableConfig(t)] as const)
-      : entries(pgTables, (v): v is PgTable => is(v, PgTable)).map(([k, t]) => [k, pgTableConfig(t)] as const);
+      ? entries(sqliteTables, (v): v is SQLiteTable => is(v, SQLiteTable)).map(([k, t]) => [k, sqliteTableConfig(t), getTableColumns(t)] as const)
+      : entries(pgTables, (v): v is PgTable => is(v, PgTable)).map(([k, t]) => [k, pgTableConfig(t), getTableColumns(t)] as const);
   const whereText = (where: SQL | undefined) => (where ? (dialect === 'sqlite' ? sqliteDialect : pgDialect).sqlToQuery(where).sql : null);
-  for (const [exportName, config] of tables) {
+  for (const [exportName, config, byProperty] of tables) {
+    const property = new Map(Object.entries(byProperty).map(([key, c]) => [c.name, key]));
     exports[exportName] = config.name;
     const columns: Record<string, Column> = {};
     const tableExtras: Record<string, unknown> = { foreignKeys: config.foreignKeys.length, checks: config.checks.length };
@@ -89,7 +90,7 @@ function declared(dialect: 'sqlite' | 'pg'): { schema: Schema; extras: Record<st
       const identity = dialect === 'sqlite' ? (c as unknown as { autoIncrement?: boolean }).autoIncrement === true : c.generatedIdentity?.type === 'byDefault';
       if (c.generatedIdentity?.type === 'always') throw new Error(`${config.name}.${c.name}: identity must be BY DEFAULT (SQLite's AUTOINCREMENT takes given ids)`);
       columns[c.name] = { type, notNull: c.notNull, default: sqlLiteral(c.default), identity };
-      tableExtras[c.name] = { enum: c.enumValues ?? null, jsDefault: c.defaultFn !== undefined, onUpdate: c.onUpdateFn !== undefined, key: c.keyAsName };
+      tableExtras[c.name] = { enum: c.enumValues ?? null, jsDefault: c.defaultFn !== undefined, onUpdate: c.onUpdateFn !== undefined, property: property.get(c.name) };
       if (c.isUnique) indexes[c.uniqueName!] = { columns: [c.name], unique: true, where: null };
     }
     for (const u of config.uniqueConstraints) indexes[u.getName()!] = { columns: u.columns.map((c) => c.name), unique: true, where: null };
@@ -262,7 +263,7 @@ describe('the two schema files', () => {
     expect(pgDeclared.schema).toEqual(toPg(sqliteDeclared.schema));
   });
 
-  it('declare the same enums, JS-side defaults and (no) foreign keys or checks', () => {
+  it('declare the same JS property names, enums, JS-side defaults and (no) foreign keys or checks', () => {
     expect(pgDeclared.extras).toEqual(sqliteDeclared.extras);
   });
 });

@@ -93,7 +93,8 @@ async function start(run: string): Promise<Running> {
   const template = `timmy_template_${run}`;
   const prefix = `t_${run}_`;
   try {
-    await withPgClient(base.url, (c) => c.query(`create database ${template}`));
+    // Byte-order text comparison, as SQLite's: whatever locale the server was made with, order by text is the same.
+    await withPgClient(base.url, (c) => c.query(`create database ${template} template template0 encoding 'UTF8' locale 'C'`));
     const [{ drizzle }, { migrate }] = await Promise.all([import('drizzle-orm/node-postgres'), import('drizzle-orm/node-postgres/migrator')]);
     // The template must have no connection left open, or copying it fails.
     await withPgClient(databaseUrl(base.url, template), (c) => migrate(drizzle(c), { migrationsFolder: MIGRATIONS_PG_DIR }));
