@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    globalSetup: ['test/helpers/pg-server.ts'], // PostgreSQL, started only when a test asks for a database
     // Backstops only (x4 of what a fast machine needs, like every deadline in test/helpers/wait.ts): tests
     // wait on events and progress, and a slow machine must not be mistaken for a stuck one.
     testTimeout: 240_000,
