@@ -2,7 +2,6 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     globalSetup: ['test/helpers/pg-server.ts'], // PostgreSQL, started only when a test asks for a database
     // Backstops only (x4 of what a fast machine needs, like every deadline in test/helpers/wait.ts): tests
     // wait on events and progress, and a slow machine must not be mistaken for a stuck one.
@@ -11,5 +10,10 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     reporters: ['default', ['json', { outputFile: '.vitest-results.json' }]],
+    projects: [
+      { extends: true, test: { name: 'sqlite', include: ['src/**/*.test.ts', 'test/**/*.test.ts'] } },
+      // The tests that drive the store through the core run again on PostgreSQL (test/helpers/store-under-test.ts).
+      { extends: true, test: { name: 'pg', include: ['test/core/**/*.test.ts', 'test/nostr/**/*.test.ts'], env: { TIMMY_TEST_STORE: 'pg' } } },
+    ],
   },
 });

@@ -7,15 +7,15 @@ import { getPublicKey as publicKeyOf } from 'nostr-tools/pure';
 import { loadConfig, ConfigError, PACKAGE_ROOT } from './config.ts';
 import { createLogger } from './log.ts';
 import { jsonLine, terminalSafe } from './terminal.ts';
-import { openDb, closeDb, NoStoreError, SchemaTooNewError } from './store/db.ts';
-import { openSqliteStoreReadOnly } from './store/sqlite-store.ts';
+import { NoStoreError, SchemaTooNewError } from './store/db.ts';
+import { openStore, openStoreReadOnly, redactDatabaseUrl, storeLocation } from './store/open.ts';
 import type { Store } from './store/store.ts';
 import { isJobState, JOB_STATES } from './core/job-machine.ts';
 import { BOOTSTRAP_STATES, isBootstrapState } from './core/bootstrap-machine.ts';
 import type { Job } from './core/types.ts';
 import { loadSecretKey } from './nostr/keys.ts';
 import { initCrypto, getPublicKey } from './nostr/crypto.ts';
-import { startDaemon, StartupError } from './daemon.ts';
+import { lockDataDir, startDaemon, StartupError } from './daemon.ts';
 import { runRequest, runBootstrap, fetchResult, devPay, SessionWallet, apiCall } from './client.ts';
 import { defaultApi } from './customer/api.ts';
 import { defaultKeyPath, loadCustomerKey } from './customer/key.ts';
@@ -56,10 +56,10 @@ function customerKeyOrExit(choice: string | undefined): Uint8Array {
 }
 
 /** The store, opened read-only; a missing store is said, never created (exit 1). */
-function storeOrExit(): { store: Store; path: string } {
+async function storeOrExit(): Promise<{ store: Store; path: string }> {
   const config = configOrExit();
   try {
-    return { store: openSqliteStoreReadOnly(config.databasePath), path: config.databasePath };
+    return { store: await openStoreReadOnly(config), path: storeLocation(config) };
   } catch (err) {
     if (err instanceof NoStoreError || err instanceof SchemaTooNewError) {
       process.stderr.write(`${err.message}\n`);
@@ -130,11 +130,39 @@ program
 
 program
   .command('migrate')
-  .description('create or upgrade the database schema, then exit')
-  .action(() => {
+  .description('create or upgrade the database schema, then exit; with --to, move the SQLite store into PostgreSQL')
+  .option('--to <url>', 'copy every row of the SQLite store (DATABASE_PATH) into this empty PostgreSQL database (stop the daemon first)')
+  .action(async (opts: { to?: string }) => {
     const config = configOrExit();
-    closeDb(openDb(config.databasePath));
-    process.stdout.write(`database ${config.databasePath} is up to date\n`);
+    if (!opts.to) {
+      await (await openStore(config)).close();
+      process.stdout.write(`database ${storeLocation(config)} is up to date\n`);
+      return;
+    }
+    if (!/^postgres(ql)?:\/\//.test(opts.to)) fail(new Error('--to must be a postgres:// or postgresql:// URL'));
+    let unlock = () => {};
+    try {
+      unlock = lockDataDir(config); // the daemon must not write while its store is copied
+    } catch (err) {
+      if (err instanceof StartupError) fail(err);
+      throw err;
+    }
+    try {
+      await (await openStore({ ...config, DATABASE_URL: undefined })).close(); // the SQLite store up to date first
+      const { copySqliteToPg, TargetNotEmptyError } = await import('./store/copy.ts');
+      try {
+        const rows = await copySqliteToPg(config.databasePath, opts.to);
+        const total = Object.values(rows).reduce((a, b) => a + b, 0);
+        process.stdout.write(`copied ${total} rows from ${config.databasePath} to ${redactDatabaseUrl(opts.to)}\n`);
+        for (const [table, n] of Object.entries(rows)) process.stdout.write(`  ${table.padEnd(16)} ${n}\n`);
+        process.stdout.write('start the daemon with DATABASE_URL set to that URL; keep the SQLite file as a backup\n');
+      } catch (err) {
+        if (err instanceof TargetNotEmptyError) fail(err);
+        throw err;
+      }
+    } finally {
+      unlock();
+    }
   });
 
 /** What a job costs and what of it is paid so far, in msats: invoices, credit applied, a session's charge. */
@@ -157,7 +185,7 @@ program
   .option('--limit <n>', 'how many of each', intArg(1), 20)
   .option('--json', 'one JSON object per line')
   .action(async (opts: { state?: string; limit: number; json?: boolean }) => {
-    const { store } = storeOrExit();
+    const { store } = await storeOrExit();
     const jobStates = opts.state ? (isJobState(opts.state) ? [opts.state] : null) : undefined;
     const orderStates = opts.state ? (isBootstrapState(opts.state) ? [opts.state] : null) : undefined;
     const rows = jobStates === null ? [] : await store.jobs.listJobs({ states: jobStates, limit: opts.limit });
@@ -203,7 +231,7 @@ async function readStatus(api: string): Promise<OperatorStatus> {
     if (res?.ok) return (await res.json()) as OperatorStatus;
     if (res?.status === 401) process.stderr.write(`${api} refused the operator token (CONSOLE_TOKEN or ${config.DATA_DIR}/console.token are not the daemon's); reading the store\n`);
   }
-  const { store } = storeOrExit();
+  const { store } = await storeOrExit();
   try {
     const rates = { model: config.WORK_MODEL, inputUsdPerMtok: config.WORK_INPUT_USD_PER_MTOK, outputUsdPerMtok: config.WORK_OUTPUT_USD_PER_MTOK };
     return await operatorStatus({ store, rates, btcPriceUsd: config.BTC_PRICE_USD_FALLBACK, live: null, nowMs: Date.now() });
@@ -338,7 +366,7 @@ program
         process.stdout.write(`account ${key} (${nip19.npubEncode(key)})\n`);
       }
     }
-    const { store } = storeOrExit();
+    const { store } = await storeOrExit();
     if (key !== undefined) {
       for (const e of await store.credits.creditEntries(key)) {
         process.stdout.write(`${new Date(e.createdAt).toISOString()}  ${String(e.deltaMsats / 1000).padStart(8)} sats  ${terminalSafe(e.reason, { oneLine: true })}${e.jobId ? `  (job ${e.jobId})` : ''}\n`);

@@ -1,6 +1,7 @@
 // Environment + relays.json -> one typed, validated Config. Fails fast naming every bad key.
 import { NwcUrlError, parseNwcUrl } from './payments/nwc.ts';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -23,7 +24,10 @@ const port = z.coerce.number().int().min(0).max(65535);
 /** Every environment variable Timmy reads: default and one-line meaning (the README table is built from this). */
 export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   DATA_DIR: { default: './data', doc: 'directory for the database, the generated keys and the embedded relay store (kept owner-only: 0700, files 0600)' },
-  DATABASE_PATH: { default: '$DATA_DIR/timmy.db', doc: 'SQLite database file' },
+  DATABASE_PATH: { default: '$DATA_DIR/timmy.db', doc: 'SQLite database file (ignored when DATABASE_URL is set)' },
+  WORKER_ID: { default: '<hostname>:<pid>', doc: 'this process\'s name among workers sharing one DATABASE_URL: owner of the work it leases, `worker` in logs and /metrics' },
+  LEASE_S: { default: '30', doc: 'seconds a worker holds a job step (evaluation, work, provisioning) between renewals (every LEASE_S/3); a step whose worker died is taken over after it' },
+  DATABASE_URL: { default: 'unset', doc: 'postgres://user:password@host:port/db — use PostgreSQL instead of SQLite (migrated at start; see "Running several workers")' },
   RELAYS: { default: 'from relays.json', doc: 'comma-separated relay URLs (read and write); overrides relays.json' },
   RELAYS_FILE: { default: '<package>/relays.json', doc: 'relay list file: [{url, read, write}]' },
   EMBEDDED_RELAY_PORT: { default: '7777', doc: 'port of the embedded relay on 127.0.0.1 (relays.json\'s ws://127.0.0.1:7777 entry follows it); `off` disables it' },
@@ -98,6 +102,12 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
 const EnvSchema = z.object({
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_PATH: z.string().min(1).optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/[^\s]+$/, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  WORKER_ID: z.string().regex(/^[\w.:@-]{1,100}$/, 'letters, digits and . : @ _ - only (at most 100)').optional(),
+  LEASE_S: int(2).default(30),
   RELAYS: z.string().optional(),
   RELAYS_FILE: z.string().optional(),
   EMBEDDED_RELAY_PORT: z.union([z.literal('off'), port]).default(7777),
@@ -187,6 +197,8 @@ export const ENV_KEYS = Object.keys(EnvSchema.shape);
 
 export interface Config extends Env {
   databasePath: string;
+  /** WORKER_ID, else host:pid. */
+  workerId: string;
   /** Node sizes and their prices in sats: DO_SIZE at BOOTSTRAP_FEE_SATS, plus BOOTSTRAP_SIZES. */
   bootstrapSizes: Record<string, number>;
   relays: RelayConfig[];
@@ -256,6 +268,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     ...env,
     DATA_DIR: dataDir,
     databasePath: resolve(env.DATABASE_PATH ?? resolve(dataDir, 'timmy.db')),
+    workerId: env.WORKER_ID ?? `${hostname()}:${process.pid}`,
     relays: relayList(env),
     bootstrapSizes: {
       [env.DO_SIZE]: env.BOOTSTRAP_FEE_SATS,

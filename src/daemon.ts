@@ -8,7 +8,7 @@ import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { SchemaTooNewError } from './store/db.ts';
 import type { Store } from './store/store.ts';
-import { openSqliteStore } from './store/sqlite-store.ts';
+import { openStore, storeLocation } from './store/open.ts';
 import { modelCostUsd, operatorStatus } from './status.ts';
 import { creditsView, jobPage, jobRows, orderRows, relayRows, seriesView, sessionPage, sessionRows, type ViewSettings } from './console/views.ts';
 import { consoleAssets } from './console/assets.ts';
@@ -104,7 +104,7 @@ function protectDataDir(config: Config): void {
  * events, and fight over the embedded relay): `timmy.lock` holds the owner's pid, created exclusively.
  * A lock whose pid is gone (a crash) is taken over. Returns the release.
  */
-function lockDataDir(config: Config): () => void {
+export function lockDataDir(config: Config): () => void {
   const file = join(config.DATA_DIR, 'timmy.lock');
   for (let attempt = 0; ; attempt++) {
     try {
@@ -133,6 +133,10 @@ function isAlive(pid: number): boolean {
 /** What is wrong with the database file, in the operator's words (null: not an expected failure). */
 function dbProblem(path: string, e: NodeJS.ErrnoException): string | null {
   if (e instanceof SchemaTooNewError) return e.message;
+  // PostgreSQL (DATABASE_URL): cannot connect, wrong password, no such database. `path` has no password.
+  if (['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'EAI_AGAIN'].includes(e.code ?? '')) return `DATABASE_URL ${path}: cannot connect (${e.code}); is PostgreSQL running there?`;
+  if (e.code === '28P01' || e.code === '28000') return `DATABASE_URL ${path}: the server refused the login (${e.message})`;
+  if (e.code === '3D000') return `DATABASE_URL ${path}: ${e.message}; create it first (createdb)`;
   if (e.code === 'SQLITE_NOTADB' || e.code === 'SQLITE_CORRUPT') return `${path} is not a Timmy database, or it is damaged (${e.message}); restore a backup or point DATABASE_PATH elsewhere`;
   if (e.code === 'SQLITE_CANTOPEN' || e.code === 'SQLITE_READONLY' || FS_CODES.has(e.code ?? '')) return `${path} cannot be opened for writing (${e.code}: ${e.message})`;
   return null;
@@ -673,8 +677,8 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const fault = faultInjector(config.TIMMY_FAULT, log);
   const secretKey = await startStep(() => loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY), (e) => (e instanceof KeyError ? e.message : dirProblem(e)));
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
-  const store = await startStep(() => openSqliteStore(config.databasePath), (e) => dbProblem(config.databasePath, e));
-  log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: config.databasePath }, 'Timmy starting');
+  const store = await startStep(() => openStore(config), (e) => dbProblem(storeLocation(config), e));
+  log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: storeLocation(config) }, 'Timmy starting');
   const { relay: embedded, config: cfg } = await startEmbeddedRelay(config, log);
   config = cfg;
   const backends = await buildBackends(config, store, log, keys.pubkey);

@@ -2,8 +2,6 @@
 // one policy for an unreachable backend.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { coreHarness, newJob, type CoreHarness } from '../helpers/core.ts';
-import { creditBalanceMsats } from '../../src/store/credits.ts';
-import { openInvoiceCount } from '../../src/store/invoices.ts';
 import { InvoiceBook } from '../../src/core/book.ts';
 import { systemClock } from '../../src/core/ports.ts';
 import { createLogger } from '../../src/log.ts';
@@ -16,21 +14,21 @@ beforeEach(async () => {
 });
 afterEach(() => h.close());
 
-const openRows = (kind: string) => (h.db.$client.prepare("select count(*) n from invoice_book where status = 'open' and subject_kind = ?").get(kind) as { n: number }).n;
+const openRows = async (kind: string) => Number((await h.exec("select count(*) n from invoice_book where status = 'open' and subject_kind = ?", kind))[0]!.n);
 
 describe('invoice book', () => {
   it('moves a job once however often its payment is reported, and keeps the open counter with the rows', async () => {
     const r = await h.core.jobs.submit(newJob());
     if (r.status !== 'created') throw new Error(r.status);
-    expect(openInvoiceCount(h.db, 'job')).toBe(1);
+    expect((await h.store.invoices.openInvoiceCount('job'))).toBe(1);
     const hash = r.invoice!.paymentHash;
     await Promise.all([h.pay(hash), h.core.book.settle(hash), h.core.book.settle(hash)]);
     await h.core.runner.settled(r.job.id);
     expect((await h.core.jobs.get(r.job.id))!.state).toBe('awaiting_work_payment');
     expect((await h.intents(r.job.id)).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'processing')).toHaveLength(1);
     expect((await h.core.book.get(hash))!.status).toBe('paid');
-    expect(openInvoiceCount(h.db, 'job')).toBe(openRows('job')); // the work invoice
-    expect(openRows('job')).toBe(1);
+    expect((await h.store.invoices.openInvoiceCount('job'))).toBe(await openRows('job')); // the work invoice
+    expect(await openRows('job')).toBe(1);
   });
 
   it('credits money that arrives after the subject stopped waiting, once, to the payer', async () => {
@@ -41,10 +39,10 @@ describe('invoice book', () => {
     // The invoice is withdrawn (no longer open work) yet stays payable and followed until it runs out:
     // money that still arrives is credited.
     expect((await h.core.book.get(r.invoice!.paymentHash))!.status).toBe('withdrawn');
-    expect(openInvoiceCount(h.db, 'job')).toBe(0);
+    expect((await h.store.invoices.openInvoiceCount('job'))).toBe(0);
     await h.pay(r.invoice!.paymentHash);
     await h.core.book.settle(r.invoice!.paymentHash);
-    expect(creditBalanceMsats(h.db, job.customerPubkey!)).toBe(r.invoice!.amountMsats);
+    expect((await h.store.credits.creditBalanceMsats(job.customerPubkey!))).toBe(r.invoice!.amountMsats);
     expect((await h.intents(job.id)).filter((o) => o.intent.type === 'feedback' && o.intent.status === 'error' && o.intent.label === 'credited')).toHaveLength(1);
     // An anonymous payer is credited on the subject's own account.
     const anon = newJob({ source: 'http', customerPubkey: null, clientAddress: '192.0.2.1' });
@@ -66,7 +64,7 @@ describe('invoice book', () => {
     await h.core.book.expireDue(r.invoice!.expiresAt + 1);
     expect((await h.core.book.get(r.invoice!.paymentHash))!.status).toBe('expired');
     expect((await h.core.jobs.get(job.id))!.state).toBe('cancelled');
-    expect(creditBalanceMsats(h.db, job.customerPubkey!)).toBe(0);
+    expect((await h.store.credits.creditBalanceMsats(job.customerPubkey!))).toBe(0);
   });
 
   it('never expires an invoice the backend cannot be asked about; expires it once the backend answers', async () => {
@@ -84,7 +82,7 @@ describe('invoice book', () => {
     await h.core.book.expireDue(later);
     expect((await h.core.jobs.get(r.job.id))!.state).toBe('expired');
     expect((await h.core.book.get(r.invoice!.paymentHash))!.status).toBe('expired');
-    expect(openInvoiceCount(h.db, 'job')).toBe(0);
+    expect((await h.store.invoices.openInvoiceCount('job'))).toBe(0);
   });
 
   it('settles at expiry an invoice that was paid while no report arrived', async () => {
@@ -98,9 +96,7 @@ describe('invoice book', () => {
   });
 
   it('one invoice that cannot be handled does not stop the others from expiring', async () => {
-    h.db.$client
-      .prepare("insert into invoice_book (payment_hash, subject_kind, subject_id, purpose, account, amount_msats, bolt11, status, expires_at, created_at) values (?, 'zap', 'x', 'eval', 'a', 1, 'lnbcrt1', 'open', 1, 0)")
-      .run('0'.repeat(64));
+    await h.exec("insert into invoice_book (payment_hash, subject_kind, subject_id, purpose, account, amount_msats, bolt11, status, expires_at, created_at) values (?, 'zap', 'x', 'eval', 'a', 1, 'lnbcrt1', 'open', 1, 0)", '0'.repeat(64));
     const r = await h.core.jobs.submit(newJob());
     if (r.status !== 'created') throw new Error(r.status);
     await h.core.book.expireDue(r.invoice!.expiresAt + 1);
@@ -109,9 +105,9 @@ describe('invoice book', () => {
 
   it('recounts its open-invoice counters from the rows when it opens', async () => {
     await h.core.jobs.submit(newJob());
-    h.db.$client.prepare("update counters set value = 999 where name = 'open_invoices:job'").run();
+    await h.exec("update counters set value = 999 where name = 'open_invoices:job'");
     await new InvoiceBook({ store: h.store, payments: h.backends.payments, publisher: { wake() {} }, clock: systemClock, log: silent, invoiceExpirySecs: 600 }).start();
-    expect(openInvoiceCount(h.db, 'job')).toBe(1);
+    expect((await h.store.invoices.openInvoiceCount('job'))).toBe(1);
   });
 
   it('after a restart asks about every open invoice once and settles the paid ones', async () => {

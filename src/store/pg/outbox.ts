@@ -1,0 +1,161 @@
+// The outbox over PostgreSQL: ../outbox.ts with the same results; a page of signatures or acks is one
+// statement per step instead of one per row. Intents are recorded with their transition, signed once
+// (`… where signed_json is null`: a second signer waits for the first and then updates nothing), acked per relay.
+import { and, asc, count, eq, gt, isNull, isNotNull, sql } from 'drizzle-orm';
+import { outbox, outboxAcks } from '../../../schema/tables-pg.ts';
+import type { PgQ } from './db.ts';
+import { int8 } from './credits.ts';
+import type { OutboxRow, PublishIntent } from '../../core/types.ts';
+import type { RelayAck } from '../outbox.ts';
+
+export type { OutboxRow, RelayAck };
+
+function toRow(r: typeof outbox.$inferSelect): OutboxRow {
+  return {
+    id: r.id,
+    jobId: r.jobId,
+    intent: JSON.parse(r.intentJson) as PublishIntent,
+    eventId: r.eventId,
+    signedJson: r.signedJson,
+    createdAt: r.createdAt,
+    ackedAt: r.ackedAt,
+  };
+}
+
+/** Called inside the transition's transaction. One insert: ids follow the intents' order. */
+export async function insertIntents(q: PgQ, jobId: string | null, intents: PublishIntent[], nowMs: number): Promise<void> {
+  if (intents.length === 0) return;
+  await q.insert(outbox).values(intents.map((intent) => ({ jobId, intentJson: JSON.stringify(intent), createdAt: nowMs })));
+}
+
+export async function unsignedIntents(q: PgQ, afterId = 0, limit = 200): Promise<OutboxRow[]> {
+  const rows = await q
+    .select()
+    .from(outbox)
+    .where(and(isNull(outbox.signedJson), gt(outbox.id, afterId)))
+    .orderBy(asc(outbox.id))
+    .limit(limit);
+  return rows.map(toRow);
+}
+
+/** Stores signed events (a page at once, one statement); returns the ids stored (another signer may have been first). */
+export async function storeSigned(q: PgQ, rows: { id: number; eventId: string; signedJson: string }[]): Promise<number[]> {
+  // A row listed twice is stored by its first listing (as SQLite's one-by-one updates do).
+  const first = new Map<number, { id: number; eventId: string; signedJson: string }>();
+  for (const r of rows) if (!first.has(r.id)) first.set(r.id, r);
+  if (first.size === 0) return [];
+  const page = [...first.values()].sort((a, b) => a.id - b.id); // rows locked in id order
+  const at = Date.now();
+  const res = await q.execute(sql`
+    update ${outbox} set event_id = v.event_id, signed_json = v.signed_json, signed_at = ${at}
+      from unnest(${sql.param(page.map((r) => r.id))}::bigint[], ${sql.param(page.map((r) => r.eventId))}::text[],
+                  ${sql.param(page.map((r) => r.signedJson))}::text[]) as v(id, event_id, signed_json)
+     where ${outbox.id} = v.id and ${outbox.signedJson} is null
+    returning ${outbox.id} as id`);
+  const stored = new Set(res.rows.map((r) => int8(r.id)));
+  return rows.filter((r) => first.get(r.id) === r && stored.has(r.id)).map((r) => r.id);
+}
+
+/** Signed events no relay has acked yet, oldest first. */
+export async function unackedEvents(q: PgQ, limit = 200): Promise<OutboxRow[]> {
+  const rows = await q
+    .select()
+    .from(outbox)
+    .where(and(isNotNull(outbox.signedJson), isNull(outbox.ackedAt)))
+    .orderBy(asc(outbox.id))
+    .limit(limit);
+  return rows.map(toRow);
+}
+
+/** Signed events since `sinceMs` that `relay` has not acked: re-sent when it (re)connects. */
+export async function notAckedBy(q: PgQ, relay: string, sinceMs: number, limit = 500): Promise<OutboxRow[]> {
+  const rows = await q
+    .select()
+    .from(outbox)
+    .where(
+      and(
+        isNotNull(outbox.signedJson),
+        gt(outbox.createdAt, sinceMs),
+        sql`not exists (select 1 from ${outboxAcks} a where a.outbox_id = ${outbox.id} and a.relay = ${relay} and a.ok)`,
+      ),
+    )
+    .orderBy(asc(outbox.id))
+    .limit(limit);
+  return rows.map(toRow);
+}
+
+export async function noteAttempt(q: PgQ, id: number): Promise<void> {
+  await q.update(outbox).set({ attempts: sql`${outbox.attempts} + 1` }).where(eq(outbox.id, id));
+}
+
+/**
+ * Records relays' OK answers (a batch in one transaction); an accepted event marks its row acked. Returns
+ * the row ids of the accepted ones, one per accepting answer, in the answers' order (answers for events that
+ * are not ours are ignored). Same outcome as ../outbox.ts applying them one by one: for one (event, relay)
+ * answered twice in a batch the last answer stays.
+ */
+export async function recordAcks(q: PgQ, acks: RelayAck[]): Promise<number[]> {
+  if (acks.length === 0) return [];
+  const at = Date.now();
+  return q.transaction(async (tx) => {
+    const eventIds = [...new Set(acks.map((a) => a.eventId))];
+    // SQLite's `get` takes the first row of the event-id index: the lowest id.
+    const found = await tx.execute(sql`
+      select distinct on (${outbox.eventId}) ${outbox.eventId} as event_id, ${outbox.id} as id
+        from ${outbox} where ${outbox.eventId} = any(${sql.param(eventIds)}::text[])
+       order by ${outbox.eventId}, ${outbox.id}`);
+    const idOf = new Map(found.rows.map((r) => [String(r.event_id), int8(r.id)]));
+    const last = new Map<string, { outboxId: number; relay: string; ok: boolean; message: string; at: number }>();
+    const accepted: number[] = [];
+    for (const a of acks) {
+      const id = idOf.get(a.eventId);
+      if (id === undefined) continue;
+      const key = JSON.stringify([id, a.relay]);
+      last.delete(key); // re-inserted: the map keeps the last answer
+      last.set(key, { outboxId: id, relay: a.relay, ok: a.ok, message: a.message, at });
+      if (a.ok) accepted.push(id);
+    }
+    if (last.size === 0) return accepted;
+    const values = [...last.values()].sort((x, y) => x.outboxId - y.outboxId || (x.relay < y.relay ? -1 : x.relay > y.relay ? 1 : 0)); // lock order
+    await tx
+      .insert(outboxAcks)
+      .values(values)
+      .onConflictDoUpdate({
+        target: [outboxAcks.outboxId, outboxAcks.relay],
+        set: { ok: sql`excluded.ok`, message: sql`excluded.message`, at: sql`excluded.at` },
+      });
+    if (accepted.length > 0) {
+      const ids = [...new Set(accepted)].sort((x, y) => x - y);
+      await tx.execute(sql`update ${outbox} set acked_at = ${at} where ${outbox.id} = any(${sql.param(ids)}::bigint[]) and ${outbox.ackedAt} is null`);
+    }
+    return accepted;
+  });
+}
+
+export async function outboxDepth(q: PgQ): Promise<number> {
+  const [r] = await q.select({ n: count() }).from(outbox).where(isNull(outbox.ackedAt));
+  return r?.n ?? 0;
+}
+
+export async function outboxForJob(q: PgQ, jobId: string): Promise<OutboxRow[]> {
+  const rows = await q.select().from(outbox).where(eq(outbox.jobId, jobId)).orderBy(asc(outbox.id));
+  return rows.map(toRow);
+}
+
+/** Removes an intent that can no longer be built (e.g. a DM whose credentials were already claimed). */
+export async function dropIntent(q: PgQ, id: number): Promise<void> {
+  await q.delete(outbox).where(and(eq(outbox.id, id), isNull(outbox.signedJson)));
+}
+
+/** The outbox worker's view of one database, as ../outbox.ts's `outboxStore` (every call a promise). */
+export function outboxStore(q: PgQ) {
+  return {
+    unsigned: (afterId: number, limit?: number) => unsignedIntents(q, afterId, limit),
+    storeSigned: (rows: { id: number; eventId: string; signedJson: string }[]) => storeSigned(q, rows),
+    unacked: (limit?: number) => unackedEvents(q, limit),
+    notAckedBy: (relay: string, sinceMs: number) => notAckedBy(q, relay, sinceMs),
+    noteAttempt: (id: number) => noteAttempt(q, id),
+    recordAcks: (acks: RelayAck[]) => recordAcks(q, acks),
+    drop: (id: number) => dropIntent(q, id),
+  };
+}
