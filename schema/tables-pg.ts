@@ -33,11 +33,15 @@ export const jobs = pgTable(
     expiresAt: bigint('expires_at', { mode: 'number' }), // unix s, as the customer sent it
     createdAt: bigint('created_at', { mode: 'number' }).notNull(),
     updatedAt: bigint('updated_at', { mode: 'number' }).notNull(),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: bigint('lease_until', { mode: 'number' }),
+    leaseEpoch: integer('lease_epoch').notNull().default(0),
   },
   (t) => [
     index('jobs_state').on(t.state, t.createdAt),
     index('jobs_customer_state').on(t.customerPubkey, t.state).where(sql`customer_pubkey is not null`),
     index('jobs_client_state').on(t.clientAddress, t.state).where(sql`client_address is not null`),
+    index('jobs_working_lease').on(t.leaseUntil).where(sql`state in ('evaluating', 'executing')`),
   ],
 );
 
@@ -194,12 +198,25 @@ export const bootstrapJobs = pgTable(
     erasedAt: bigint('erased_at', { mode: 'number' }),
     createdAt: bigint('created_at', { mode: 'number' }).notNull(),
     updatedAt: bigint('updated_at', { mode: 'number' }).notNull(),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: bigint('lease_until', { mode: 'number' }),
+    leaseEpoch: integer('lease_epoch').notNull().default(0),
   },
   (t) => [
     index('bootstrap_state').on(t.state),
     index('bootstrap_customer_state').on(t.customerPubkey, t.state),
     index('bootstrap_client_state').on(t.clientAddress, t.state),
+    index('bootstrap_working_lease').on(t.leaseUntil).where(sql`state = 'provisioning'`),
   ],
+);
+
+export const rateHits = pgTable(
+  'rate_hits',
+  {
+    key: text('key').notNull(),
+    at: bigint('at', { mode: 'number' }).notNull(),
+  },
+  (t) => [index('rate_hits_key_at').on(t.key, t.at)],
 );
 
 export const kv = pgTable('kv', {

