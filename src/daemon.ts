@@ -322,7 +322,8 @@ export function buildCore(
   const pricing = pricingParams(config);
   const book = new InvoiceBook({ store, payments: b.payments, publisher: ports.publisher, clock, log: log.child({ module: 'book' }), invoiceExpirySecs: config.INVOICE_EXPIRY_S });
   b.payments.onSettled((hash) => void book.settle(hash).catch((err) => log.error({ err, paymentHash: hash }, 'settlement handling failed')));
-  const moves = new JobMoves({ store, log: log.child({ module: 'jobs' }), publisher: ports.publisher, fault });
+  const worker = { id: config.workerId, leaseMs: config.LEASE_S * 1000 };
+  const moves = new JobMoves({ store, log: log.child({ module: 'jobs' }), publisher: ports.publisher, fault, worker });
   // Seen down: check again before refusing (the API may be back), so one failure does not refuse for long.
   const aiHealth = async () => {
     const last = b.agent.health?.() ?? { ok: true, detail: 'in process' };
@@ -343,6 +344,7 @@ export function buildCore(
   });
   const bootstrap = new BootstrapService({
     store,
+    worker,
     book,
     provisioner: b.provisioner,
     box: new SecretBox(loadStorageKey(config.DATA_DIR)),
@@ -673,7 +675,8 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   }
   await initCrypto();
   const dirProblem = (e: NodeJS.ErrnoException) => (FS_CODES.has(e.code ?? '') ? `DATA_DIR ${config.DATA_DIR} cannot be used: ${e.code} (${e.message})` : null);
-  const unlock = await startStep(() => (protectDataDir(config), lockDataDir(config)), dirProblem);
+  // SQLite: one daemon per data directory. PostgreSQL: workers may share one (the store's leases keep them apart).
+  const unlock = await startStep(() => (protectDataDir(config), config.DATABASE_URL ? () => {} : lockDataDir(config)), dirProblem);
   const fault = faultInjector(config.TIMMY_FAULT, log);
   const secretKey = await startStep(() => loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY), (e) => (e instanceof KeyError ? e.message : dirProblem(e)));
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };

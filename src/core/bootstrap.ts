@@ -10,7 +10,8 @@ import { nextBootstrapState, type BootstrapEvent } from './bootstrap-machine.ts'
 import type { SecretBox } from './sealed.ts';
 import { creditedTo, msatsText, refundCredit, type InvoiceBook, type SubjectHandler } from './book.ts';
 import { Refusal } from './refusal.ts';
-import { errorFeedback } from './job-moves.ts';
+import { errorFeedback, type Worker } from './job-moves.ts';
+import { LeaseKeeper } from './leases.ts';
 import type { BookInvoice, BootstrapJob, NewBookInvoice, PublishIntent } from './types.ts';
 
 export interface BootstrapSettings {
@@ -32,6 +33,8 @@ export interface BootstrapDeps {
   inbox: InboxDirectory;
   clock: Clock;
   fault: (point: string) => void;
+  /** This worker: provisioning runs under its lease (core/leases.ts). */
+  worker: Worker;
 }
 
 export interface BootstrapRequest {
@@ -80,9 +83,18 @@ export class BootstrapService {
   private readonly running = new Map<string, Promise<void>>();
   private stopping = false;
   private reconciling: Promise<number> | null = null;
+  private readonly leases: LeaseKeeper;
 
   constructor(private readonly d: BootstrapDeps) {
     d.book.handle('bootstrap', this.invoiceHandler());
+    this.leases = new LeaseKeeper({
+      store: d.store,
+      table: 'bootstrap',
+      worker: d.worker,
+      log: d.log,
+      takeAllAtStart: d.store.dialect === 'sqlite',
+      onClaimed: (c) => this.runInBackground(c.id), // provisioning is idempotent: the droplet is found by its tag
+    });
   }
 
   get(id: string): Promise<BootstrapJob | undefined> {
@@ -181,7 +193,10 @@ export class BootstrapService {
   private async move(job: BootstrapJob, event: BootstrapEvent, patch: store.BootstrapPatch, intents: PublishIntent[], extra: Pick<Parameters<typeof store.moveBootstrap>[1], 'credits' | 'settle'> = {}): Promise<boolean> {
     const to = nextBootstrapState(job.state, event);
     if (!to) return false;
-    const moved = await this.d.store.bootstrap.moveBootstrap({ id: job.id, from: job.state, to, patch, intents: this.intents(job.source, intents), ...extra });
+    // Into provisioning: this worker leases it. Out of it: only the lease holder may move it.
+    const lease = to === 'provisioning' ? { owner: this.d.worker.id, ms: this.d.worker.leaseMs } : undefined;
+    const fence = job.state === 'provisioning' ? { owner: this.d.worker.id, epoch: job.leaseEpoch } : undefined;
+    const moved = await this.d.store.bootstrap.moveBootstrap({ id: job.id, from: job.state, to, patch, intents: this.intents(job.source, intents), ...extra, lease, fence });
     if (moved) {
       this.d.log.info({ bootstrapId: job.id, from: job.state, to }, 'node order transition');
       if (intents.length) this.d.publisher.wake();
@@ -234,8 +249,20 @@ export class BootstrapService {
 
   /** Secrets first (sealed, committed), then the provisioner, which finds an existing droplet by tag. */
   private async provision(id: string): Promise<void> {
-    let job = await this.get(id);
-    if (!job || job.state !== 'provisioning') return;
+    const job = await this.get(id);
+    if (!job || job.state !== 'provisioning' || job.leaseOwner !== this.d.worker.id) return; // another worker's
+    this.leases.hold(id, job.leaseEpoch);
+    try {
+      await this.provisionLeased(job);
+    } finally {
+      this.leases.release(id, job.leaseEpoch);
+    }
+  }
+
+  private async provisionLeased(leased: BootstrapJob): Promise<void> {
+    let job = leased;
+    const id = job.id;
+    const fence = { owner: this.d.worker.id, epoch: job.leaseEpoch };
     const spec = { jobId: job.id, size: job.size, region: job.region, customerSshKey: job.customerSshKey ?? undefined };
     let secrets: NodeSecrets;
     if (job.secretsEnc) {
@@ -247,6 +274,7 @@ export class BootstrapService {
         from: 'provisioning',
         to: null,
         patch: { secretsEnc: this.d.box.seal(JSON.stringify(secrets)), nodeNpub: secrets.nodeNpub, sshPublicKey: secrets.sshPublicKey, progress: 'creating the server' },
+        fence,
       });
       if (!stored) return;
       job = (await this.get(id))!;
@@ -256,19 +284,19 @@ export class BootstrapService {
       node = await this.d.provisioner.provision(spec, secrets, {
         onProgress: (message) =>
           void this.d.store.bootstrap
-            .moveBootstrap({ id, from: 'provisioning', to: null, patch: { progress: message } })
+            .moveBootstrap({ id, from: 'provisioning', to: null, patch: { progress: message }, fence })
             .catch((err) => this.d.log.warn({ err, bootstrapId: id }, 'progress not recorded')),
       });
     } catch (err) {
       // Failed first (committed, fee credited), then the server goes: a crash in between leaves a failed
       // order whose server the start-up clean-up destroys, never a provisioning one that would make another.
-      if (await this.fail(job, `provisioning failed: ${(err as Error).message}`)) await this.destroyServers(id, 'failed');
+      if (await this.fail({ ...job, leaseEpoch: fence.epoch }, `provisioning failed: ${(err as Error).message}`)) await this.destroyServers(id, 'failed');
       return;
     }
     const inbox = job.customerPubkey ? await this.d.inbox.inboxRelays(job.customerPubkey).catch(() => []) : [];
     const fresh = (await this.get(id))!;
     await this.move(
-      fresh,
+      { ...fresh, leaseEpoch: fence.epoch }, // the lease this step holds, whatever the row says now
       'provisioned',
       { ip: node.ip, tailscaleHostname: node.tailscaleHostname, sshUser: node.sshUser, dropletId: node.dropletId, readyAt: this.d.clock.nowMs(), progress: 'ready' },
       [
@@ -382,7 +410,7 @@ export class BootstrapService {
 
   /** After a restart: provisioning owed is resumed (the provisioner finds the droplet it already made). */
   async resume(): Promise<void> {
-    for (const job of await this.d.store.bootstrap.listBootstraps(['provisioning'])) this.runInBackground(job.id);
+    await this.leases.start();
   }
 
   /** Node orders whose provisioning is running now. */
@@ -392,6 +420,7 @@ export class BootstrapService {
 
   async stop(graceMs = 5000): Promise<void> {
     this.stopping = true;
+    this.leases.stop();
     const inFlight = [...this.running.values(), ...(this.reconciling ? [this.reconciling] : [])];
     await Promise.race([Promise.allSettled(inFlight), new Promise((r) => setTimeout(r, graceMs).unref())]);
   }

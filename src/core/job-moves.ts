@@ -15,7 +15,17 @@ export interface JobContext {
   publisher: Publisher;
   /** Test-only fault points (see README, TIMMY_FAULT). */
   fault: (point: string) => void;
+  /** This worker: the owner named by the leases it takes, and how long they last between renewals. */
+  worker: Worker;
 }
+
+export interface Worker {
+  id: string;
+  leaseMs: number;
+}
+
+/** The states in which a job's step runs under a lease. */
+export const isWorking = (state: Job['state']) => state === 'evaluating' || state === 'executing';
 
 export type MoveExtras = Pick<store.TransitionArgs, 'settle' | 'credits' | 'sessionLedger' | 'invoice'>;
 
@@ -36,7 +46,10 @@ export class JobMoves {
   async advance(job: Job, event: JobEvent, patch: store.JobPatch, intents: PublishIntent[], extra: MoveExtras = {}, t: StoreOps = this.c.store): Promise<boolean> {
     const to = nextJobState(job.state, event);
     if (!to) throw new TransitionError(job.state, event);
-    const moved = await t.jobs.transitionJob({ jobId: job.id, from: job.state, to, patch, intents: forSource(job, intents), ...extra });
+    // Into a step: this worker leases it. Out of one (or on to the next): only the lease holder may move it.
+    const lease = isWorking(to) ? { owner: this.c.worker.id, ms: this.c.worker.leaseMs } : undefined;
+    const fence = isWorking(job.state) ? { owner: this.c.worker.id, epoch: job.leaseEpoch } : undefined;
+    const moved = await t.jobs.transitionJob({ jobId: job.id, from: job.state, to, patch, intents: forSource(job, intents), ...extra, lease, fence });
     if (moved) {
       this.c.log.info({ jobId: job.id, from: job.state, to }, 'job transition');
       t.afterCommit(() => {

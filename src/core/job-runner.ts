@@ -7,7 +7,9 @@ import type { Quoter } from './quote.ts';
 import { systemClock, type Agent, type Clock, type StreamHooks, type Usage, type WorkAnswer } from './ports.ts';
 import { creditAccount, creditedTo, msatsText, refundCredit, type InvoiceBook } from './book.ts';
 import { jobPayer } from './jobs.ts';
-import { errorFeedback, processing, type JobMoves } from './job-moves.ts';
+import { errorFeedback, isWorking, processing, type JobMoves } from './job-moves.ts';
+import { LeaseKeeper } from './leases.ts';
+import type { Claimed } from '../store/leases.ts';
 import type { CreditEntry, Job } from './types.ts';
 
 export interface RunnerDeps {
@@ -28,8 +30,19 @@ export class JobRunner {
   private readonly live = new Map<string, StreamHooks>(); // jobs whose caller follows the answer as it comes
   private stopping = false;
 
+  private readonly leases: LeaseKeeper;
+
   constructor(private readonly d: RunnerDeps) {
     d.moves.onWorking = (jobId) => this.runInBackground(jobId);
+    const c = d.moves.c;
+    this.leases = new LeaseKeeper({
+      store: c.store,
+      table: 'jobs',
+      worker: c.worker,
+      log: c.log,
+      takeAllAtStart: c.store.dialect === 'sqlite',
+      onClaimed: (claimed) => void this.takenOver(claimed).catch((err) => this.log.error({ err, jobId: claimed.id }, 'taking over a job step failed')),
+    });
   }
 
   private get store() {
@@ -83,9 +96,28 @@ export class JobRunner {
 
   private async step(jobId: string): Promise<void> {
     const job = await this.store.jobs.getJob(jobId);
-    if (!job) return;
-    if (job.state === 'evaluating') await this.evaluate(job);
-    else if (job.state === 'executing') await this.execute(job);
+    if (!job || !isWorking(job.state)) return;
+    if (job.leaseOwner !== this.d.moves.c.worker.id) return; // another worker's step
+    this.leases.hold(job.id, job.leaseEpoch);
+    try {
+      if (job.state === 'evaluating') await this.evaluate(job);
+      else await this.execute(job);
+    } finally {
+      this.leases.release(job.id, job.leaseEpoch);
+    }
+  }
+
+  /** A step whose lease this worker took (after a restart, or from a worker that died): run it again. */
+  private async takenOver(claimed: Claimed): Promise<void> {
+    const job = await this.store.jobs.getJob(claimed.id);
+    if (!job || !isWorking(job.state) || job.leaseEpoch !== claimed.epoch) return;
+    if (job.sessionId && job.source === 'http') {
+      // Its HTTP caller went with the worker that died: release the reservation instead of rerunning.
+      await this.fail(job, 'interrupted', 'interrupted by a restart');
+      return;
+    }
+    this.log.info({ jobId: job.id, state: job.state }, 'resuming job');
+    this.runInBackground(job.id);
   }
 
   private async evaluate(job: Job): Promise<void> {
@@ -265,22 +297,18 @@ export class JobRunner {
     await this.d.moves.advance(job, 'failed', { errorMessage: message }, [errorFeedback(label, `${message}${note}`)], { credits });
   }
 
-  /** After a restart: rerun owed work (the AI call may repeat; the customer still sees one result). */
+  /**
+   * After a restart: reruns owed work (the AI call may repeat; the customer still sees one result), then keeps
+   * this worker's leases and takes over the steps of workers that died (see leases.ts).
+   */
   async resume(): Promise<void> {
-    for (const job of await this.store.jobs.listJobs({ states: ['evaluating', 'executing'] })) {
-      if (job.sessionId && job.source === 'http') {
-        // Its HTTP caller is gone with the old process: release the reservation instead of rerunning.
-        await this.fail(job, 'interrupted', 'interrupted by a restart');
-        continue;
-      }
-      this.log.info({ jobId: job.id, state: job.state }, 'resuming job');
-      this.runInBackground(job.id);
-    }
+    await this.leases.start();
   }
 
   /** Stops starting new work and waits (up to `graceMs`) for running steps to commit. */
   async stop(graceMs = 5000): Promise<void> {
     this.stopping = true;
+    this.leases.stop();
     const all = Promise.allSettled([...this.running.values()]);
     await Promise.race([all, new Promise((r) => setTimeout(r, graceMs).unref())]);
   }

@@ -67,6 +67,10 @@ export class JobService {
     return this.d.moves.c.log;
   }
 
+  private lease() {
+    return { owner: this.d.moves.c.worker.id, ms: this.d.moves.c.worker.leaseMs };
+  }
+
   get(id: string): Promise<Job | undefined> {
     return this.store.jobs.getJob(id);
   }
@@ -131,6 +135,8 @@ export class JobService {
       invoice: charge.invoice ?? undefined,
       intents: forSource(req, intents),
       credits: charge.credits,
+      // Paid in full from credit: created evaluating, leased to this worker.
+      lease: charge.invoice ? undefined : this.lease(),
     };
     // Grouped with the other creations of this turn: one commit for a burst of requests. The caps are
     // checked again inside it (and the proof of work, whose threshold they move), so a burst that passed the
@@ -185,6 +191,7 @@ export class JobService {
       intents: forSource(req, [processing(`Reserved up to ${pricing.amountSats} sats on your session; working on it.`, JSON.stringify(pricing))]),
       sessionId,
       reserveMsats,
+      lease: this.lease(),
     });
     if (outcome === 'duplicate') return { status: 'duplicate' };
     if (outcome === 'unavailable') throw Refusal.of('unavailable', 'the session is not active (unpaid, expired or closed)');

@@ -46,6 +46,9 @@ export interface Job extends NewJob {
   errorMessage: string | null;
   createdAt: number; // unix ms
   updatedAt: number; // unix ms
+  /** The worker running its step (evaluation, work; provisioning), and how often the step was taken: a move out of it names both. */
+  leaseOwner: string | null;
+  leaseEpoch: number;
 }
 
 /** What an invoice pays for: the subject (a text job, a session, a node order) and the stage. */
@@ -108,6 +111,9 @@ export interface BootstrapJob {
   erasedAt: number | null; // unix ms
   createdAt: number; // unix ms
   updatedAt: number; // unix ms
+  /** The worker running its step (evaluation, work; provisioning), and how often the step was taken: a move out of it names both. */
+  leaseOwner: string | null;
+  leaseEpoch: number;
 }
 
 /** NIP-90 feedback statuses Timmy publishes. */

@@ -1,5 +1,5 @@
 // Bootstrap job queries: compare-and-set moves with their publish intents and credits, and erasure.
-import { and, desc, eq, inArray, isNotNull, lte } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, lte, sql } from 'drizzle-orm';
 import { bootstrapJobs } from '../../schema/tables.ts';
 import { atomically, atomicallyIf, type Db } from './db.ts';
 import { insertInvoice, markInvoice } from './invoices.ts';
@@ -8,6 +8,7 @@ import { addCredit } from './credits.ts';
 import { prepared } from './prepared.ts';
 import type { BootstrapJob, CreditEntry, NewBookInvoice, PublishIntent } from '../core/types.ts';
 import { isBootstrapState, type BootstrapState } from '../core/bootstrap-machine.ts';
+import type { Fence, Lease } from './jobs.ts';
 
 export type BootstrapRow = typeof bootstrapJobs.$inferSelect;
 export type { BootstrapJob };
@@ -53,13 +54,20 @@ export function moveBootstrap(
     intents?: PublishIntent[];
     credits?: CreditEntry[];
     settle?: { paymentHash: string; status: 'paid' | 'expired' | 'withdrawn' };
+    /** Moving into provisioning: `owner` runs it, leased for `ms`. */
+    lease?: Lease;
+    /** A move made by the provisioning step: only its lease holder at that epoch may; leaving it ends the lease. */
+    fence?: Fence;
   },
 ): boolean {
   const now = Date.now();
   return atomicallyIf(db, () => {
-    const set: BootstrapPatch & { state?: string } = { ...a.patch, updatedAt: now };
+    const set: Record<string, unknown> = { ...a.patch, updatedAt: now };
     if (a.to) set.state = a.to;
-    const r = db.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, a.id), eq(bootstrapJobs.state, a.from))).run();
+    if (a.lease) Object.assign(set, { leaseOwner: a.lease.owner, leaseUntil: now + a.lease.ms, leaseEpoch: sql`${bootstrapJobs.leaseEpoch} + 1` });
+    else if (a.fence && a.to) Object.assign(set, { leaseOwner: null, leaseUntil: null });
+    const fenced = a.fence ? [eq(bootstrapJobs.leaseOwner, a.fence.owner), eq(bootstrapJobs.leaseEpoch, a.fence.epoch)] : [];
+    const r = db.update(bootstrapJobs).set(set).where(and(eq(bootstrapJobs.id, a.id), eq(bootstrapJobs.state, a.from), ...fenced)).run();
     if (r.changes !== 1) return false;
     if (a.settle && !markInvoice(db, a.settle.paymentHash, a.settle.status, now)) return false;
     insertIntents(db, a.id, a.intents ?? [], now);

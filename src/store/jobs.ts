@@ -55,6 +55,8 @@ export function toJob(r: JobRow): Job {
     errorMessage: r.errorMessage,
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
+    leaseOwner: r.leaseOwner,
+    leaseEpoch: r.leaseEpoch,
   };
 }
 
@@ -118,6 +120,8 @@ export interface CreateJobArgs {
   invoice?: NewBookInvoice;
   intents: PublishIntent[];
   credits?: CreditEntry[];
+  /** A job created in a step (evaluating: paid from credit; executing: on a session) is leased to its creator. */
+  lease?: Lease;
 }
 
 /** Columns a new job row may carry beyond the request: what a creation patch can set. */
@@ -139,6 +143,7 @@ function insertJob(db: Db, a: CreateJobArgs, now: number): boolean {
         paramsJson: ph('paramsJson'), relaysJson: ph('relaysJson'), bidMsats: ph('bidMsats'), requestCreatedAt: ph('requestCreatedAt'),
         expiresAt: ph('expiresAt'), createdAt: ph('now'), updatedAt: ph('now'), evalCreditMsats: ph('evalCreditMsats'),
         workCreditMsats: ph('workCreditMsats'), ...Object.fromEntries(PATCHABLE.map((k) => [k, ph(k)])),
+        leaseOwner: ph('leaseOwner'), leaseUntil: ph('leaseUntil'), leaseEpoch: ph('leaseEpoch'),
       })
       .onConflictDoNothing()
       .prepare(),
@@ -151,6 +156,7 @@ function insertJob(db: Db, a: CreateJobArgs, now: number): boolean {
     relaysJson: JSON.stringify(j.relays), bidMsats: j.bidMsats, requestCreatedAt: j.requestCreatedAt, expiresAt: j.expiresAt, now,
     evalCreditMsats: patch.evalCreditMsats ?? 0, workCreditMsats: patch.workCreditMsats ?? 0,
     ...Object.fromEntries(PATCHABLE.map((k) => [k, patch[k] ?? null])),
+    leaseOwner: a.lease?.owner ?? null, leaseUntil: a.lease ? now + a.lease.ms : null, leaseEpoch: a.lease ? 1 : 0,
   });
   if (r.changes !== 1) return false;
   if (a.invoice) insertInvoice(db, a.invoice, now);
@@ -194,6 +200,22 @@ export interface TransitionArgs {
   intents: PublishIntent[];
   credits?: CreditEntry[];
   sessionLedger?: LedgerEntry[];
+  /** Moving into a step (evaluating, executing): `owner` runs it, leased for `ms` from now (the store's clock). */
+  lease?: Lease;
+  /** Moving out of a step: only its lease holder at that epoch may (else false, nothing written); the lease ends. */
+  fence?: Fence;
+}
+
+/** A work lease taken with a move: who, for how long (ms). */
+export interface Lease {
+  owner: string;
+  ms: number;
+}
+
+/** The lease a move out of a step must still hold. */
+export interface Fence {
+  owner: string;
+  epoch: number;
 }
 
 /** Moves a job from `from` to `to` atomically with its side records; false if it was not in `from`. */
@@ -213,14 +235,34 @@ export function transitionJob(db: Db, a: TransitionArgs): boolean {
 /** The compare-and-set itself, prepared once per set of patched columns (a handful of shapes). */
 function updateState(db: Db, a: TransitionArgs, now: number): boolean {
   const keys = Object.keys(a.patch ?? {}).sort() as (keyof JobPatch)[];
-  const q = prepared(db, `transitionJob:${keys.join(',')}`, () =>
+  const ph = sql.placeholder;
+  // A lease taken replaces the holder; a fenced move out of a step ends the lease.
+  const leaseSet = a.lease
+    ? { leaseOwner: sql`${ph('leaseOwner')}`, leaseUntil: sql`${ph('now')} + ${ph('leaseMs')}`, leaseEpoch: sql`${jobs.leaseEpoch} + 1` }
+    : a.fence
+      ? { leaseOwner: sql`null`, leaseUntil: sql`null` }
+      : {};
+  const shape = `${keys.join(',')}|${a.lease ? 'lease' : ''}|${a.fence ? 'fence' : ''}`;
+  const q = prepared(db, `transitionJob:${shape}`, () =>
     db
       .update(jobs)
-      .set({ state: sql`${sql.placeholder('to')}`, updatedAt: sql`${sql.placeholder('now')}`, ...Object.fromEntries(keys.map((k) => [k, sql`${sql.placeholder(k)}`])) })
-      .where(and(eq(jobs.id, sql.placeholder('id')), eq(jobs.state, sql.placeholder('from'))))
+      .set({ state: sql`${ph('to')}`, updatedAt: sql`${ph('now')}`, ...Object.fromEntries(keys.map((k) => [k, sql`${ph(k)}`])), ...leaseSet })
+      .where(
+        and(
+          eq(jobs.id, ph('id')),
+          eq(jobs.state, ph('from')),
+          ...(a.fence ? [eq(jobs.leaseOwner, ph('fenceOwner')), eq(jobs.leaseEpoch, ph('fenceEpoch'))] : []),
+        ),
+      )
       .prepare(),
   );
-  return q.run({ ...a.patch, to: a.to, now, id: a.jobId, from: a.from }).changes === 1;
+  return (
+    q.run({
+      ...a.patch, to: a.to, now, id: a.jobId, from: a.from,
+      ...(a.lease ? { leaseOwner: a.lease.owner, leaseMs: a.lease.ms } : {}),
+      ...(a.fence ? { fenceOwner: a.fence.owner, fenceEpoch: a.fence.epoch } : {}),
+    }).changes === 1
+  );
 }
 
 export function countJobsByState(db: Db): Record<string, number> {

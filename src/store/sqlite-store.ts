@@ -12,10 +12,11 @@ import * as zaps from './zaps.ts';
 import * as kv from './kv.ts';
 import * as stubInvoices from './stub-invoices.ts';
 import * as money from './money.ts';
+import * as leases from './leases.ts';
 import { closeDb, openDb, openDbReadOnly, type Db } from './db.ts';
 import { OPS, type Store, type StoreOps } from './store.ts';
 
-const MODULES = { jobs, invoices, credits, sessions, outbox, bootstrap, zaps, kv, stubInvoices, money } as const;
+const MODULES = { jobs, invoices, credits, sessions, outbox, bootstrap, zaps, kv, stubInvoices, money, leases } as const;
 
 type Fn = (db: Db, ...args: unknown[]) => unknown;
 
@@ -53,6 +54,7 @@ export class SqliteStore implements Store {
   get kv() { return this.root.kv; }
   get stubInvoices() { return this.root.stubInvoices; }
   get money() { return this.root.money; }
+  get leases() { return this.root.leases; }
   afterCommit(fn: () => void): void {
     fn();
   }

@@ -15,6 +15,7 @@ import type * as zaps from './zaps.ts';
 import type * as kv from './kv.ts';
 import type * as stubInvoices from './stub-invoices.ts';
 import type * as money from './money.ts';
+import type * as leases from './leases.ts';
 
 /** A store function `(db, ...args) => R` as an op `(...args) => Promise<R>`. */
 type Op<F> = F extends (db: never, ...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
@@ -30,6 +31,7 @@ export const OPS = {
   zaps: ['insertZap', 'getZap', 'settleZap', 'jobOfEvent', 'openSessionInvoiceOf'],
   kv: ['getKv', 'setKv'],
   stubInvoices: ['insertStubInvoice', 'getStubInvoice', 'markStubInvoicePaid'],
+  leases: ['renewLeases', 'claimLeases'],
   money: [
     'receivedMsats', 'sessionDebitsMsats', 'modelUsage', 'sessionsHeldMsats', 'creditsOwedMsats', 'countNodeOrdersByState', 'recentErrors',
     'moneySeries', 'processingLatencies', 'relayAcks', 'listSessionSummaries', 'eventsWithAcks', 'ledgersOfJob', 'changeCount',
@@ -49,6 +51,7 @@ export interface StoreOps {
   readonly kv: Ops<typeof kv, Names<'kv'>>;
   readonly stubInvoices: Ops<typeof stubInvoices, Names<'stubInvoices'>>;
   readonly money: Ops<typeof money, Names<'money'>>;
+  readonly leases: Ops<typeof leases, Names<'leases'>>;
   /**
    * Runs `fn` once the enclosing transaction has committed (at once on the root store): what must not
    * start before the state it acts on is visible to everyone (a job step, a wake-up).

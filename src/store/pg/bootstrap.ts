@@ -2,13 +2,14 @@
 // and credits, and erasure).
 import { and, desc, eq, inArray, isNotNull, lte, sql } from 'drizzle-orm';
 import { bootstrapJobs } from '../../../schema/tables-pg.ts';
-import type { PgQ } from './db.ts';
+import { DB_NOW_MS, type PgQ } from './db.ts';
 import { insertInvoice, markInvoice } from './invoices.ts';
 import { insertIntents } from './outbox.ts';
 import { addCredit } from './credits.ts';
 import type { BootstrapJob, CreditEntry, NewBookInvoice, PublishIntent } from '../../core/types.ts';
 import { isBootstrapState, type BootstrapState } from '../../core/bootstrap-machine.ts';
 import type { BootstrapPatch } from '../bootstrap.ts';
+import type { Fence, Lease } from '../jobs.ts';
 
 export type BootstrapRow = typeof bootstrapJobs.$inferSelect;
 export type { BootstrapJob, BootstrapPatch };
@@ -57,17 +58,22 @@ export async function moveBootstrap(
     intents?: PublishIntent[];
     credits?: CreditEntry[];
     settle?: { paymentHash: string; status: 'paid' | 'expired' | 'withdrawn' };
+    lease?: Lease;
+    fence?: Fence;
   },
 ): Promise<boolean> {
   const now = Date.now();
   try {
     return await q.transaction(async (tx) => {
-      const set: BootstrapPatch & { state?: string } = { ...a.patch, updatedAt: now };
+      const set: Record<string, unknown> = { ...a.patch, updatedAt: now };
       if (a.to) set.state = a.to;
+      if (a.lease) Object.assign(set, { leaseOwner: a.lease.owner, leaseUntil: sql`${DB_NOW_MS} + ${a.lease.ms}`, leaseEpoch: sql`${bootstrapJobs.leaseEpoch} + 1` });
+      else if (a.fence && a.to) Object.assign(set, { leaseOwner: null, leaseUntil: null });
+      const fenced = a.fence ? [eq(bootstrapJobs.leaseOwner, a.fence.owner), eq(bootstrapJobs.leaseEpoch, a.fence.epoch)] : [];
       const r = await tx
         .update(bootstrapJobs)
         .set(set)
-        .where(and(eq(bootstrapJobs.id, a.id), eq(bootstrapJobs.state, a.from)))
+        .where(and(eq(bootstrapJobs.id, a.id), eq(bootstrapJobs.state, a.from), ...fenced))
         .returning({ id: bootstrapJobs.id });
       if (r.length !== 1) throw new Rollback();
       if (a.settle && !(await markInvoice(tx, a.settle.paymentHash, a.settle.status, now))) throw new Rollback();

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
+import { sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase, type NodePgQueryResultHKT } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase } from 'drizzle-orm/pg-core';
@@ -17,6 +18,9 @@ export const MIGRATIONS_PG_DIR = resolve(PACKAGE_ROOT, 'schema/migrations-pg');
 /** The pool's database, or a transaction on it: every store function takes either. */
 export type PgQ = PgDatabase<NodePgQueryResultHKT, typeof tables>;
 export type PgDb = NodePgDatabase<typeof tables> & { $client: pg.Pool };
+
+/** Now in unix ms by the database's clock: leases are compared with it, so workers' clocks may disagree. */
+export const DB_NOW_MS = sql`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 
 const MIGRATION_LOCK = 7_411_789; // pg_advisory_lock key: one migrator at a time
 

@@ -4,7 +4,7 @@
 // the job row, its invoice, credits/ledger/outbox inserts, the open-invoice counter last.
 import { and, count, desc, eq, inArray, sql } from 'drizzle-orm';
 import { jobs, outbox, outboxAcks } from '../../../schema/tables-pg.ts';
-import type { PgQ } from './db.ts';
+import { DB_NOW_MS, type PgQ } from './db.ts';
 import type { Job } from '../../core/types.ts';
 import { isJobState, UNPAID_JOB_STATES, type JobState } from '../../core/job-machine.ts';
 import { SPENDABLE_SESSION_STATES } from '../../core/session-machine.ts';
@@ -51,6 +51,8 @@ export function toJob(r: JobRow): Job {
     errorMessage: r.errorMessage,
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
+    leaseOwner: r.leaseOwner,
+    leaseEpoch: r.leaseEpoch,
   };
 }
 
@@ -134,6 +136,7 @@ async function insertJob(q: PgQ, a: CreateJobArgs, now: number, moves: CounterMo
       relaysJson: JSON.stringify(j.relays), bidMsats: j.bidMsats, requestCreatedAt: j.requestCreatedAt, expiresAt: j.expiresAt,
       createdAt: now, updatedAt: now, evalCreditMsats: patch.evalCreditMsats ?? 0, workCreditMsats: patch.workCreditMsats ?? 0,
       ...(Object.fromEntries(PATCHABLE.map((k) => [k, patch[k] ?? null])) as Pick<JobRow, (typeof PATCHABLE)[number]>),
+      ...(a.lease ? { leaseOwner: a.lease.owner, leaseUntil: sql`${DB_NOW_MS} + ${a.lease.ms}`, leaseEpoch: 1 } : {}),
     })
     .onConflictDoNothing()
     .returning({ id: jobs.id });
@@ -197,10 +200,17 @@ export async function transitionJob(q: PgQ, a: TransitionArgs): Promise<boolean>
 
 /** The compare-and-set itself. */
 async function updateState(q: PgQ, a: TransitionArgs, now: number): Promise<boolean> {
+  // A lease taken replaces the holder (until: the database's clock); a fenced move out of a step ends it.
+  const lease = a.lease
+    ? { leaseOwner: a.lease.owner, leaseUntil: sql`${DB_NOW_MS} + ${a.lease.ms}`, leaseEpoch: sql`${jobs.leaseEpoch} + 1` }
+    : a.fence
+      ? { leaseOwner: null, leaseUntil: null }
+      : {};
+  const fenced = a.fence ? [eq(jobs.leaseOwner, a.fence.owner), eq(jobs.leaseEpoch, a.fence.epoch)] : [];
   const r = await q
     .update(jobs)
-    .set({ ...a.patch, state: a.to, updatedAt: now })
-    .where(and(eq(jobs.id, a.jobId), eq(jobs.state, a.from)))
+    .set({ ...a.patch, state: a.to, updatedAt: now, ...lease })
+    .where(and(eq(jobs.id, a.jobId), eq(jobs.state, a.from), ...fenced))
     .returning({ id: jobs.id });
   return r.length === 1;
 }

@@ -1,0 +1,32 @@
+// Work leases over PostgreSQL: ../leases.ts, on the database's clock; a takeover skips rows another worker is
+// taking at the same moment (FOR UPDATE SKIP LOCKED), so each expired step goes to one worker.
+import { sql } from 'drizzle-orm';
+import { DB_NOW_MS, type PgQ } from './db.ts';
+import { WORKING, type Claimed, type LeaseTable } from '../leases.ts';
+
+export type { Claimed, LeaseTable };
+
+export async function renewLeases(q: PgQ, table: LeaseTable, owner: string, held: { id: string; epoch: number }[], ms: number): Promise<string[]> {
+  if (held.length === 0) return [];
+  const w = WORKING[table];
+  const r = await q.execute<{ id: string }>(sql`
+    update ${sql.raw(w.table)} set lease_until = ${DB_NOW_MS} + ${ms}
+     where lease_owner = ${owner} and state in ${sql.raw(w.states)}
+       and (id, lease_epoch) in (select * from unnest(${held.map((h) => h.id)}::text[], ${held.map((h) => h.epoch)}::int[]))
+    returning id`);
+  return r.rows.map((x) => x.id);
+}
+
+export async function claimLeases(q: PgQ, table: LeaseTable, owner: string, ms: number, opts: { limit: number; includeOwn?: boolean; all?: boolean }): Promise<Claimed[]> {
+  const w = WORKING[table];
+  const r = await q.execute<{ id: string; epoch: number; previous_owner: string | null }>(sql`
+    update ${sql.raw(w.table)} t set lease_owner = ${owner}, lease_until = ${DB_NOW_MS} + ${ms}, lease_epoch = t.lease_epoch + 1
+      from (select id, lease_owner from ${sql.raw(w.table)}
+             where state in ${sql.raw(w.states)}
+               and (${opts.all ?? false} or lease_until is null or lease_until < ${DB_NOW_MS} or (${opts.includeOwn ?? false} and lease_owner = ${owner}))
+             order by lease_until nulls first limit ${opts.limit}
+             for update skip locked) c
+     where t.id = c.id
+    returning t.id, t.lease_epoch as epoch, c.lease_owner as previous_owner`);
+  return r.rows.map((x) => ({ id: x.id, epoch: Number(x.epoch), previousOwner: x.previous_owner }));
+}
