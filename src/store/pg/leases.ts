@@ -12,7 +12,7 @@ export async function renewLeases(q: PgQ, table: LeaseTable, owner: string, held
   const r = await q.execute<{ id: string }>(sql`
     update ${sql.raw(w.table)} set lease_until = ${DB_NOW_MS} + ${ms}
      where lease_owner = ${owner} and state in ${sql.raw(w.states)}
-       and (id, lease_epoch) in (select * from unnest(${held.map((h) => h.id)}::text[], ${held.map((h) => h.epoch)}::int[]))
+       and (id, lease_epoch) in (select * from unnest(${sql.param(held.map((h) => h.id))}::text[], ${sql.param(held.map((h) => h.epoch))}::int[]))
     returning id`);
   return r.rows.map((x) => x.id);
 }
