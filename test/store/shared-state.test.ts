@@ -1,0 +1,157 @@
+// State several workers share through one database: credit spent once, the demo budget's cap, the demo rate
+// limit, the intake cursor that only moves forward, a value created once. Each rule is checked on SQLite and
+// on PostgreSQL, there with two pools on one database (two workers) racing for it.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshPgDatabase } from '../helpers/pg.ts';
+import { mulberry32, printSeedOnFailure, SEED } from '../helpers/seed.ts';
+import { openPgStore } from '../../src/store/pg/store.ts';
+import { openSqliteStore } from '../../src/store/sqlite-store.ts';
+import { CreditRaced } from '../../src/store/credits.ts';
+import { CreditRaced as PgCreditRaced } from '../../src/store/pg/credits.ts';
+import type { Store } from '../../src/store/store.ts';
+import type { CreditEntry, NewBookInvoice, NewJob } from '../../src/core/types.ts';
+
+printSeedOnFailure();
+
+const dir = mkdtempSync(join(tmpdir(), 'timmy-shared-state-'));
+const cleanups: (() => Promise<void>)[] = [];
+const P = 'p'.repeat(64); // the payer
+
+afterAll(async () => {
+  for (const c of cleanups) await c();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Two workers' views of one store: one SQLite connection (one process), or two PostgreSQL pools on one database. */
+type Workers = { a: Store; b: Store };
+
+let sqliteN = 0;
+function sqliteWorkers(): Workers {
+  const s = openSqliteStore(join(dir, `s${++sqliteN}.db`));
+  cleanups.push(() => s.close());
+  return { a: s, b: s };
+}
+
+async function pgWorkers(): Promise<Workers> {
+  const db = await freshPgDatabase();
+  const a = await openPgStore(db.url);
+  const b = await openPgStore(db.url);
+  cleanups.push(async () => {
+    await a.close();
+    await b.close();
+    await db.drop();
+  });
+  return { a, b };
+}
+
+const ENGINES: [string, () => Workers | Promise<Workers>][] = [['sqlite', sqliteWorkers], ['pg', pgWorkers]];
+
+function newJob(id: string): NewJob {
+  return {
+    id, kind: 5050, source: 'nostr', customerPubkey: P, clientAddress: null, requestJson: null, encryption: 'none',
+    input: `prompt ${id}`, params: {}, relays: [], bidMsats: null, requestCreatedAt: 1_900_000_000, expiresAt: null,
+  };
+}
+
+const spend = (jobId: string, msats: number): CreditEntry => ({ account: P, deltaMsats: -msats, reason: 'spent on the eval', jobId, ref: `spend-eval:${jobId}` });
+
+const invoice = (jobId: string, amountMsats: number): NewBookInvoice => ({
+  paymentHash: `h-${jobId}`, subjectKind: 'job', subjectId: jobId, purpose: 'eval', account: P, amountMsats, bolt11: `lnbc-${jobId}`, expiresAt: 1_900_000_600,
+});
+
+/** A job created on its payer's credit (the part credit does not cover invoiced), as JobService.open commits it. */
+function createOnCredit(s: Store, jobId: string, creditMsats: number, dueMsats = 0): Promise<boolean> {
+  return s.jobs.createJob({
+    job: newJob(jobId),
+    state: dueMsats > 0 ? 'awaiting_eval_payment' : 'evaluating',
+    patch: { evalCreditMsats: creditMsats, evalPaymentHash: dueMsats > 0 ? `h-${jobId}` : null },
+    invoice: dueMsats > 0 ? invoice(jobId, dueMsats) : undefined,
+    intents: [{ type: 'feedback', status: 'processing', message: 'paid from your credit' }],
+    credits: [spend(jobId, creditMsats)],
+  });
+}
+
+const seedCredit = (s: Store, msats: number) => s.credits.addCredit({ account: P, deltaMsats: msats, reason: 'refund', jobId: null, ref: `seed:${msats}` });
+
+describe.each(ENGINES)('credit is spent once (%s)', (engine, open) => {
+  let w: Workers;
+  beforeAll(async () => {
+    w = await open();
+  });
+
+  it('a spend the balance no longer covers rolls back its whole move: no job, no invoice, no entry', async () => {
+    await seedCredit(w.a, 10_000);
+    expect(await createOnCredit(w.a, 'j0', 10_000)).toBe(true);
+    const raced = await createOnCredit(w.b, 'j1', 4_000, 6_000).catch((e: unknown) => e);
+    expect(raced).toBeInstanceOf(CreditRaced);
+    expect(raced).toMatchObject({ account: P, balanceMsats: 0, deltaMsats: -4_000 });
+    expect(await w.a.jobs.getJob('j1')).toBeUndefined();
+    expect(await w.a.invoices.getInvoice('h-j1')).toBeUndefined();
+    expect(await w.a.invoices.openInvoiceCount('job')).toBe(0);
+    expect((await w.a.credits.creditEntries(P)).map((e) => e.ref)).toEqual(['spend-eval:j0', 'seed:10000']);
+    expect(await w.a.credits.creditBalanceMsats(P)).toBe(0);
+    // Inside a larger transaction the refusal undoes the rest of it too.
+    await expect(
+      w.b.tx(async (t) => {
+        await t.kv.setKv('written before the spend', '1');
+        await t.credits.addCredit(spend('j2', 1));
+      }),
+    ).rejects.toBeInstanceOf(CreditRaced);
+    expect(await w.a.kv.getKv('written before the spend')).toBeUndefined();
+    // Credit coming in and a spend of what is there are untouched by the guard; a replayed spend writes nothing.
+    await seedCredit(w.a, 3_000);
+    expect(await w.a.credits.addCredit(spend('j3', 3_000))).toBe(true);
+    expect(await w.a.credits.addCredit(spend('j3', 3_000))).toBe(false);
+    expect(await w.a.credits.creditBalanceMsats(P)).toBe(0);
+  });
+
+  it.skipIf(engine !== 'pg')('two workers creating 40 jobs at once on the same 10 sats of credit: exactly one spends it', async () => {
+    const ws = await open(); // a database of its own
+    expect(PgCreditRaced).toBe(CreditRaced);
+    await seedCredit(ws.a, 10_000);
+    const outcomes = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        createOnCredit(i % 2 ? ws.b : ws.a, `job${i}`, 10_000).then(
+          (created) => (created ? 'created' : 'duplicate'),
+          (err: unknown) => (err instanceof CreditRaced ? 'raced' : Promise.reject(err)),
+        ),
+      ),
+    );
+    expect(outcomes.filter((o) => o === 'created')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'raced')).toHaveLength(39);
+    expect(await ws.b.credits.creditBalanceMsats(P)).toBe(0);
+    expect(await ws.b.jobs.countJobsByState()).toEqual({ evaluating: 1 });
+    expect((await ws.b.credits.creditEntries(P)).filter((e) => e.deltaMsats < 0)).toHaveLength(1);
+  });
+
+  it.skipIf(engine !== 'pg')('spends of mixed sizes from two workers never take the balance below zero, at any point', async () => {
+    const ws = await open();
+    const rand = mulberry32(SEED);
+    await seedCredit(ws.a, 50_000);
+    const wants = Array.from({ length: 40 }, () => 1_000 * (1 + Math.floor(rand() * 4))); // 1 to 4 sats each, ~100 sats in all
+    const outcomes = await Promise.all(
+      wants.map((msats, i) =>
+        createOnCredit(i % 2 ? ws.b : ws.a, `job${i}`, msats).then(
+          () => 'created',
+          (err: unknown) => (err instanceof CreditRaced ? 'raced' : Promise.reject(err)),
+        ),
+      ),
+    );
+    const spent = wants.filter((_, i) => outcomes[i] === 'created');
+    const refused = wants.filter((_, i) => outcomes[i] === 'raced');
+    const balance = await ws.a.credits.creditBalanceMsats(P);
+    expect(balance).toBe(50_000 - spent.reduce((x, y) => x + y, 0));
+    expect(balance).toBeGreaterThanOrEqual(0);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) expect(r).toBeGreaterThan(balance); // refused only when it no longer fitted
+    // Spends commit one after another under the account lock, so entry order is commit order: every prefix is covered.
+    let running = 0;
+    for (const e of [...(await ws.a.credits.creditEntries(P))].reverse()) {
+      running += e.deltaMsats;
+      expect(running).toBeGreaterThanOrEqual(0);
+    }
+  });
+});
