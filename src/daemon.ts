@@ -194,7 +194,7 @@ export function intakeStore(store: Store): IntakeStore {
       const v = await store.kv.getKv(CURSOR_KEY);
       return v ? Number(v) : null;
     },
-    saveCursor: (v) => store.kv.setKv(CURSOR_KEY, String(v)),
+    saveCursor: (v) => store.kv.setMaxNumber(CURSOR_KEY, v), // only forward: workers save theirs in any order
     unpaidIds: () => store.jobs.unpaidNostrJobIds(500),
   };
 }

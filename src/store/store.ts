@@ -29,7 +29,7 @@ export const OPS = {
   outbox: ['insertIntents', 'unsignedIntents', 'storeSigned', 'unackedEvents', 'notAckedBy', 'noteAttempt', 'recordAcks', 'outboxDepth', 'outboxForJob', 'dropIntent'],
   bootstrap: ['getBootstrap', 'bootstrapExists', 'createBootstrap', 'moveBootstrap', 'listBootstraps', 'listNodeOrders', 'staleCredentials', 'countUnpaidBootstraps', 'eraseCredentials'],
   zaps: ['insertZap', 'getZap', 'settleZap', 'jobOfEvent', 'openSessionInvoiceOf'],
-  kv: ['getKv', 'setKv'],
+  kv: ['getKv', 'setKv', 'addToNumber', 'setMaxNumber', 'getOrCreate'],
   stubInvoices: ['insertStubInvoice', 'getStubInvoice', 'markStubInvoicePaid'],
   leases: ['renewLeases', 'claimLeases'],
   money: [

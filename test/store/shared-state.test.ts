@@ -12,6 +12,9 @@ import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { CreditRaced } from '../../src/store/credits.ts';
 import { CreditRaced as PgCreditRaced } from '../../src/store/pg/credits.ts';
 import type { Store } from '../../src/store/store.ts';
+import { intakeStore } from '../../src/daemon.ts';
+import { StubPayments } from '../../src/payments/stub.ts';
+import bolt11 from 'bolt11';
 import type { CreditEntry, NewBookInvoice, NewJob } from '../../src/core/types.ts';
 
 printSeedOnFailure();
@@ -153,5 +156,71 @@ describe.each(ENGINES)('credit is spent once (%s)', (engine, open) => {
       running += e.deltaMsats;
       expect(running).toBeGreaterThanOrEqual(0);
     }
+  });
+});
+
+describe.each(ENGINES)('kv values several workers write (%s)', (_engine, open) => {
+  let w: Workers;
+  beforeAll(async () => {
+    w = await open();
+  });
+
+  it('addToNumber: a sum under its cap, or null and nothing changed', async () => {
+    expect(await w.a.kv.addToNumber('budget', 30, 20)).toBeNull(); // the first add is checked too
+    expect(await w.a.kv.getKv('budget')).toBe('0');
+    expect(await w.a.kv.addToNumber('budget', 15, 20)).toBe(15);
+    expect(await w.b.kv.addToNumber('budget', 6, 20)).toBeNull();
+    expect(await w.b.kv.addToNumber('budget', 5, 20)).toBe(20);
+    expect(await w.a.kv.addToNumber('budget', -12, 20)).toBe(8);
+    expect(await w.a.kv.addToNumber('budget', 9_007_199_254_740_000, Number.MAX_SAFE_INTEGER)).toBe(9_007_199_254_740_008); // exact, as text
+    expect(await w.a.kv.getKv('budget')).toBe('9007199254740008');
+    await expect(w.a.kv.addToNumber('budget', 0.5, 20)).rejects.toThrow(RangeError);
+  });
+
+  it('addToNumber: 50 concurrent reservations on two workers fill the cap exactly, never past it', async () => {
+    const outcomes = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? w.b : w.a).kv.addToNumber('reserve', 7, 200)));
+    const taken = outcomes.filter((v) => v !== null);
+    expect(taken).toHaveLength(28); // floor(200 / 7)
+    expect(new Set(taken).size).toBe(28); // each saw the ones before it
+    expect(Math.max(...(taken as number[]))).toBe(196);
+    expect(await w.a.kv.getKv('reserve')).toBe('196');
+  });
+
+  it('setMaxNumber: the cursor only moves forward, whoever writes last', async () => {
+    const rand = mulberry32(SEED);
+    const values = Array.from({ length: 40 }, () => 1_700_000_000 + Math.floor(rand() * 1_000_000));
+    await Promise.all(values.map((v, i) => (i % 2 ? w.b : w.a).kv.setMaxNumber('cursor', v)));
+    expect(await w.a.kv.getKv('cursor')).toBe(String(Math.max(...values)));
+    await w.b.kv.setMaxNumber('cursor', 1_600_000_000); // an older request seen late by another worker
+    expect(await w.a.kv.getKv('cursor')).toBe(String(Math.max(...values)));
+    await w.b.kv.setMaxNumber('cursor', 1_800_000_000);
+    expect(await w.a.kv.getKv('cursor')).toBe('1800000000');
+  });
+
+  it('getOrCreate: workers proposing different values at once all get the first one stored', async () => {
+    const got = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? w.b : w.a).kv.getOrCreate('node_key', `key-${i}`)));
+    expect(new Set(got).size).toBe(1);
+    expect(await w.a.kv.getKv('node_key')).toBe(got[0]);
+    expect(await w.b.kv.getOrCreate('node_key', 'another')).toBe(got[0]);
+  });
+});
+
+describe.each(ENGINES)('what the daemon keeps there (%s)', (_engine, open) => {
+  it('the intake cursor saved by two workers out of order keeps the newest', async () => {
+    const w = await open();
+    const [a, b] = [intakeStore(w.a), intakeStore(w.b)];
+    await a.saveCursor(1_700_000_500);
+    await b.saveCursor(1_700_000_100); // b saw an older request later
+    expect(await a.cursor()).toBe(1_700_000_500);
+    expect(await b.cursor()).toBe(1_700_000_500);
+  });
+
+  it('two stub payment backends starting together sign their invoices with one node key', async () => {
+    const w = await open();
+    const req = { amountMsats: 10_000, memo: 'test', expirySecs: 600 };
+    const invoices = await Promise.all([new StubPayments(w.a).createInvoice(req), new StubPayments(w.b).createInvoice(req)]);
+    const payees = invoices.map((i) => bolt11.decode(i.bolt11).payeeNodeKey);
+    expect(payees[0]).toMatch(/^0[23][0-9a-f]{64}$/);
+    expect(payees[1]).toBe(payees[0]);
   });
 });
