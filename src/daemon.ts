@@ -45,6 +45,7 @@ import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip8
 import { TEXT_JOB_KIND } from './nostr/nip90.ts';
 import { startRelayServer, type RelayServer } from './nostr/relay-server.ts';
 import { createApp, type App } from './http/app.ts';
+import { DEMO_WINDOW_MS } from './http/demo.ts';
 import { limitConnections } from './connections.ts';
 
 export interface Daemon {
@@ -536,7 +537,7 @@ export function buildHttp(config: Config, store: Store, keys: { pubkey: string }
       l402DepositSats: config.L402_DEPOSIT_SATS,
       trustProxy: config.TRUST_PROXY,
     },
-    demo: { demo: core.demo, trustProxy: config.TRUST_PROXY, maxInputChars: config.MAX_INPUT_CHARS },
+    demo: { demo: core.demo, limits: store.limits, trustProxy: config.TRUST_PROXY, maxInputChars: config.MAX_INPUT_CHARS },
     lnurl: config.PUBLIC_URL
       ? {
           zaps: core.zaps,
@@ -629,7 +630,7 @@ async function startEmbeddedRelay(config: Config, log: Logger): Promise<{ relay:
  * The periodic passes (expiry, erasure, NIP-09 renewal) and a watch on the relays: with none connected the
  * daemon cannot hear anyone, which must not go unnoticed — warned after a grace period, then every minute.
  */
-function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger): () => void {
+function startPasses(core: Core, store: Store, nostr: NostrSide, relays: string[], log: Logger): () => void {
   const startedAt = Date.now();
   let lastWarn = 0;
   let tick = 0;
@@ -639,6 +640,7 @@ function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger
     if (tick > 0 && tick % CLEANUP_EVERY_TICKS === 0) void cleanUpServers(core, log);
     if (tick++ % RETENTION_EVERY_TICKS === 0) {
       core.jobs.purgeUnserved().catch((err) => log.error({ err }, 'retention pass failed'));
+      store.limits.prune(Date.now() - DEMO_WINDOW_MS).catch((err) => log.error({ err }, 'pruning rate-limit hits failed'));
     }
     const now = Date.now();
     if (nostr.pool.connectedCount > 0) lastWarn = 0;
@@ -709,7 +711,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     await Promise.all([core.book.resume(), cleanUpServers(core, log)]);
     log.info('resume pass done');
   })().catch((err) => log.error({ err }, 'resume pass failed'));
-  const stopPasses = startPasses(core, nostr, nostr.pool.status().map((r) => r.url), log);
+  const stopPasses = startPasses(core, store, nostr, nostr.pool.status().map((r) => r.url), log);
   log.info({ relays: nostr.pool.status().map((r) => r.url), jobs: await store.jobs.countJobsByState(), outbox: await store.outbox.outboxDepth() }, 'Timmy ready');
 
   let stopped = false;

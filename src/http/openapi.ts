@@ -25,7 +25,7 @@ export async function openApiDocument(): Promise<unknown> {
     maxBodyBytes: 64 * 1024,
     dev: inert<NonNullable<HttpDeps['dev']>>(),
     jobs: { jobs: inert(), book: inert(), maxInputChars: config.MAX_INPUT_CHARS, trustProxy: 0 },
-    demo: { demo: inert(), trustProxy: 0, maxInputChars: config.MAX_INPUT_CHARS },
+    demo: { demo: inert(), limits: inert(), trustProxy: 0, maxInputChars: config.MAX_INPUT_CHARS },
     bootstrap: { bootstrap: inert(), trustProxy: 0 },
     lnurl: null, // outside /api: not in the document
     sessions: {

@@ -6,6 +6,8 @@ import { coreHarness, type CoreHarness } from '../helpers/core.ts';
 import { DemoService } from '../../src/core/demo.ts';
 import { pricingParams } from '../../src/daemon.ts';
 import type { Store } from '../../src/store/store.ts';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { mountDemoRoutes } from '../../src/http/demo.ts';
 
 let h: CoreHarness;
 const closers: (() => Promise<void>)[] = [];
@@ -28,15 +30,17 @@ function gateWork(outputTokens = 256): () => void {
   return release;
 }
 
-/** Another worker's demo over the same database (on SQLite, one process: the same store). */
+/** Another worker's store: a second pool on the same PostgreSQL database; on SQLite (one process) the same store. */
+async function otherStore(): Promise<Store> {
+  if (!h.url) return h.store;
+  const pg = await (await import('../../src/store/pg/store.ts')).openPgStore(h.url);
+  closers.push(() => pg.close());
+  return pg;
+}
+
+/** Another worker's demo over the same database. */
 async function otherWorker(): Promise<DemoService> {
-  let store: Store = h.store;
-  if (h.url) {
-    const pg = await (await import('../../src/store/pg/store.ts')).openPgStore(h.url);
-    closers.push(() => pg.close());
-    store = pg;
-  }
-  return new DemoService({ store, agent: h.agent, pricing: pricingParams(h.config), dailyBudgetUsd: h.config.DEMO_DAILY_BUDGET_USD });
+  return new DemoService({ store: await otherStore(), agent: h.agent, pricing: pricingParams(h.config), dailyBudgetUsd: h.config.DEMO_DAILY_BUDGET_USD });
 }
 
 describe('demo budget', () => {
@@ -83,5 +87,36 @@ describe('demo budget', () => {
     expect(outcomes.filter((o) => o === 'ok')).toHaveLength(passed);
     expect(outcomes.filter((o) => o !== 'ok').every((o) => o === 'DemoBudgetSpent')).toBe(true);
     expect(await h.core.demo.spentTodayUsd()).toBeLessThanOrEqual(reserved); // reservations became the (smaller) actual costs
+  });
+});
+
+describe('demo rate limit', () => {
+  /** GET /api/demo as served by a worker over `store`, the client address given by a trusted proxy. */
+  function demoRoute(store: Store, demo: DemoService) {
+    const app = new OpenAPIHono();
+    mountDemoRoutes(app, { demo, limits: store.limits, trustProxy: 1, maxInputChars: 1000 });
+    return async (from: string, request: string) => {
+      const res = await app.request(`/api/demo?request=${encodeURIComponent(request)}`, { headers: { 'x-forwarded-for': from } });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as { error?: string; result?: string } };
+    };
+  }
+
+  it('five per hour per address across two workers, then 429 with Retry-After; another address is unaffected', async () => {
+    const workers = [demoRoute(h.store, h.core.demo), demoRoute(await otherStore(), await otherWorker())];
+    for (let i = 0; i < 5; i++) {
+      const r = await workers[i % 2]!('192.0.2.1', `demo ${i}`);
+      expect(r.status).toBe(200);
+      expect(r.body.result).toContain(`demo ${i}`);
+    }
+    for (const worker of workers) {
+      const sixth = await worker('192.0.2.1', 'again');
+      expect(sixth.status).toBe(429);
+      expect(sixth.body.error).toMatch(/^rate-limited: 5 demo requests per hour; try again in \d+ s$/);
+      expect(Number(sixth.retryAfter)).toBeGreaterThan(3500);
+      expect(Number(sixth.retryAfter)).toBeLessThanOrEqual(3600);
+      expect(sixth.body.error).toContain(`in ${sixth.retryAfter} s`);
+    }
+    expect((await workers[1]!('192.0.2.2', 'hi')).status).toBe(200);
+    expect(h.agent.calls.work).toBe(6);
   });
 });

@@ -224,3 +224,27 @@ describe.each(ENGINES)('what the daemon keeps there (%s)', (_engine, open) => {
     expect(payees[1]).toBe(payees[0]);
   });
 });
+
+describe.each(ENGINES)('rate limits shared by the workers (%s)', (_engine, open) => {
+  const HOUR = 3_600_000; // ms
+  const T = 1_900_000_000_000; // unix ms
+
+  it('take: five hits in a sliding window, then the wait until the oldest leaves it; prune drops the old hits', async () => {
+    const w = await open();
+    for (let i = 0; i < 5; i++) expect(await (i % 2 ? w.b : w.a).limits.take('demo:a', 5, HOUR, T + i * 60_000)).toBeNull();
+    expect(await w.a.limits.take('demo:a', 5, HOUR, T + 30 * 60_000)).toBe(30 * 60_000); // until T + 1 h
+    expect(await w.b.limits.take('demo:b', 5, HOUR, T + 30 * 60_000)).toBeNull(); // another key is unaffected
+    expect(await w.b.limits.take('demo:a', 5, HOUR, T + HOUR - 1)).toBe(1);
+    expect(await w.b.limits.take('demo:a', 5, HOUR, T + HOUR)).toBeNull(); // the first hit has left the window
+    expect(await w.a.limits.take('demo:a', 5, HOUR, T + HOUR + 1)).toBe(59_999); // refusals are not counted as hits
+    expect(await w.a.limits.prune(T + 60_000)).toBe(1); // the hit at T only
+    expect(await w.a.limits.prune(T + 60_000)).toBe(0);
+    expect(await w.a.limits.take('demo:a', 5, HOUR, T + HOUR + 2)).toBe(59_998); // what was pruned was outside the window
+  });
+
+  it('take: 30 concurrent hits on one key from two workers let exactly the limit through', async () => {
+    const w = await open();
+    const taken = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? w.b : w.a).limits.take('demo:x', 5, HOUR, T + i)));
+    expect(taken.filter((t) => t === null)).toHaveLength(5);
+  });
+});
