@@ -34,7 +34,7 @@ import { BootstrapService } from './core/bootstrap.ts';
 import { DemoService } from './core/demo.ts';
 import { SecretBox } from './core/sealed.ts';
 import { initCrypto, finalizeEvent, getPublicKey, verifyEvent } from './nostr/crypto.ts';
-import { KeyError, loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
+import { KEY_FILE, KeyError, keyFingerprints, loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
 import { createEventFactory } from './nostr/events.ts';
 import { asEvent, Intake, DELETIONS_SUB, type IntakeSettings, type IntakeStore } from './nostr/intake.ts';
 import { filterRelayUrls, type RelayPolicy } from './nostr/relay-policy.ts';
@@ -129,6 +129,27 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+const FINGERPRINTS_KEY = 'key_fingerprints';
+
+/**
+ * Workers sharing one database must hold the same keys: a macaroon minted by one is checked by another,
+ * credentials one sealed another opens, and all speak as one Nostr identity. The first worker to start
+ * records the keys' fingerprints; a worker whose keys differ refuses to start, naming each such key.
+ */
+export async function checkKeysAgree(store: Store, dataDir: string, pubkey: string): Promise<void> {
+  const mine = keyFingerprints(dataDir, pubkey);
+  const theirs = JSON.parse(await store.kv.getOrCreate(FINGERPRINTS_KEY, JSON.stringify(mine))) as Record<string, string>;
+  const short = (v: string) => `${v.slice(0, 12)}…`;
+  const problems = Object.entries(mine)
+    .filter(([name, v]) => theirs[name] !== undefined && theirs[name] !== v)
+    .map(([name, v]) =>
+      name === 'pubkey'
+        ? `the Nostr key differs from the other workers' (pubkey ${short(v)} here, ${short(theirs[name]!)} theirs): give every worker the same NOSTR_SECRET_KEY or ${join(dataDir, KEY_FILE)}`
+        : `${name} differs from the other workers' (sha256 ${short(v)} here, ${short(theirs[name]!)} theirs): give every worker the same DATA_DIR keys`,
+    );
+  if (problems.length) throw new StartupError(problems.join('; '));
 }
 
 /** What is wrong with the database file, in the operator's words (null: not an expected failure). */
@@ -683,6 +704,9 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const secretKey = await startStep(() => loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY), (e) => (e instanceof KeyError ? e.message : dirProblem(e)));
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
   const store = await startStep(() => openStore(config), (e) => dbProblem(storeLocation(config), e));
+  if (store.dialect === 'pg') {
+    await startStep(() => checkKeysAgree(store, config.DATA_DIR, keys.pubkey), (e) => (e instanceof KeyError ? e.message : dirProblem(e)));
+  }
   log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: storeLocation(config) }, 'Timmy starting');
   const { relay: embedded, config: cfg } = await startEmbeddedRelay(config, log);
   config = cfg;
