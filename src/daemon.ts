@@ -537,6 +537,7 @@ export function buildHttp(config: Config, store: Store, keys: { pubkey: string }
       }
     : null;
   return createApp({
+    worker: config.workerId,
     console: consoleDeps,
     log: log.child({ module: 'http' }),
     maxBodyBytes: 64 * 1024,
@@ -692,7 +693,7 @@ function announceConsole(base: string, t: { source: 'env' | 'file'; file: string
 
 // --- lifecycle ---
 
-export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL)): Promise<Daemon> {
+export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL, undefined, { worker: config.workerId })): Promise<Daemon> {
   if (config.production && !config.LNBITS_URL && !config.NWC_URL && !config.ALLOW_STUB_PAYMENTS) {
     throw new StartupError('NODE_ENV=production with the stub payment backend: set NWC_URL or LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
   }

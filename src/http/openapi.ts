@@ -21,6 +21,7 @@ function inertSources(): Omit<HttpDeps['metrics'], 'onProcessingAcked'> {
 export async function openApiDocument(): Promise<unknown> {
   const config = loadConfig({});
   const deps: HttpDeps = {
+    worker: 'openapi',
     log: createLogger('silent'),
     maxBodyBytes: 64 * 1024,
     dev: inert<NonNullable<HttpDeps['dev']>>(),
