@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { freshPgDatabase } from '../helpers/pg.ts';
 import { mulberry32, printSeedOnFailure, SEED } from '../helpers/seed.ts';
 import { openPgStore } from '../../src/store/pg/store.ts';
@@ -23,10 +23,11 @@ const dir = mkdtempSync(join(tmpdir(), 'timmy-shared-state-'));
 const cleanups: (() => Promise<void>)[] = [];
 const P = 'p'.repeat(64); // the payer
 
-afterAll(async () => {
-  for (const c of cleanups) await c();
-  rmSync(dir, { recursive: true, force: true });
+// Each test's pools are closed after it: the run's server is shared by the files running meanwhile.
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
 });
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Two workers' views of one store: one SQLite connection (one process), or two PostgreSQL pools on one database. */
 type Workers = { a: Store; b: Store };
@@ -80,12 +81,8 @@ function createOnCredit(s: Store, jobId: string, creditMsats: number, dueMsats =
 const seedCredit = (s: Store, msats: number) => s.credits.addCredit({ account: P, deltaMsats: msats, reason: 'refund', jobId: null, ref: `seed:${msats}` });
 
 describe.each(ENGINES)('credit is spent once (%s)', (engine, open) => {
-  let w: Workers;
-  beforeAll(async () => {
-    w = await open();
-  });
-
   it('a spend the balance no longer covers rolls back its whole move: no job, no invoice, no entry', async () => {
+    const w = await open();
     await seedCredit(w.a, 10_000);
     expect(await createOnCredit(w.a, 'j0', 10_000)).toBe(true);
     const raced = await createOnCredit(w.b, 'j1', 4_000, 6_000).catch((e: unknown) => e);
@@ -112,7 +109,7 @@ describe.each(ENGINES)('credit is spent once (%s)', (engine, open) => {
   });
 
   it.skipIf(engine !== 'pg')('two workers creating 40 jobs at once on the same 10 sats of credit: exactly one spends it', async () => {
-    const ws = await open(); // a database of its own
+    const ws = await open();
     expect(PgCreditRaced).toBe(CreditRaced);
     await seedCredit(ws.a, 10_000);
     const outcomes = await Promise.all(
@@ -160,12 +157,8 @@ describe.each(ENGINES)('credit is spent once (%s)', (engine, open) => {
 });
 
 describe.each(ENGINES)('kv values several workers write (%s)', (_engine, open) => {
-  let w: Workers;
-  beforeAll(async () => {
-    w = await open();
-  });
-
   it('addToNumber: a sum under its cap, or null and nothing changed', async () => {
+    const w = await open();
     expect(await w.a.kv.addToNumber('budget', 30, 20)).toBeNull(); // the first add is checked too
     expect(await w.a.kv.getKv('budget')).toBe('0');
     expect(await w.a.kv.addToNumber('budget', 15, 20)).toBe(15);
@@ -178,6 +171,7 @@ describe.each(ENGINES)('kv values several workers write (%s)', (_engine, open) =
   });
 
   it('addToNumber: 50 concurrent reservations on two workers fill the cap exactly, never past it', async () => {
+    const w = await open();
     const outcomes = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? w.b : w.a).kv.addToNumber('reserve', 7, 200)));
     const taken = outcomes.filter((v) => v !== null);
     expect(taken).toHaveLength(28); // floor(200 / 7)
@@ -187,6 +181,7 @@ describe.each(ENGINES)('kv values several workers write (%s)', (_engine, open) =
   });
 
   it('setMaxNumber: the cursor only moves forward, whoever writes last', async () => {
+    const w = await open();
     const rand = mulberry32(SEED);
     const values = Array.from({ length: 40 }, () => 1_700_000_000 + Math.floor(rand() * 1_000_000));
     await Promise.all(values.map((v, i) => (i % 2 ? w.b : w.a).kv.setMaxNumber('cursor', v)));
@@ -198,6 +193,7 @@ describe.each(ENGINES)('kv values several workers write (%s)', (_engine, open) =
   });
 
   it('getOrCreate: workers proposing different values at once all get the first one stored', async () => {
+    const w = await open();
     const got = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? w.b : w.a).kv.getOrCreate('node_key', `key-${i}`)));
     expect(new Set(got).size).toBe(1);
     expect(await w.a.kv.getKv('node_key')).toBe(got[0]);
