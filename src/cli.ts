@@ -84,7 +84,7 @@ program
   .description('run the daemon (embedded relay, stub payments and stub AI unless configured otherwise)')
   .action(async () => {
     const config = configOrExit();
-    const log = createLogger(config.LOG_LEVEL);
+    const log = createLogger(config.LOG_LEVEL, undefined, { worker: config.workerId });
     let daemon;
     try {
       daemon = await startDaemon(config, log);

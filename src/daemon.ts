@@ -34,7 +34,7 @@ import { BootstrapService } from './core/bootstrap.ts';
 import { DemoService } from './core/demo.ts';
 import { SecretBox } from './core/sealed.ts';
 import { initCrypto, finalizeEvent, getPublicKey, verifyEvent } from './nostr/crypto.ts';
-import { KeyError, loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
+import { KEY_FILE, KeyError, keyFingerprints, loadRootKey, loadSecretKey, loadStorageKey } from './nostr/keys.ts';
 import { createEventFactory } from './nostr/events.ts';
 import { asEvent, Intake, DELETIONS_SUB, type IntakeSettings, type IntakeStore } from './nostr/intake.ts';
 import { filterRelayUrls, type RelayPolicy } from './nostr/relay-policy.ts';
@@ -45,6 +45,7 @@ import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip8
 import { TEXT_JOB_KIND } from './nostr/nip90.ts';
 import { startRelayServer, type RelayServer } from './nostr/relay-server.ts';
 import { createApp, type App } from './http/app.ts';
+import { DEMO_WINDOW_MS } from './http/demo.ts';
 import { limitConnections } from './connections.ts';
 
 export interface Daemon {
@@ -130,6 +131,27 @@ function isAlive(pid: number): boolean {
   }
 }
 
+const FINGERPRINTS_KEY = 'key_fingerprints';
+
+/**
+ * Workers sharing one database must hold the same keys: a macaroon minted by one is checked by another,
+ * credentials one sealed another opens, and all speak as one Nostr identity. The first worker to start
+ * records the keys' fingerprints; a worker whose keys differ refuses to start, naming each such key.
+ */
+export async function checkKeysAgree(store: Store, dataDir: string, pubkey: string): Promise<void> {
+  const mine = keyFingerprints(dataDir, pubkey);
+  const theirs = JSON.parse(await store.kv.getOrCreate(FINGERPRINTS_KEY, JSON.stringify(mine))) as Record<string, string>;
+  const short = (v: string) => `${v.slice(0, 12)}…`;
+  const problems = Object.entries(mine)
+    .filter(([name, v]) => theirs[name] !== undefined && theirs[name] !== v)
+    .map(([name, v]) =>
+      name === 'pubkey'
+        ? `the Nostr key differs from the other workers' (pubkey ${short(v)} here, ${short(theirs[name]!)} theirs): give every worker the same NOSTR_SECRET_KEY or ${join(dataDir, KEY_FILE)}`
+        : `${name} differs from the other workers' (sha256 ${short(v)} here, ${short(theirs[name]!)} theirs): give every worker the same DATA_DIR keys`,
+    );
+  if (problems.length) throw new StartupError(problems.join('; '));
+}
+
 /** What is wrong with the database file, in the operator's words (null: not an expected failure). */
 function dbProblem(path: string, e: NodeJS.ErrnoException): string | null {
   if (e instanceof SchemaTooNewError) return e.message;
@@ -194,7 +216,7 @@ export function intakeStore(store: Store): IntakeStore {
       const v = await store.kv.getKv(CURSOR_KEY);
       return v ? Number(v) : null;
     },
-    saveCursor: (v) => store.kv.setKv(CURSOR_KEY, String(v)),
+    saveCursor: (v) => store.kv.setMaxNumber(CURSOR_KEY, v), // only forward: workers save theirs in any order
     unpaidIds: () => store.jobs.unpaidNostrJobIds(500),
   };
 }
@@ -515,6 +537,7 @@ export function buildHttp(config: Config, store: Store, keys: { pubkey: string }
       }
     : null;
   return createApp({
+    worker: config.workerId,
     console: consoleDeps,
     log: log.child({ module: 'http' }),
     maxBodyBytes: 64 * 1024,
@@ -536,7 +559,7 @@ export function buildHttp(config: Config, store: Store, keys: { pubkey: string }
       l402DepositSats: config.L402_DEPOSIT_SATS,
       trustProxy: config.TRUST_PROXY,
     },
-    demo: { demo: core.demo, trustProxy: config.TRUST_PROXY, maxInputChars: config.MAX_INPUT_CHARS },
+    demo: { demo: core.demo, limits: store.limits, trustProxy: config.TRUST_PROXY, maxInputChars: config.MAX_INPUT_CHARS },
     lnurl: config.PUBLIC_URL
       ? {
           zaps: core.zaps,
@@ -629,7 +652,7 @@ async function startEmbeddedRelay(config: Config, log: Logger): Promise<{ relay:
  * The periodic passes (expiry, erasure, NIP-09 renewal) and a watch on the relays: with none connected the
  * daemon cannot hear anyone, which must not go unnoticed — warned after a grace period, then every minute.
  */
-function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger): () => void {
+function startPasses(core: Core, store: Store, nostr: NostrSide, relays: string[], log: Logger): () => void {
   const startedAt = Date.now();
   let lastWarn = 0;
   let tick = 0;
@@ -639,6 +662,7 @@ function startPasses(core: Core, nostr: NostrSide, relays: string[], log: Logger
     if (tick > 0 && tick % CLEANUP_EVERY_TICKS === 0) void cleanUpServers(core, log);
     if (tick++ % RETENTION_EVERY_TICKS === 0) {
       core.jobs.purgeUnserved().catch((err) => log.error({ err }, 'retention pass failed'));
+      store.limits.prune(Date.now() - DEMO_WINDOW_MS).catch((err) => log.error({ err }, 'pruning rate-limit hits failed'));
     }
     const now = Date.now();
     if (nostr.pool.connectedCount > 0) lastWarn = 0;
@@ -669,7 +693,7 @@ function announceConsole(base: string, t: { source: 'env' | 'file'; file: string
 
 // --- lifecycle ---
 
-export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL)): Promise<Daemon> {
+export async function startDaemon(config: Config, log = createLogger(config.LOG_LEVEL, undefined, { worker: config.workerId })): Promise<Daemon> {
   if (config.production && !config.LNBITS_URL && !config.NWC_URL && !config.ALLOW_STUB_PAYMENTS) {
     throw new StartupError('NODE_ENV=production with the stub payment backend: set NWC_URL or LNBITS_URL, or ALLOW_STUB_PAYMENTS=1 for a demo');
   }
@@ -681,6 +705,9 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
   const secretKey = await startStep(() => loadSecretKey(config.DATA_DIR, config.NOSTR_SECRET_KEY), (e) => (e instanceof KeyError ? e.message : dirProblem(e)));
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
   const store = await startStep(() => openStore(config), (e) => dbProblem(storeLocation(config), e));
+  if (store.dialect === 'pg') {
+    await startStep(() => checkKeysAgree(store, config.DATA_DIR, keys.pubkey), (e) => (e instanceof KeyError ? e.message : dirProblem(e)));
+  }
   log.info({ pubkey: keys.pubkey, npub: nip19.npubEncode(keys.pubkey), database: storeLocation(config) }, 'Timmy starting');
   const { relay: embedded, config: cfg } = await startEmbeddedRelay(config, log);
   config = cfg;
@@ -709,7 +736,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
     await Promise.all([core.book.resume(), cleanUpServers(core, log)]);
     log.info('resume pass done');
   })().catch((err) => log.error({ err }, 'resume pass failed'));
-  const stopPasses = startPasses(core, nostr, nostr.pool.status().map((r) => r.url), log);
+  const stopPasses = startPasses(core, store, nostr, nostr.pool.status().map((r) => r.url), log);
   log.info({ relays: nostr.pool.status().map((r) => r.url), jobs: await store.jobs.countJobsByState(), outbox: await store.outbox.outboxDepth() }, 'Timmy ready');
 
   let stopped = false;

@@ -35,4 +35,12 @@ describe('logger', () => {
     createLogger('info', c.stream, { pretty: false }).info({ amountSats: 1 }, 'x');
     expect(JSON.parse(c.text())).toMatchObject({ msg: 'x', amountSats: 1, level: 30 });
   });
+
+  it('names the worker (WORKER_ID) in every JSON line, children included', () => {
+    const c = capture();
+    const log = createLogger('info', c.stream, { pretty: false, worker: 'host-a:42' });
+    log.info('x');
+    log.child({ module: 'book' }).warn('y');
+    expect(c.text().trim().split('\n').map((l) => JSON.parse(l).worker)).toEqual(['host-a:42', 'host-a:42']);
+  });
 });

@@ -13,17 +13,19 @@ const REDACT = [
 
 /**
  * `pretty` (default: stdout is a terminal) writes `HH:MM:ss LEVEL (module): message key=value` lines;
- * otherwise one JSON object per line.
+ * otherwise one JSON object per line. `worker` (WORKER_ID) is in every JSON line: several workers' logs
+ * collected in one place stay apart.
  */
-export function createLogger(level: string, destination?: pino.DestinationStream, opts: { pretty?: boolean } = {}): Logger {
-  const options: pino.LoggerOptions = { level, base: { pid: process.pid }, redact: { paths: REDACT, censor: '[secret]' } };
+export function createLogger(level: string, destination?: pino.DestinationStream, opts: { pretty?: boolean; worker?: string } = {}): Logger {
+  const base = { pid: process.pid, ...(opts.worker ? { worker: opts.worker } : {}) };
+  const options: pino.LoggerOptions = { level, base, redact: { paths: REDACT, censor: '[secret]' } };
   const human = opts.pretty ?? (destination === undefined && process.stdout.isTTY === true);
   if (!human) return pino(options, destination);
   const stream = pretty({
     colorize: destination === undefined,
     sync: true,
     translateTime: 'HH:MM:ss',
-    ignore: 'pid,hostname,module',
+    ignore: 'pid,hostname,module,worker',
     messageFormat: '{if module}({module}) {end}{msg}',
     hideObject: false,
     singleLine: true,

@@ -16,7 +16,7 @@ let daemon: DaemonProc;
 
 beforeAll(async () => {
   relay = await startRelay();
-  daemon = await startDaemon({ relays: [relay.url], env: { MAX_OPEN_UNPAID_PER_CLIENT: '3' } });
+  daemon = await startDaemon({ relays: [relay.url], env: { MAX_OPEN_UNPAID_PER_CLIENT: '3', WORKER_ID: 'api-worker' } });
 });
 afterAll(async () => {
   await daemon?.kill();
@@ -248,19 +248,28 @@ describe('bad input', () => {
 });
 
 describe('metrics', () => {
-  it('exposes Prometheus counters that move when a job runs', async () => {
+  it('exposes Prometheus counters that move when a job runs, every series labelled with the worker', async () => {
     const before = (await call('GET', '/metrics')).body as string;
     expect(before).toMatch(/# TYPE timmy_jobs gauge/);
     const created = await call('POST', '/api/jobs', { request: 'count me' }, {}, '127.0.0.5');
     const after = (await call('GET', '/metrics')).body as string;
     const metric = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
-    const httpPosts = /timmy_http_requests_total\{method="POST",status="201"\} (\d+)/;
+    const httpPosts = /timmy_http_requests_total\{method="POST",status="201",worker="api-worker"\} (\d+)/;
     expect(metric(after, httpPosts)).toBeGreaterThan(metric(before, httpPosts));
-    const open = /timmy_invoices\{status="open"\} (\d+)/;
+    const open = /timmy_invoices\{status="open",worker="api-worker"\} (\d+)/;
     expect(metric(after, open)).toBeGreaterThan(metric(before, open));
-    expect(after).toMatch(/timmy_relay_connected\{relay="ws:\/\/127\.0\.0\.1:\d+"\} 1/);
-    expect(after).toMatch(/timmy_outbox_depth \d+/);
+    expect(after).toMatch(/timmy_relay_connected\{relay="ws:\/\/127\.0\.0\.1:\d+",worker="api-worker"\} 1/);
+    expect(after).toMatch(/timmy_outbox_depth\{worker="api-worker"\} \d+/);
+    const series = after.split('\n').filter((l) => l && !l.startsWith('#'));
+    expect(series.length).toBeGreaterThan(20);
+    expect(series.filter((l) => !l.includes('worker="api-worker"'))).toEqual([]);
     expect(created.status).toBe(201);
+  });
+
+  it('names the worker in /api/healthz and in every log line', async () => {
+    expect((await call('GET', '/api/healthz')).body).toMatchObject({ ok: true, worker: 'api-worker' });
+    expect(daemon.logs.length).toBeGreaterThan(0);
+    expect(daemon.logs.filter((l) => l.worker !== 'api-worker')).toEqual([]);
   });
 });
 

@@ -3,9 +3,10 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, ROOT, tempDir } from './helpers/procs.ts';
+import { freePort, ROOT, startDaemon, tempDir } from './helpers/procs.ts';
+import { freshPgDatabase } from './helpers/pg.ts';
 import { TIME_SCALE } from './helpers/wait.ts';
 import { openDb, closeDb } from '../src/store/db.ts';
 
@@ -93,5 +94,41 @@ describe('start-up mistakes', () => {
     const r = timmy(['credits', 'npub1definitelynotvalid'], { DATA_DIR: tempDir() });
     expect(r.status).toBe(2);
     expect(r.out).toContain('is not a valid npub');
+  });
+
+  it('a worker whose keys differ from the other workers\' on one DATABASE_URL refuses to start, naming the key', async () => {
+    const db = await freshPgDatabase();
+    try {
+      const first = await startDaemon({ relays: ['ws://127.0.0.1:9'], waitForRelay: false, env: { DATABASE_URL: db.url } });
+      await first.kill('SIGTERM');
+      /** A DATA_DIR of its own holding copies of the first worker's keys, `replaced` given another key. */
+      const copyOfKeys = (replaced?: string) => {
+        const dir = tempDir();
+        for (const f of ['nostr.key', 'macaroon.key', 'storage.key']) copyFileSync(join(first.dataDir, f), join(dir, f));
+        if (replaced) writeFileSync(join(dir, replaced), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+        return dir;
+      };
+      const start = async (dir: string) => timmy(['start'], { DATA_DIR: dir, HTTP_PORT: String(await freePort()), DATABASE_URL: db.url });
+      for (const name of ['macaroon.key', 'storage.key']) {
+        const r = await start(copyOfKeys(name));
+        expect(r.status).toBe(2);
+        expect(r.out).toMatch(new RegExp(`${name.replace('.', '\\.')} differs from the other workers' \\(sha256 [0-9a-f]{12}… here, [0-9a-f]{12}… theirs\\): give every worker the same DATA_DIR keys`));
+        expect(r.out.match(/differs from the other workers'/g)).toHaveLength(1); // only that one
+      }
+      const other = copyOfKeys('nostr.key');
+      const r = await start(other);
+      expect(r.status).toBe(2);
+      expect(r.out).toContain(`the Nostr key differs from the other workers' (pubkey `);
+      expect(r.out).toContain(`, ${first.pubkey.slice(0, 12)}… theirs): give every worker the same NOSTR_SECRET_KEY or ${join(other, 'nostr.key')}`);
+      // The same keys (the Nostr key given as NOSTR_SECRET_KEY this time): it starts, as the same identity.
+      const dir = copyOfKeys();
+      const sk = readFileSync(join(dir, 'nostr.key'), 'utf8').trim();
+      rmSync(join(dir, 'nostr.key'));
+      const second = await startDaemon({ relays: ['ws://127.0.0.1:9'], waitForRelay: false, dataDir: dir, env: { DATABASE_URL: db.url, NOSTR_SECRET_KEY: sk } });
+      expect(second.pubkey).toBe(first.pubkey);
+      expect(await second.kill('SIGTERM')).toBe(0);
+    } finally {
+      await db.drop();
+    }
   });
 });

@@ -6,6 +6,7 @@
 // invoice's account (the payer's pubkey, else `<subject kind>:<subject id>`), never lost.
 import type { Logger } from '../log.ts';
 import type { Store, StoreOps } from '../store/store.ts';
+import { CreditRaced } from '../store/credits.ts';
 import type { Clock, PaymentBackend, Publisher } from './ports.ts';
 import { KeyedMutex } from './mutex.ts';
 import { Refusal } from './refusal.ts';
@@ -127,8 +128,8 @@ export class InvoiceBook {
 
   /**
    * Spends the payer's credit first (only a known pubkey has credit to spend) and invoices the rest. Run it
-   * inside `underAccount` and commit the returned entries with the subject's move, so two charges never
-   * spend the same credit.
+   * inside `underAccount` and commit the returned entries with the subject's move: the store refuses a spend
+   * the balance no longer covers, and `underAccount` charges again.
    */
   async charge(a: Payer & { purpose: InvoicePurpose; priceMsats: number; memo: string }): Promise<Charge> {
     const account = creditAccount(a);
@@ -143,9 +144,22 @@ export class InvoiceBook {
     return { creditMsats, dueMsats, invoice, credits };
   }
 
-  /** Runs `fn` while no other charge of the same account runs. */
+  /**
+   * Runs `fn` (a charge and the commit of its entries) while no other charge of the same account runs in this
+   * process. Another worker may still spend the credit between the charge's read and the commit: the store
+   * then refuses the spend (CreditRaced, nothing of the move written) and `fn` runs once more, charging
+   * against the balance as it now is.
+   */
   underAccount<T>(account: string, fn: () => Promise<T>): Promise<T> {
-    return this.accounts.run(account, fn);
+    return this.accounts.run(account, async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!(err instanceof CreditRaced)) throw err;
+        this.d.log.info({ account, balanceSats: err.balanceMsats / 1000 }, 'credit spent elsewhere meanwhile: charging again');
+        return fn();
+      }
+    });
   }
 
   /**

@@ -26,44 +26,47 @@ export class DemoService {
     return (inputTokens * r.inputUsdPerMtok + outputTokens * r.outputUsdPerMtok) / 1e6;
   }
 
+  /** Today's spend is kept in integer micro-USD (exact sums, no float text) under the UTC day. */
   private dayKey(): string {
-    return `demo_spend_usd:${(this.d.now?.() ?? new Date()).toISOString().slice(0, 10)}`; // UTC day
+    return `demo_spend_uusd:${(this.d.now?.() ?? new Date()).toISOString().slice(0, 10)}`; // UTC day
   }
 
   async spentTodayUsd(): Promise<number> {
-    return Number((await this.d.store.kv.getKv(this.dayKey())) ?? 0);
+    return Number((await this.d.store.kv.getKv(this.dayKey())) ?? 0) / 1e6;
   }
 
   /**
    * Reserves the worst case (the whole output budget) against today's budget before calling the model, in
-   * one step with the check, so concurrent calls cannot together spend more than the budget; the
-   * reservation becomes the actual cost afterwards (or is released when the call fails).
+   * one conditional statement with the check, so concurrent calls on every worker cannot together spend
+   * more than the budget; the reservation becomes the actual cost afterwards (or is released when the call
+   * fails).
    */
   async run(input: string): Promise<DemoAnswer> {
     // A token is at least one byte of UTF-8, so the byte count bounds the input from above (characters / 4
     // is an estimate, not a bound: CJK text runs at about one token per character).
-    const worstCase = this.inferenceUsd(Buffer.byteLength(WORK_SYSTEM_PROMPT + input, 'utf8'), DEMO_MAX_TOKENS);
+    const worstCaseUusd = microUsd(this.inferenceUsd(Buffer.byteLength(WORK_SYSTEM_PROMPT + input, 'utf8'), DEMO_MAX_TOKENS));
     const key = this.dayKey();
-    const reserved = await this.d.store.txIf(async (t) => {
-      const spent = Number((await t.kv.getKv(key)) ?? 0);
-      if (spent + worstCase > this.d.dailyBudgetUsd) return false;
-      await t.kv.setKv(key, String(spent + worstCase));
-      return true;
-    });
-    if (!reserved) throw new DemoBudgetSpent('the demo has spent its budget for today; try again tomorrow, or pay for a job');
+    const budgetUusd = Math.round(this.d.dailyBudgetUsd * 1e6);
+    if ((await this.d.store.kv.addToNumber(key, worstCaseUusd, budgetUusd)) === null) {
+      throw new DemoBudgetSpent('the demo has spent its budget for today; try again tomorrow, or pay for a job');
+    }
     let answer;
     try {
       answer = await this.d.agent.work(input, DEMO_MAX_TOKENS);
     } catch (err) {
-      await this.adjust(key, -worstCase);
+      await this.adjust(key, -worstCaseUusd);
       throw err;
     }
     const costUsd = this.inferenceUsd(answer.usage.inputTokens, answer.usage.outputTokens);
-    await this.adjust(key, costUsd - worstCase);
+    await this.adjust(key, microUsd(costUsd) - worstCaseUusd);
     return { result: answer.text, usage: answer.usage, costUsd };
   }
 
-  private async adjust(key: string, deltaUsd: number): Promise<void> {
-    await this.d.store.tx(async (t) => t.kv.setKv(key, String(Math.max(0, Number((await t.kv.getKv(key)) ?? 0) + deltaUsd))));
+  /** Turns a reservation into the actual cost (or releases it): never refused, whatever the cap. */
+  private async adjust(key: string, deltaUusd: number): Promise<void> {
+    await this.d.store.kv.addToNumber(key, deltaUusd, Number.MAX_SAFE_INTEGER);
   }
 }
+
+/** USD as whole micro-USD, rounded up (a reservation or a cost is never under-counted; the 1e-6 absorbs float noise). */
+const microUsd = (usd: number) => Math.ceil(usd * 1e6 - 1e-6);

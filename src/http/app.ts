@@ -45,7 +45,7 @@ export function createApp(deps: HttpDeps): App {
     },
   });
 
-  app.use('*', mountMetrics(app, deps.metrics));
+  app.use('*', mountMetrics(app, deps.metrics, { worker: deps.worker }));
   // A body that is not JSON gets 415 before any route reads it.
   app.use('/api/*', async (c, next) => {
     const hasBody = Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;

@@ -1,19 +1,29 @@
-// GET /api/demo: the work model, free, 5 requests per hour per client address, within a daily budget.
+// GET /api/demo: the work model, free, 5 requests per hour per client address, within a daily budget. The
+// hits are counted in the store, so the limit holds across every worker behind one address.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { DemoBudgetSpent, type DemoService } from '../core/demo.ts';
 import { clientAddress } from './client-address.ts';
-import { SlidingWindowLimiter } from './rate-limit.ts';
 import { ErrorBody } from './schemas.ts';
+
+/** The sliding window of the demo's per-address limit (the retention pass drops hits older than it). */
+export const DEMO_WINDOW_MS = 3_600_000; // ms
+
+/** The shared rate limits the route needs (store op group `limits`). */
+export interface RateLimits {
+  /** Records a hit on `key` unless `limit` fall in the window; null when taken, else ms until one leaves it. */
+  take(key: string, limit: number, windowMs: number, nowMs: number): Promise<number | null>;
+}
 
 export interface DemoDeps {
   demo: DemoService;
+  limits: RateLimits;
   trustProxy: number; // trusted proxy hops (TRUST_PROXY)
   maxInputChars: number;
   perHour?: number;
 }
 
 export function mountDemoRoutes(app: OpenAPIHono, deps: DemoDeps): void {
-  const limiter = new SlidingWindowLimiter(deps.perHour ?? 5, 3_600_000);
+  const perHour = deps.perHour ?? 5;
   app.openapi(
     createRoute({
       method: 'get',
@@ -41,10 +51,11 @@ export function mountDemoRoutes(app: OpenAPIHono, deps: DemoDeps): void {
     }),
     async (c) => {
       const { request } = c.req.valid('query');
-      const retryAfter = limiter.take(clientAddress(c, deps.trustProxy));
-      if (retryAfter !== null) {
+      const waitMs = await deps.limits.take(`demo:${clientAddress(c, deps.trustProxy)}`, perHour, DEMO_WINDOW_MS, Date.now());
+      if (waitMs !== null) {
+        const retryAfter = Math.max(1, Math.ceil(waitMs / 1000)); // s
         c.header('Retry-After', String(retryAfter));
-        return c.json({ error: `rate-limited: 5 demo requests per hour; try again in ${retryAfter} s` }, 429);
+        return c.json({ error: `rate-limited: ${perHour} demo requests per hour; try again in ${retryAfter} s` }, 429);
       }
       try {
         const a = await deps.demo.run(request);

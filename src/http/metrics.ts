@@ -23,8 +23,14 @@ export interface MetricsSources {
   onProcessingAcked(observe: (ms: number) => void): void;
 }
 
-export function mountMetrics(app: OpenAPIHono, src: MetricsSources): MiddlewareHandler {
+/**
+ * Every series carries `worker` (WORKER_ID). Gauges read from the shared store (jobs, invoices, money, outbox)
+ * are the same on every worker: aggregate them with max, not sum; per-process ones (intake, relays, process)
+ * are this worker's own.
+ */
+export function mountMetrics(app: OpenAPIHono, src: MetricsSources, opts: { worker: string }): MiddlewareHandler {
   const registry = new Registry();
+  registry.setDefaultLabels({ worker: opts.worker });
   collectDefaultMetrics({ register: registry, prefix: 'timmy_process_' });
   const set = (g: Gauge<string>, label: string, values: Record<string, number>) => {
     g.reset();

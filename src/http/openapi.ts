@@ -21,11 +21,12 @@ function inertSources(): Omit<HttpDeps['metrics'], 'onProcessingAcked'> {
 export async function openApiDocument(): Promise<unknown> {
   const config = loadConfig({});
   const deps: HttpDeps = {
+    worker: 'openapi',
     log: createLogger('silent'),
     maxBodyBytes: 64 * 1024,
     dev: inert<NonNullable<HttpDeps['dev']>>(),
     jobs: { jobs: inert(), book: inert(), maxInputChars: config.MAX_INPUT_CHARS, trustProxy: 0 },
-    demo: { demo: inert(), trustProxy: 0, maxInputChars: config.MAX_INPUT_CHARS },
+    demo: { demo: inert(), limits: inert(), trustProxy: 0, maxInputChars: config.MAX_INPUT_CHARS },
     bootstrap: { bootstrap: inert(), trustProxy: 0 },
     lnurl: null, // outside /api: not in the document
     sessions: {

@@ -16,6 +16,8 @@ export interface PartHealth {
 }
 
 export interface SystemDeps {
+  /** This process's WORKER_ID: in /api/healthz and on every /metrics series (health is per worker). */
+  worker: string;
   health(): Promise<{ relays: RelayStatus[]; storeOk: boolean; payments: PartHealth; ai: PartHealth }>;
   info(): {
     pubkey: string;
@@ -35,6 +37,7 @@ const Part = z.object({ backend: z.string(), ok: z.boolean(), detail: z.string()
 const Health = z
   .object({
     ok: z.boolean().openapi({ description: 'false (and HTTP 503) when any part the daemon needs is down' }),
+    worker: z.string().openapi({ description: 'the worker that answered (WORKER_ID): health is per worker' }),
     relaysConnected: z.number().int(),
     relays: z.array(Relay),
     store: z.boolean(),
@@ -78,7 +81,7 @@ export function mountSystemRoutes(app: OpenAPIHono, deps: SystemDeps): void {
       const h = await deps.health();
       const relaysConnected = h.relays.filter((r) => r.connected).length;
       const ok = h.storeOk && relaysConnected > 0 && h.payments.ok && h.ai.ok;
-      return c.json({ ok, relaysConnected, relays: h.relays, store: h.storeOk, payments: h.payments, ai: h.ai, agent: h.ai.backend }, ok ? 200 : 503);
+      return c.json({ ok, worker: deps.worker, relaysConnected, relays: h.relays, store: h.storeOk, payments: h.payments, ai: h.ai, agent: h.ai.backend }, ok ? 200 : 503);
     },
   );
 

@@ -24,13 +24,8 @@ export class StubPayments implements PaymentBackend {
   constructor(private readonly store: Store) {}
 
   private key(): Promise<string> {
-    this.nodeKey ??= this.store.tx(async (t) => {
-      const known = await t.kv.getKv(NODE_KEY);
-      if (known) return known;
-      const key = randomBytes(32).toString('hex');
-      await t.kv.setKv(NODE_KEY, key);
-      return key;
-    });
+    // Workers starting together each propose a key; the first one stored signs for all of them.
+    this.nodeKey ??= this.store.kv.getOrCreate(NODE_KEY, randomBytes(32).toString('hex'));
     return this.nodeKey;
   }
 

@@ -1,14 +1,44 @@
 // Credits ledger queries. Entries are append-only; each `ref` happens once; a balance is a sum.
 import { desc, eq, sql, sum } from 'drizzle-orm';
 import { credits } from '../../schema/tables.ts';
-import type { Db } from './db.ts';
+import { atomically, type Db } from './db.ts';
 import { prepared } from './prepared.ts';
 import type { CreditEntry } from '../core/types.ts';
 
 export type { CreditEntry };
 
-/** Appends an entry unless its ref exists; true when written. Call inside the transition's transaction. */
+/**
+ * A spend would take its account below zero: another transaction (on another worker) spent the same credit
+ * between the charge's read of the balance and this commit. Thrown from the spend, so the whole transaction
+ * it belongs to rolls back; the caller charges again against the balance as it now is.
+ */
+export class CreditRaced extends Error {
+  override name = 'CreditRaced';
+  constructor(
+    readonly account: string,
+    readonly balanceMsats: number, // msats, before the refused entry
+    readonly deltaMsats: number, // msats, the refused entry (negative)
+  ) {
+    super(`credit of ${account} was spent meanwhile: ${balanceMsats} msats left, ${-deltaMsats} msats wanted`);
+  }
+}
+
+/**
+ * Appends an entry unless its ref exists; true when written. Call inside the transition's transaction. A
+ * spend (negative delta) must leave the balance at zero or above, else CreditRaced (nothing written). One
+ * SQLite writer: the balance read here is the one the entry lands on.
+ */
 export function addCredit(db: Db, e: CreditEntry): boolean {
+  if (e.deltaMsats >= 0) return insertCredit(db, e);
+  return atomically(db, () => {
+    if (!insertCredit(db, e)) return false;
+    const after = creditBalanceMsats(db, e.account);
+    if (after < 0) throw new CreditRaced(e.account, after - e.deltaMsats, e.deltaMsats);
+    return true;
+  });
+}
+
+function insertCredit(db: Db, e: CreditEntry): boolean {
   const q = prepared(db, 'addCredit', () =>
     db
       .insert(credits)

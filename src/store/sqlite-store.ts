@@ -13,10 +13,11 @@ import * as kv from './kv.ts';
 import * as stubInvoices from './stub-invoices.ts';
 import * as money from './money.ts';
 import * as leases from './leases.ts';
+import * as limits from './limits.ts';
 import { closeDb, openDb, openDbReadOnly, type Db } from './db.ts';
 import { OPS, type Store, type StoreOps } from './store.ts';
 
-const MODULES = { jobs, invoices, credits, sessions, outbox, bootstrap, zaps, kv, stubInvoices, money, leases } as const;
+const MODULES = { jobs, invoices, credits, sessions, outbox, bootstrap, zaps, kv, stubInvoices, limits, money, leases } as const;
 
 type Fn = (db: Db, ...args: unknown[]) => unknown;
 
@@ -53,6 +54,7 @@ export class SqliteStore implements Store {
   get zaps() { return this.root.zaps; }
   get kv() { return this.root.kv; }
   get stubInvoices() { return this.root.stubInvoices; }
+  get limits() { return this.root.limits; }
   get money() { return this.root.money; }
   get leases() { return this.root.leases; }
   afterCommit(fn: () => void): void {

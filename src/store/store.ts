@@ -16,6 +16,7 @@ import type * as kv from './kv.ts';
 import type * as stubInvoices from './stub-invoices.ts';
 import type * as money from './money.ts';
 import type * as leases from './leases.ts';
+import type * as limits from './limits.ts';
 
 /** A store function `(db, ...args) => R` as an op `(...args) => Promise<R>`. */
 type Op<F> = F extends (db: never, ...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
@@ -29,9 +30,10 @@ export const OPS = {
   outbox: ['insertIntents', 'unsignedIntents', 'storeSigned', 'unackedEvents', 'notAckedBy', 'noteAttempt', 'recordAcks', 'outboxDepth', 'outboxForJob', 'dropIntent'],
   bootstrap: ['getBootstrap', 'bootstrapExists', 'createBootstrap', 'moveBootstrap', 'listBootstraps', 'listNodeOrders', 'staleCredentials', 'countUnpaidBootstraps', 'eraseCredentials'],
   zaps: ['insertZap', 'getZap', 'settleZap', 'jobOfEvent', 'openSessionInvoiceOf'],
-  kv: ['getKv', 'setKv'],
+  kv: ['getKv', 'setKv', 'addToNumber', 'setMaxNumber', 'getOrCreate'],
   stubInvoices: ['insertStubInvoice', 'getStubInvoice', 'markStubInvoicePaid'],
   leases: ['renewLeases', 'claimLeases'],
+  limits: ['take', 'prune'],
   money: [
     'receivedMsats', 'sessionDebitsMsats', 'modelUsage', 'sessionsHeldMsats', 'creditsOwedMsats', 'countNodeOrdersByState', 'recentErrors',
     'moneySeries', 'processingLatencies', 'relayAcks', 'listSessionSummaries', 'eventsWithAcks', 'ledgersOfJob', 'changeCount',
@@ -50,6 +52,7 @@ export interface StoreOps {
   readonly zaps: Ops<typeof zaps, Names<'zaps'>>;
   readonly kv: Ops<typeof kv, Names<'kv'>>;
   readonly stubInvoices: Ops<typeof stubInvoices, Names<'stubInvoices'>>;
+  readonly limits: Ops<typeof limits, Names<'limits'>>;
   readonly money: Ops<typeof money, Names<'money'>>;
   readonly leases: Ops<typeof leases, Names<'leases'>>;
   /**

@@ -45,7 +45,7 @@ async function workCounters(): Promise<string[]> {
 
 /** Events the daemon has taken in from its relays (GET /metrics `timmy_intake_events{outcome="received"}`). */
 async function intakeReceived(): Promise<number> {
-  const line = (await workCounters()).find((l) => l.startsWith('timmy_intake_events{outcome="received"}'));
+  const line = (await workCounters()).find((l) => l.startsWith('timmy_intake_events{outcome="received",')); // then the worker label
   return Number(line?.split(' ')[1] ?? 0);
 }
 

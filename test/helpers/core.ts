@@ -44,6 +44,8 @@ export class ScriptedAgent implements Agent {
 export interface CoreHarness {
   /** The store under test: SQLite, or PostgreSQL when TIMMY_TEST_STORE=pg (the `pg` vitest project). */
   store: Store;
+  /** The PostgreSQL database's URL (another worker's store opens it too); null on SQLite. */
+  url: string | null;
   /** Runs one SQL statement on the store's engine (`?` placeholders) and returns its rows. */
   exec(sql: string, ...params: unknown[]): Promise<Record<string, unknown>[]>;
   config: ReturnType<typeof loadConfig>;
@@ -70,7 +72,7 @@ export async function coreHarness(env: Record<string, string> = {}, opts: { cloc
   const config = loadConfig({ DATA_DIR: dir, EMBEDDED_RELAY_PORT: 'off', RELAYS: 'ws://127.0.0.1:9', STUB_PROVISION_DELAY_MS: '0', ...env });
   const log = createLogger('silent', pino.destination({ dest: '/dev/null', sync: true }));
   await initCrypto();
-  const { store, exec, drop } = await testStore(join(dir, 'timmy.db'));
+  const { store, exec, drop, url } = await testStore(join(dir, 'timmy.db'));
   const secretKey = generateSecretKey();
   const keys = { secretKey, pubkey: getPublicKey(secretKey) };
   const built = await buildBackends(config, store, log, keys.pubkey);
@@ -94,6 +96,7 @@ export async function coreHarness(env: Record<string, string> = {}, opts: { cloc
   await nostr.intake.load();
   return {
     store,
+    url,
     exec,
     config,
     keys,

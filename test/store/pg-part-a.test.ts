@@ -63,7 +63,8 @@ async function scenario(s: Store): Promise<Record<string, unknown>> {
   // credits
   await at('addCredit', () => s.credits.addCredit({ account: P, deltaMsats: 5_000, reason: 'refund', jobId: null, ref: 'c1' }));
   await at('addCredit again', () => s.credits.addCredit({ account: P, deltaMsats: 9_999, reason: 'refund', jobId: null, ref: 'c1' }));
-  await at('addCredit other', () => s.credits.addCredit({ account: 'q', deltaMsats: -2_000, reason: 'spend', jobId: 'j1', ref: 'c2' }));
+  await at('addCredit other', () => s.credits.addCredit({ account: 'q', deltaMsats: 3_000, reason: 'refund', jobId: null, ref: 'c0' }));
+  await at('addCredit spend', () => s.credits.addCredit({ account: 'q', deltaMsats: -2_000, reason: 'spend', jobId: 'j1', ref: 'c2' }));
   await at('creditBalanceMsats', () => s.credits.creditBalanceMsats(P));
   await at('creditBalanceMsats none', () => s.credits.creditBalanceMsats('nobody'));
   await at('creditEntries P', () => s.credits.creditEntries(P));
@@ -249,6 +250,9 @@ async function scenario(s: Store): Promise<Record<string, unknown>> {
   await at('outbox of j2', () => s.outbox.outboxForJob('j2'));
   await at('countJobsByState after', () => s.jobs.countJobsByState());
   await at('snapshot', () => snapshot(s));
+  // Last: a refused insert still uses up a PostgreSQL sequence number (ids after it would differ from SQLite's).
+  await at('addCredit overdraft', () => s.credits.addCredit({ account: 'q', deltaMsats: -1_001, reason: 'spend', jobId: 'j1', ref: 'c2b' }).catch((e: Error) => e.name));
+  await at('creditBalanceMsats after overdraft', () => s.credits.creditBalanceMsats('q'));
   return out;
 }
 
@@ -298,7 +302,8 @@ describe('src/store/pg: jobs, invoices, credits, sessions, outbox', () => {
     expect(onPg['addCredit']).toBe(true);
     expect(onPg['addCredit again']).toBe(false);
     expect(onPg['creditBalanceMsats']).toBe(5_000);
-    expect(onPg['creditBalances']).toEqual([{ account: 'p'.repeat(64), balanceMsats: 5_000 }, { account: 'q', balanceMsats: -2_000 }]);
+    expect([onPg['addCredit overdraft'], onPg['creditBalanceMsats after overdraft']]).toEqual(['CreditRaced', 1_000]); // never below zero
+    expect(onPg['creditBalances']).toEqual([{ account: 'p'.repeat(64), balanceMsats: 5_000 }, { account: 'q', balanceMsats: 1_000 }]);
     expect(onPg['createJob again']).toBe(false);
     expect(onPg['countJobsOf']).toBe(2);
     expect(onPg['countJobsOf capped']).toBe(1); // both wait for their evaluation: one state, counted up to 1

@@ -14,10 +14,11 @@ import * as kv from './kv.ts';
 import * as stubInvoices from './stub-invoices.ts';
 import * as money from './money.ts';
 import * as leases from './leases.ts';
+import * as limits from './limits.ts';
 import { OPS, type Store, type StoreOps } from '../store.ts';
 import { openPgDb, type PgDb, type PgQ } from './db.ts';
 
-const MODULES = { jobs, invoices, credits, sessions, outbox, bootstrap, zaps, kv, stubInvoices, money, leases } as const;
+const MODULES = { jobs, invoices, credits, sessions, outbox, bootstrap, zaps, kv, stubInvoices, limits, money, leases } as const;
 
 type Fn = (q: PgQ, ...args: unknown[]) => Promise<unknown>;
 
@@ -27,7 +28,7 @@ type PgOps<M, K extends keyof M> = { readonly [P in K]: PgOp<M[P]> };
 type Names<G extends keyof typeof OPS> = (typeof OPS)[G][number];
 export const PG_OPS_MATCH: {
   [G in keyof typeof OPS]: PgOps<(typeof MODULES)[G], Names<G> & keyof (typeof MODULES)[G]> extends StoreOps[G] ? true : never;
-} = { jobs: true, invoices: true, credits: true, sessions: true, outbox: true, bootstrap: true, zaps: true, kv: true, stubInvoices: true, money: true, leases: true };
+} = { jobs: true, invoices: true, credits: true, sessions: true, outbox: true, bootstrap: true, zaps: true, kv: true, stubInvoices: true, limits: true, money: true, leases: true };
 
 class Rollback extends Error {}
 
@@ -51,6 +52,7 @@ export class PgStore implements Store {
   get zaps() { return this.root.zaps; }
   get kv() { return this.root.kv; }
   get stubInvoices() { return this.root.stubInvoices; }
+  get limits() { return this.root.limits; }
   get money() { return this.root.money; }
   get leases() { return this.root.leases; }
   afterCommit(fn: () => void): void {
