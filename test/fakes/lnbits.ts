@@ -339,6 +339,9 @@ export async function startFakeLnbits(opts: FakeLnbitsOptions = {}): Promise<Fak
 
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
+    // Handed over by the HTTP server, the socket has no error listener: a client that resets it while a refusal
+    // is written (ECONNRESET) would otherwise be an uncaught exception in the test process.
+    socket.on('error', () => {});
     const m = /^\/api\/v1\/ws\/([^/?]+)$/.exec((req.url ?? '/').split('?')[0] ?? '/');
     if (!m?.[1]) {
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');

@@ -6,9 +6,9 @@ import { and, count, desc, eq, inArray, sql } from 'drizzle-orm';
 import { jobs, outbox, outboxAcks } from '../../../schema/tables-pg.ts';
 import { DB_NOW_MS, type PgQ } from './db.ts';
 import type { Job } from '../../core/types.ts';
-import { isJobState, UNPAID_JOB_STATES, type JobState } from '../../core/job-machine.ts';
+import { UNPAID_JOB_STATES, type JobState } from '../../core/job-machine.ts';
 import { SPENDABLE_SESSION_STATES } from '../../core/session-machine.ts';
-import type { CreateJobArgs, JobPatch, TransitionArgs } from '../jobs.ts';
+import { toJob as rowToJob, type CreateJobArgs, type JobPatch, type TransitionArgs } from '../jobs.ts';
 import { insertIntents } from './outbox.ts';
 import { addCredit, int8 } from './credits.ts';
 import { applyCounterMoves, insertInvoiceRow, markInvoiceRow, transactionIf, type CounterMoves } from './invoices.ts';
@@ -18,43 +18,8 @@ export type { CreateJobArgs, JobPatch, TransitionArgs };
 
 type JobRow = typeof jobs.$inferSelect;
 
-function parseJson<T>(s: string | null): T | null {
-  return s == null ? null : (JSON.parse(s) as T);
-}
-
-export function toJob(r: JobRow): Job {
-  if (!isJobState(r.state)) throw new Error(`job ${r.id} has unknown state ${r.state}`);
-  return {
-    id: r.id,
-    kind: r.kind,
-    source: r.source,
-    customerPubkey: r.customerPubkey,
-    clientAddress: r.clientAddress,
-    requestJson: r.requestJson,
-    encryption: r.encryption,
-    input: r.input,
-    params: JSON.parse(r.paramsJson),
-    relays: JSON.parse(r.relaysJson),
-    bidMsats: r.bidMsats,
-    evalCreditMsats: r.evalCreditMsats,
-    workCreditMsats: r.workCreditMsats,
-    sessionId: r.sessionId,
-    requestCreatedAt: r.requestCreatedAt,
-    expiresAt: r.expiresAt,
-    state: r.state,
-    evalPaymentHash: r.evalPaymentHash,
-    workPaymentHash: r.workPaymentHash,
-    reason: r.reason,
-    pricing: parseJson(r.pricingJson),
-    result: r.result,
-    costLedger: parseJson(r.costLedgerJson),
-    errorMessage: r.errorMessage,
-    createdAt: r.createdAt,
-    updatedAt: r.updatedAt,
-    leaseOwner: r.leaseOwner,
-    leaseEpoch: r.leaseEpoch,
-  };
-}
+/** A row as a Job: the SQLite module's mapping (the two tables have the same columns and JS types). */
+export const toJob = (r: JobRow): Job => rowToJob(r);
 
 export async function getJob(q: PgQ, id: string): Promise<Job | undefined> {
   const [r] = await q.select().from(jobs).where(eq(jobs.id, id));
