@@ -15,7 +15,7 @@ import * as money from './money.ts';
 import * as leases from './leases.ts';
 import * as limits from './limits.ts';
 import { closeDb, openDb, openDbReadOnly, type Db } from './db.ts';
-import { OPS, type Store, type StoreOps } from './store.ts';
+import { bindOps, StoreFront, type Store, type StoreOps } from './store.ts';
 
 const MODULES = { jobs, invoices, credits, sessions, outbox, bootstrap, zaps, kv, stubInvoices, limits, money, leases } as const;
 
@@ -32,33 +32,18 @@ function settled<T>(call: () => T): Promise<T> {
 
 class Rollback extends Error {}
 
-export class SqliteStore implements Store {
+export class SqliteStore extends StoreFront implements Store {
   readonly dialect = 'sqlite';
   private gate: Promise<void> | null = null;
-  private readonly root: StoreOps;
+  protected readonly root: StoreOps;
   private readonly inTx: StoreOps; // the ops a transaction's callback gets (one transaction at a time: the gate)
   private post: (() => void)[] = []; // what waits for the open transaction's commit
   private groupQueue: { fn: (t: StoreOps) => Promise<unknown>; resolve: (v: unknown) => void; reject: (err: unknown) => void }[] | null = null;
 
   constructor(readonly db: Db) {
+    super();
     this.root = this.ops((call) => (this.gate ? this.afterGate(call) : settled(call)), (fn) => fn());
     this.inTx = this.ops(settled, (fn) => this.post.push(fn));
-  }
-
-  get jobs() { return this.root.jobs; }
-  get invoices() { return this.root.invoices; }
-  get credits() { return this.root.credits; }
-  get sessions() { return this.root.sessions; }
-  get outbox() { return this.root.outbox; }
-  get bootstrap() { return this.root.bootstrap; }
-  get zaps() { return this.root.zaps; }
-  get kv() { return this.root.kv; }
-  get stubInvoices() { return this.root.stubInvoices; }
-  get limits() { return this.root.limits; }
-  get money() { return this.root.money; }
-  get leases() { return this.root.leases; }
-  afterCommit(fn: () => void): void {
-    fn();
   }
 
   private async afterGate<T>(call: () => T): Promise<T> {
@@ -68,18 +53,7 @@ export class SqliteStore implements Store {
 
   /** Binds every listed store function to this connection, run through `run`. */
   private ops(run: <T>(call: () => T) => Promise<T>, afterCommit: (fn: () => void) => void): StoreOps {
-    const out: Record<string, unknown> = { afterCommit };
-    for (const [group, names] of Object.entries(OPS)) {
-      const mod = MODULES[group as keyof typeof MODULES] as unknown as Record<string, Fn>;
-      const bound: Record<string, unknown> = {};
-      for (const name of names) {
-        const f = mod[name];
-        if (typeof f !== 'function') throw new Error(`store op ${group}.${name} is not implemented`);
-        bound[name] = (...args: unknown[]) => run(() => f(this.db, ...args));
-      }
-      out[group] = Object.freeze(bound);
-    }
-    return out as unknown as StoreOps;
+    return bindOps(MODULES, (f, args) => run(() => (f as Fn)(this.db, ...args)), afterCommit);
   }
 
   /** Holds the writer gate around `body`; ops on `t` run directly, root ops of other tasks wait. */

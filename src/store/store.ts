@@ -77,3 +77,48 @@ export interface Store extends StoreOps {
   health(): Promise<void>;
   close(): Promise<void>;
 }
+
+type StoreFn = (handle: never, ...args: unknown[]) => unknown;
+
+/**
+ * Binds every op of `OPS` to an engine's modules: `call(f, args)` runs store function `f` with its arguments
+ * (each engine supplies its handle and its way of running). A listed op a module lacks fails at once.
+ */
+export function bindOps(
+  modules: { readonly [G in keyof typeof OPS]: object },
+  call: (f: StoreFn, args: unknown[]) => Promise<unknown>,
+  afterCommit: (fn: () => void) => void,
+): StoreOps {
+  const out: Record<string, unknown> = { afterCommit };
+  for (const [group, names] of Object.entries(OPS)) {
+    const mod = modules[group as keyof typeof OPS] as Record<string, StoreFn>;
+    const bound: Record<string, unknown> = {};
+    for (const name of names) {
+      const f = mod[name];
+      if (typeof f !== 'function') throw new Error(`store op ${group}.${name} is not implemented`);
+      bound[name] = (...args: unknown[]) => call(f, args);
+    }
+    out[group] = Object.freeze(bound);
+  }
+  return out as unknown as StoreOps;
+}
+
+/** The root ops of a store as properties (`store.jobs.getJob(…)`): what both engines expose the same way. */
+export abstract class StoreFront implements StoreOps {
+  protected abstract readonly root: StoreOps;
+  get jobs() { return this.root.jobs; }
+  get invoices() { return this.root.invoices; }
+  get credits() { return this.root.credits; }
+  get sessions() { return this.root.sessions; }
+  get outbox() { return this.root.outbox; }
+  get bootstrap() { return this.root.bootstrap; }
+  get zaps() { return this.root.zaps; }
+  get kv() { return this.root.kv; }
+  get stubInvoices() { return this.root.stubInvoices; }
+  get limits() { return this.root.limits; }
+  get money() { return this.root.money; }
+  get leases() { return this.root.leases; }
+  afterCommit(fn: () => void): void {
+    fn(); // the root store has no open transaction: at once
+  }
+}

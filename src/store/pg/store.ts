@@ -15,7 +15,7 @@ import * as stubInvoices from './stub-invoices.ts';
 import * as money from './money.ts';
 import * as leases from './leases.ts';
 import * as limits from './limits.ts';
-import { OPS, type Store, type StoreOps } from '../store.ts';
+import { bindOps, OPS, StoreFront, type Store, type StoreOps } from '../store.ts';
 import { openPgDb, type PgDb, type PgQ } from './db.ts';
 
 const MODULES = { jobs, invoices, credits, sessions, outbox, bootstrap, zaps, kv, stubInvoices, limits, money, leases } as const;
@@ -35,43 +35,17 @@ class Rollback extends Error {}
 /** Deadlocks and serialization failures: the transaction did nothing and may be run again. */
 const RETRYABLE = new Set(['40001', '40P01']);
 
-export class PgStore implements Store {
+export class PgStore extends StoreFront implements Store {
   readonly dialect = 'pg';
-  private readonly root: StoreOps;
+  protected readonly root: StoreOps;
 
   constructor(readonly db: PgDb) {
+    super();
     this.root = this.ops(db, (fn) => fn());
   }
 
-  get jobs() { return this.root.jobs; }
-  get invoices() { return this.root.invoices; }
-  get credits() { return this.root.credits; }
-  get sessions() { return this.root.sessions; }
-  get outbox() { return this.root.outbox; }
-  get bootstrap() { return this.root.bootstrap; }
-  get zaps() { return this.root.zaps; }
-  get kv() { return this.root.kv; }
-  get stubInvoices() { return this.root.stubInvoices; }
-  get limits() { return this.root.limits; }
-  get money() { return this.root.money; }
-  get leases() { return this.root.leases; }
-  afterCommit(fn: () => void): void {
-    fn();
-  }
-
   private ops(q: PgQ, afterCommit: (fn: () => void) => void): StoreOps {
-    const out: Record<string, unknown> = { afterCommit };
-    for (const [group, names] of Object.entries(OPS)) {
-      const mod = MODULES[group as keyof typeof MODULES] as unknown as Record<string, Fn>;
-      const bound: Record<string, unknown> = {};
-      for (const name of names) {
-        const f = mod[name];
-        if (typeof f !== 'function') throw new Error(`store op ${group}.${name} is not implemented for PostgreSQL`);
-        bound[name] = (...args: unknown[]) => f(q, ...args);
-      }
-      out[group] = Object.freeze(bound);
-    }
-    return out as unknown as StoreOps;
+    return bindOps(MODULES, (f, args) => (f as Fn)(q, ...args), afterCommit);
   }
 
   async tx<T>(fn: (t: StoreOps) => Promise<T>): Promise<T> {
