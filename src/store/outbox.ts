@@ -7,7 +7,7 @@ import type { OutboxRow, PublishIntent } from '../core/types.ts';
 
 export type { OutboxRow };
 
-function toRow(r: typeof outbox.$inferSelect): OutboxRow {
+export function toRow(r: typeof outbox.$inferSelect): OutboxRow {
   return {
     id: r.id,
     jobId: r.jobId,

@@ -79,15 +79,6 @@ export class SqliteStore extends StoreFront implements Store {
     }
   }
 
-  async tx<T>(fn: (t: StoreOps) => Promise<T>): Promise<T> {
-    let value!: T;
-    await this.txIf(async (t) => {
-      value = await fn(t);
-      return true;
-    });
-    return value;
-  }
-
   async txIf(fn: (t: StoreOps) => Promise<boolean>): Promise<boolean> {
     const client = this.db.$client;
     let post: (() => void)[] = [];

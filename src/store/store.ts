@@ -121,4 +121,16 @@ export abstract class StoreFront implements StoreOps {
   afterCommit(fn: () => void): void {
     fn(); // the root store has no open transaction: at once
   }
+
+  abstract txIf(fn: (t: StoreOps) => Promise<boolean>): Promise<boolean>;
+
+  /** One transaction; `t`'s ops run inside it. Rolls back whole when `fn` throws. */
+  async tx<T>(fn: (t: StoreOps) => Promise<T>): Promise<T> {
+    let value!: T;
+    await this.txIf(async (t) => {
+      value = await fn(t);
+      return true;
+    });
+    return value;
+  }
 }

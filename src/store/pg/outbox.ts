@@ -6,21 +6,11 @@ import { outbox, outboxAcks } from '../../../schema/tables-pg.ts';
 import type { PgQ } from './db.ts';
 import { int8 } from './credits.ts';
 import type { OutboxRow, PublishIntent } from '../../core/types.ts';
-import type { RelayAck } from '../outbox.ts';
+import { toRow as rowOf, type RelayAck } from '../outbox.ts';
 
 export type { OutboxRow, RelayAck };
 
-function toRow(r: typeof outbox.$inferSelect): OutboxRow {
-  return {
-    id: r.id,
-    jobId: r.jobId,
-    intent: JSON.parse(r.intentJson) as PublishIntent,
-    eventId: r.eventId,
-    signedJson: r.signedJson,
-    createdAt: r.createdAt,
-    ackedAt: r.ackedAt,
-  };
-}
+const toRow = (r: typeof outbox.$inferSelect): OutboxRow => rowOf(r); // the SQLite module's mapping: same columns
 
 /** Called inside the transition's transaction. One insert: ids follow the intents' order. */
 export async function insertIntents(q: PgQ, jobId: string | null, intents: PublishIntent[], nowMs: number): Promise<void> {

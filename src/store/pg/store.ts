@@ -48,15 +48,6 @@ export class PgStore extends StoreFront implements Store {
     return bindOps(MODULES, (f, args) => (f as Fn)(q, ...args), afterCommit);
   }
 
-  async tx<T>(fn: (t: StoreOps) => Promise<T>): Promise<T> {
-    let value!: T;
-    await this.txIf(async (t) => {
-      value = await fn(t);
-      return true;
-    });
-    return value;
-  }
-
   async txIf(fn: (t: StoreOps) => Promise<boolean>): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       const post: (() => void)[] = [];
