@@ -251,7 +251,7 @@ export interface Backends {
  */
 export async function buildBackends(config: Config, store: Store, log: Logger, pubkey?: string): Promise<Backends> {
   // LNbits wins when both are configured; the stub only when neither is.
-  const stubPayments = config.LNBITS_URL || config.NWC_URL ? null : new StubPayments(store);
+  const stubPayments = config.LNBITS_URL || config.NWC_URL ? null : new StubPayments(store, { log: log.child({ module: 'stub-payments' }) });
   let payments: Backends['payments'];
   if (stubPayments) {
     payments = stubPayments;
