@@ -275,7 +275,11 @@ export async function buildBackends(config: Config, store: Store, log: Logger, p
         maxRetries: config.ANTHROPIC_MAX_RETRIES,
         log: log.child({ module: 'anthropic' }),
       })
-    : new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
+    : new StubAgent(
+        { evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL },
+        config.STUB_AI_DELAY_MS,
+        config.STUB_AI_CALL_LOG ? { path: config.STUB_AI_CALL_LOG, worker: config.workerId } : undefined,
+      );
   if (agent.name === 'stub') log.warn('AI: stub agent (canned answers); set ANTHROPIC_API_KEY for a real model');
   else log.info({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, 'AI: Anthropic');
   const provisioner: Provisioner = config.DO_API_TOKEN
