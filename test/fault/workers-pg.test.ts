@@ -125,9 +125,10 @@ describe('three workers on PostgreSQL, SIGKILLed at random', () => {
         const slot = live().length ? pick(payDraw, live()) : null;
         try {
           if (slot) {
+            const via = slot.id;
             await payStub(slot.proc!.api, bolt11);
             payments++;
-            paidVia.set(paymentHash(bolt11), slot.id);
+            paidVia.set(paymentHash(bolt11), via);
             return;
           }
         } catch {
@@ -183,7 +184,6 @@ describe('three workers on PostgreSQL, SIGKILLed at random', () => {
     // Paid Nostr jobs, CONCURRENCY at a time; session requests over HTTP among them.
     const jobs: { id: string; prompt: string }[] = [];
     const sessionOutcomes = { answered: 0, cut: 0, refused: 0 };
-    const sessionPrompts: string[] = [];
     /** Kills the worker running this session request once its job is executing there (unless it answered first). */
     const killWhileExecuting = async (slot: Slot, sessionId: string, prompt: string, asked: Promise<unknown>): Promise<void> => {
       let answered = false;
@@ -198,7 +198,6 @@ describe('three workers on PostgreSQL, SIGKILLed at random', () => {
       const doomed = n % 3 === 1; // its worker is killed under it: the job is failed `interrupted`
       const s = sessions[n % sessions.length]!;
       const prompt = `session request ${n} (seed ${SEED}): ${Math.floor(promptDraw() * 1e9)}`;
-      sessionPrompts.push(prompt);
       for (;;) {
         if (failed) return; // the run was given up: its error is reported elsewhere
         const slot = live().length ? pick(payDraw, live()) : null;
