@@ -251,7 +251,7 @@ export interface Backends {
  */
 export async function buildBackends(config: Config, store: Store, log: Logger, pubkey?: string): Promise<Backends> {
   // LNbits wins when both are configured; the stub only when neither is.
-  const stubPayments = config.LNBITS_URL || config.NWC_URL ? null : new StubPayments(store);
+  const stubPayments = config.LNBITS_URL || config.NWC_URL ? null : new StubPayments(store, { log: log.child({ module: 'stub-payments' }) });
   let payments: Backends['payments'];
   if (stubPayments) {
     payments = stubPayments;
@@ -275,7 +275,11 @@ export async function buildBackends(config: Config, store: Store, log: Logger, p
         maxRetries: config.ANTHROPIC_MAX_RETRIES,
         log: log.child({ module: 'anthropic' }),
       })
-    : new StubAgent({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, config.STUB_AI_DELAY_MS);
+    : new StubAgent(
+        { evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL },
+        config.STUB_AI_DELAY_MS,
+        config.STUB_AI_CALL_LOG ? { path: config.STUB_AI_CALL_LOG, worker: config.workerId } : undefined,
+      );
   if (agent.name === 'stub') log.warn('AI: stub agent (canned answers); set ANTHROPIC_API_KEY for a real model');
   else log.info({ evalModel: config.EVAL_MODEL, workModel: config.WORK_MODEL }, 'AI: Anthropic');
   const provisioner: Provisioner = config.DO_API_TOKEN

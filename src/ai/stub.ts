@@ -1,6 +1,8 @@
 // The deterministic stub agent: no model, no network. Accepts ordinary requests, rejects obviously bad ones,
 // reports token usage estimated from the text, and says in every answer that it is a stub. Streamed answers
-// come a word at a time: the first after the configured latency, the rest a twentieth of it apart.
+// come a word at a time: the first after the configured latency, the rest a twentieth of it apart. For tests
+// that count AI calls across processes, each call can be appended to a shared log file first (STUB_AI_CALL_LOG).
+import { appendFileSync } from 'node:fs';
 import { estimatePromptTokens, estimateTokens, WORK_SYSTEM_PROMPT } from '../pricing/pricing.ts';
 import type { Agent, StreamHooks, Verdict, WorkAnswer, WorkPrompt } from '../core/ports.ts';
 
@@ -9,19 +11,43 @@ const OBVIOUSLY_BAD = /\b(malware|ransomware|keylogger|credit card dump|make a b
 
 const EVAL_SYSTEM = 'Decide whether to accept this paid request.';
 
+/** Where each call is recorded (testing only): a file shared by the workers, one JSON line per call. */
+export interface StubCallLog {
+  path: string;
+  /** WORKER_ID of this process. */
+  worker: string;
+}
+
+/** One line of the call log. */
+export interface StubCall {
+  worker: string;
+  stage: 'eval' | 'work';
+  input: string;
+  atMs: number; // unix ms, when the call started
+}
+
 export class StubAgent implements Agent {
   readonly name = 'stub' as const;
 
   constructor(
     private readonly models: { evalModel: string; workModel: string },
     private readonly delayMs = 0, // ms, simulated latency per call
+    private readonly callLog?: StubCallLog,
   ) {}
+
+  /** Records the call before it is answered (a worker killed mid-call has still made it). */
+  private record(stage: StubCall['stage'], input: string): void {
+    if (!this.callLog) return;
+    const line: StubCall = { worker: this.callLog.worker, stage, input, atMs: Date.now() };
+    appendFileSync(this.callLog.path, `${JSON.stringify(line)}\n`); // O_APPEND: whole lines from several processes
+  }
 
   private async pause(): Promise<void> {
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
   }
 
   async evaluate(input: string): Promise<Verdict> {
+    this.record('eval', input);
     await this.pause();
     const bad = OBVIOUSLY_BAD.exec(input);
     const reason = bad
@@ -35,6 +61,7 @@ export class StubAgent implements Agent {
   }
 
   async work(input: string, maxTokens: number): Promise<WorkAnswer> {
+    this.record('work', input);
     await this.pause();
     const text = cannedAnswer(input, maxTokens);
     return {
@@ -49,6 +76,7 @@ export class StubAgent implements Agent {
 
   async workStream(prompt: WorkPrompt, maxTokens: number, hooks: StreamHooks): Promise<WorkAnswer> {
     const lastUser = prompt.turns.filter((t) => t.role === 'user').at(-1)?.content ?? '';
+    this.record('work', lastUser);
     const words = cannedAnswer(lastUser, maxTokens).match(/\S+\s*/g) ?? [];
     const gapMs = Math.round(this.delayMs / 20); // ms between words
     let text = '';

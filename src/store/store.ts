@@ -31,7 +31,7 @@ export const OPS = {
   bootstrap: ['getBootstrap', 'bootstrapExists', 'createBootstrap', 'moveBootstrap', 'listBootstraps', 'listNodeOrders', 'staleCredentials', 'countUnpaidBootstraps', 'eraseCredentials'],
   zaps: ['insertZap', 'getZap', 'settleZap', 'jobOfEvent', 'openSessionInvoiceOf'],
   kv: ['getKv', 'setKv', 'addToNumber', 'setMaxNumber', 'getOrCreate'],
-  stubInvoices: ['insertStubInvoice', 'getStubInvoice', 'markStubInvoicePaid'],
+  stubInvoices: ['insertStubInvoice', 'getStubInvoice', 'markStubInvoicePaid', 'paidSince'],
   leases: ['renewLeases', 'claimLeases'],
   limits: ['take', 'prune'],
   money: [

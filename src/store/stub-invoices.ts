@@ -1,5 +1,5 @@
 // Queries for the stub Lightning node's own invoice book.
-import { eq, and, isNull, sql } from 'drizzle-orm';
+import { eq, and, asc, gt, isNull, sql } from 'drizzle-orm';
 import { stubInvoices } from '../../schema/tables.ts';
 import type { Db } from './db.ts';
 import { prepared } from './prepared.ts';
@@ -30,4 +30,18 @@ export function markStubInvoicePaid(db: Db, paymentHash: string, atMs: number): 
     .where(and(eq(stubInvoices.paymentHash, paymentHash), isNull(stubInvoices.paidAt)))
     .run();
   return r.changes === 1;
+}
+
+/**
+ * Invoices paid after `afterMs` (unix ms, exclusive), oldest payment first (ties by payment hash): what a
+ * worker that did not serve the dev route polls to hear of settlements.
+ */
+export function paidSince(db: Db, afterMs: number, limit = 500): { paymentHash: string; paidAt: number }[] {
+  return db
+    .select({ paymentHash: stubInvoices.paymentHash, paidAt: stubInvoices.paidAt })
+    .from(stubInvoices)
+    .where(gt(stubInvoices.paidAt, afterMs))
+    .orderBy(asc(stubInvoices.paidAt), asc(stubInvoices.paymentHash))
+    .limit(limit)
+    .all() as { paymentHash: string; paidAt: number }[];
 }

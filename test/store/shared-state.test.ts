@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { freshPgDatabase } from '../helpers/pg.ts';
 import { mulberry32, printSeedOnFailure, SEED } from '../helpers/seed.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { openPgStore } from '../../src/store/pg/store.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { CreditRaced } from '../../src/store/credits.ts';
@@ -218,6 +219,48 @@ describe.each(ENGINES)('what the daemon keeps there (%s)', (_engine, open) => {
     const payees = invoices.map((i) => bolt11.decode(i.bolt11).payeeNodeKey);
     expect(payees[0]).toMatch(/^0[23][0-9a-f]{64}$/);
     expect(payees[1]).toBe(payees[0]);
+  });
+
+  it('stub invoices paid since a moment: oldest payment first, ties by payment hash, the moment itself excluded', async () => {
+    const w = await open();
+    const T = 1_900_000_000_000; // unix ms
+    for (const h of ['c', 'a', 'b', 'd', 'e']) await w.a.stubInvoices.insertStubInvoice({ paymentHash: h, preimage: `p${h}`, bolt11: `lnbc-${h}`, amountMsats: 1_000, expiresAt: 1_900_003_600 });
+    await w.a.stubInvoices.markStubInvoicePaid('c', T + 5);
+    await w.b.stubInvoices.markStubInvoicePaid('b', T + 5);
+    await w.a.stubInvoices.markStubInvoicePaid('a', T + 9);
+    await w.b.stubInvoices.markStubInvoicePaid('d', T); // 'e' is never paid
+    expect(await w.a.stubInvoices.paidSince(T - 1, 10)).toEqual([
+      { paymentHash: 'd', paidAt: T },
+      { paymentHash: 'b', paidAt: T + 5 },
+      { paymentHash: 'c', paidAt: T + 5 },
+      { paymentHash: 'a', paidAt: T + 9 },
+    ]);
+    expect((await w.b.stubInvoices.paidSince(T, 10)).map((r) => r.paymentHash)).toEqual(['b', 'c', 'a']);
+    expect((await w.b.stubInvoices.paidSince(T, 2)).map((r) => r.paymentHash)).toEqual(['b', 'c']);
+    expect(await w.a.stubInvoices.paidSince(T + 9, 10)).toEqual([]);
+  });
+
+  it('a payment made through one stub backend is heard by another on the same store, also one paid before it started', async () => {
+    const w = await open();
+    const req = { amountMsats: 10_000, memo: 'test', expirySecs: 600 };
+    const [payer, follower] = [new StubPayments(w.a, { pollIntervalMs: 20 }), new StubPayments(w.b, { pollIntervalMs: 20 })];
+    const heard: string[] = [];
+    follower.onSettled((h) => heard.push(h));
+    const early = await payer.createInvoice(req);
+    await payer.pay(early.paymentHash); // before the follower started: still in its look-back
+    follower.start();
+    await waitFor(() => heard.includes(early.paymentHash), 'the follower hears the earlier payment');
+    const later = await payer.createInvoice(req);
+    await payer.pay(later.paymentHash);
+    await payer.pay(later.paymentHash); // paid twice: one payment
+    await waitFor(() => heard.includes(later.paymentHash), 'the follower hears the payment');
+    const unpaid = await payer.createInvoice(req);
+    const last = await payer.createInvoice(req);
+    await payer.pay(last.paymentHash);
+    await waitFor(() => heard.includes(last.paymentHash), 'the follower hears the last payment');
+    await follower.close();
+    expect(heard).toEqual([early.paymentHash, later.paymentHash, last.paymentHash]); // each once, never the unpaid one
+    expect(heard).not.toContain(unpaid.paymentHash);
   });
 });
 

@@ -1,5 +1,5 @@
 // Queries for the stub Lightning node's own invoice book: PostgreSQL twin of ../stub-invoices.ts.
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
 import { stubInvoices } from '../../../schema/tables-pg.ts';
 import type { PgQ } from './db.ts';
 
@@ -23,4 +23,15 @@ export async function markStubInvoicePaid(q: PgQ, paymentHash: string, atMs: num
     .where(and(eq(stubInvoices.paymentHash, paymentHash), isNull(stubInvoices.paidAt)))
     .returning({ h: stubInvoices.paymentHash });
   return r.length === 1;
+}
+
+/** Invoices paid after `afterMs` (unix ms, exclusive), oldest payment first (ties by payment hash). */
+export async function paidSince(q: PgQ, afterMs: number, limit = 500): Promise<{ paymentHash: string; paidAt: number }[]> {
+  return (await q
+    .select({ paymentHash: stubInvoices.paymentHash, paidAt: stubInvoices.paidAt })
+    .from(stubInvoices)
+    .where(gt(stubInvoices.paidAt, afterMs))
+    // Byte order, as SQLite's: both engines list ties the same way whatever the database's collation.
+    .orderBy(asc(stubInvoices.paidAt), sql`${stubInvoices.paymentHash} collate "C"`)
+    .limit(limit)) as { paymentHash: string; paidAt: number }[];
 }
