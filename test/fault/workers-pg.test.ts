@@ -23,7 +23,9 @@ const CONCURRENCY = 12;
 const CUSTOMERS = 8;
 /** Session requests over HTTP, spread over the run, on two sessions. */
 const SESSION_REQUESTS = Math.max(4, Math.round((12 * ROUNDS) / 6));
-const LEASE_S = 2;
+// Long enough that a live worker on a loaded 2-core machine renews in time (every LEASE_S/3): a step taken
+// from a live worker would call the AI twice and fail the double-execution check.
+const LEASE_S = 4;
 const KILL_GAP_MS: [number, number] = [1500, 4000]; // between two kills
 const RESTART_AFTER_MS: [number, number] = [200, 1500]; // from a kill to the restart of that worker
 /** The waits fail once nothing moved for this long, not on a deadline; the test timeout is only a backstop. */
