@@ -1,6 +1,7 @@
 // `npm run bench`: Timmy's benchmarks, side by side in one run. Figures only, never assertions:
 // progress on stderr, a markdown table on stdout (machine facts first). Sizes scale with BENCH_SCALE
-// (default 1, a run of about 2½ minutes on 2 cores) and each can be set alone (BENCH_INGEST_N, ...).
+// (default 1, a run of about 7 minutes on 2 cores, 4½ of them benchmark 6) and each can be set alone
+// (BENCH_INGEST_N, ...).
 // BENCH_ONLY=ingest,latency,backlog,http,stream,workers runs a subset. Only 127.0.0.1 is ever a network target.
 //
 //   1. ingest    signed kind-5050 requests/s from intake.handle to a signed, stored payment-required
@@ -47,7 +48,7 @@ const sizes = {
   streamN: count('STREAM_N', 10, 3),
   streamTps: seconds('STREAM_TPS', 100), // tokens per second of the fake (not scaled)
   streamTokens: count('STREAM_TOKENS', 200, 20),
-  workersJobs: count('WORKERS_JOBS', 600, 20),
+  workersJobs: count('WORKERS_JOBS', 500, 20),
   workersWarmup: count('WORKERS_WARMUP', 40, 4),
   workersCustomers: Number(process.env.BENCH_WORKERS_CUSTOMERS ?? 40),
   workersAiMs: seconds('WORKERS_AI_MS', 200), // ms per stub AI call (not scaled)

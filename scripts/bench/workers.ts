@@ -437,7 +437,20 @@ async function throughputRound(o: {
   } finally {
     for (const c of customers) c.conn.close();
     await fleet.stop();
-    if (url) await dropDatabase(o.pg, dbName);
+    if (url) {
+      // The workers' backends flushed their statistics as they exited: row writes per table, warm-up included.
+      const total = o.jobs + o.warmup;
+      const stats = await withPgClient(url, (c) =>
+        c.query<{ relname: string; ins: string; upd: string; del: string }>(
+          'select relname, n_tup_ins as ins, n_tup_upd as upd, n_tup_del as del from pg_stat_user_tables where n_tup_ins + n_tup_upd + n_tup_del > 0 order by n_tup_ins + n_tup_upd + n_tup_del desc',
+        ),
+      ).catch(() => null);
+      if (stats) {
+        const per = (v: string) => (Number(v) / total).toFixed(1);
+        progress(`workers: ${o.label}: row writes per job (ins/upd/del): ${stats.rows.map((r) => `${r.relname} ${per(r.ins)}/${per(r.upd)}/${per(r.del)}`).join(', ')}`);
+      }
+      await dropDatabase(o.pg, dbName);
+    }
   }
 }
 
