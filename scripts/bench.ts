@@ -1,7 +1,8 @@
 // `npm run bench`: Timmy's benchmarks, side by side in one run. Figures only, never assertions:
 // progress on stderr, a markdown table on stdout (machine facts first). Sizes scale with BENCH_SCALE
-// (default 1, a run of about 2½ minutes on 2 cores) and each can be set alone (BENCH_INGEST_N, ...).
-// BENCH_ONLY=ingest,latency,backlog,http,stream runs a subset. Only 127.0.0.1 is ever a network target.
+// (default 1, a run of about 7 minutes on 2 cores, 4½ of them benchmark 6) and each can be set alone
+// (BENCH_INGEST_N, ...).
+// BENCH_ONLY=ingest,latency,backlog,http,stream,workers runs a subset. Only 127.0.0.1 is ever a network target.
 //
 //   1. ingest    signed kind-5050 requests/s from intake.handle to a signed, stored payment-required
 //                (in process, stub payments, no relay), against the crypto ceiling (1 verify + 1 sign),
@@ -13,6 +14,9 @@
 //   4. http      GET /api/jobs/:id at concurrency 64 with autocannon, against the backlog daemon
 //   5. stream    time to first token through POST /v1/chat/completions streamed, against the whole answer
 //                without streaming, on the Anthropic fake at a fixed token rate
+//   6. workers   paid jobs/s end to end with 1, 2 and 4 workers on one durable PostgreSQL (stub AI taking
+//                BENCH_WORKERS_AI_MS per call), the ratio to 1 worker, 1 worker on SQLite; failover time
+//                after a SIGKILL of the worker holding a work step's lease, at LEASE_S=5 and 30
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { initCrypto } from '../src/nostr/crypto.ts';
@@ -22,8 +26,9 @@ import { runLatency } from './bench/latency.ts';
 import { runBacklog, type BacklogResult } from './bench/backlog.ts';
 import { runHttp } from './bench/http.ts';
 import { runStream } from './bench/stream.ts';
+import { runWorkers } from './bench/workers.ts';
 
-const SECTIONS = ['ingest', 'latency', 'backlog', 'http', 'stream'] as const;
+const SECTIONS = ['ingest', 'latency', 'backlog', 'http', 'stream', 'workers'] as const;
 const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const enabled = (s: (typeof SECTIONS)[number]) => only.length === 0 || only.includes(s);
 
@@ -43,6 +48,14 @@ const sizes = {
   streamN: count('STREAM_N', 10, 3),
   streamTps: seconds('STREAM_TPS', 100), // tokens per second of the fake (not scaled)
   streamTokens: count('STREAM_TOKENS', 200, 20),
+  workersJobs: count('WORKERS_JOBS', 500, 20),
+  workersWarmup: count('WORKERS_WARMUP', 40, 4),
+  workersCustomers: Number(process.env.BENCH_WORKERS_CUSTOMERS ?? 40),
+  workersAiMs: seconds('WORKERS_AI_MS', 200), // ms per stub AI call (not scaled)
+  workerCounts: (process.env.BENCH_WORKERS_COUNTS ?? '1,2,4').split(',').map(Number),
+  failoverLeases: (process.env.BENCH_FAILOVER_LEASES ?? '5,30').split(',').filter(Boolean).map(Number),
+  failoverTrials: count('FAILOVER_TRIALS', 2, 1),
+  failoverAiMs: seconds('FAILOVER_AI_MS', 3000), // ms per stub AI call in the failover runs (not scaled)
 };
 
 const rows: Row[] = [];
@@ -245,6 +258,80 @@ async function stream(): Promise<void> {
   );
 }
 
+async function workers(): Promise<void> {
+  const r = await runWorkers({
+    jobs: sizes.workersJobs,
+    warmup: sizes.workersWarmup,
+    customers: sizes.workersCustomers,
+    aiDelayMs: sizes.workersAiMs,
+    workerCounts: sizes.workerCounts,
+    sqlite: true,
+    asyncCommit: process.env.BENCH_WORKERS_ASYNC_COMMIT !== '0',
+    failoverLeases: sizes.failoverLeases,
+    failoverTrials: sizes.failoverTrials,
+    failoverDelayMs: sizes.failoverAiMs,
+  });
+  const one = r.rounds.find((x) => x.backend === 'postgres' && x.workers === 1 && !x.label.includes('synchronous_commit'));
+  const sqlite = r.rounds.find((x) => x.backend === 'sqlite');
+  const cpuNote = (x: (typeof r.rounds)[number]) => {
+    const per = (ms: number) => (ms / x.jobs).toFixed(1);
+    const total = x.cpuMs.workers.reduce((a, b) => a + b, 0) + x.cpuMs.relay + x.cpuMs.postgres + x.cpuMs.bench;
+    return `CPU ms per job: workers ${per(x.cpuMs.workers.reduce((a, b) => a + b, 0))}, relay ${per(x.cpuMs.relay)}, PostgreSQL ${per(x.cpuMs.postgres)}, load generator ${per(x.cpuMs.bench)} (${fmt.pct(total / x.elapsedMs / availableParallelism())} of ${availableParallelism()} cores)`;
+  };
+  for (const x of r.rounds) {
+    const l = summary(x.latencies);
+    const ratio = one && x.backend === 'postgres' && x !== one ? `; × ${(x.rate / one.rate).toFixed(2)} of 1 worker (durable)` : '';
+    const vs = x.backend === 'sqlite' && one ? `; PostgreSQL 1 worker / SQLite: ${fmt.pct(one.rate / x.rate)}` : '';
+    rows.push(
+      {
+        bench: '6',
+        metric: `paid jobs/s, ${x.label} (${x.jobs} jobs, ${x.customers} customers in a closed loop)`,
+        value: fmt.rate(x.rate),
+        note: `${fmt.s(x.elapsedMs)}${ratio}${vs}; ${cpuNote(x)}${x.warnings.length ? `; ${x.warnings.length} warnings in the logs, e.g. ${x.warnings[0]}` : ''}`,
+      },
+      {
+        bench: '6',
+        metric: `request -> result, ${x.label}, p50 / p99`,
+        value: `${fmt.ms(l.p50)} / ${fmt.ms(l.p99)}`,
+        note: `max ${fmt.ms(l.max)}; p50 of the stages: request -> payment-required ${fmt.ms(summary(x.stages.intake).p50)}, eval paid -> quote ${fmt.ms(summary(x.stages.evaluation).p50)}, work paid -> result ${fmt.ms(summary(x.stages.work).p50)} (each with a stub AI call of ${r.aiDelayMs} ms), dev-route pay call ${fmt.ms(summary(x.stages.payCall).p50)}`,
+      },
+    );
+    const idle = `idle (no open job, 4 s): workers ${x.idle.workersPct.toFixed(1)} % of a core, PostgreSQL ${x.idle.postgresPct.toFixed(1)} %, relay ${x.idle.relayPct.toFixed(1)} %`;
+    if (x.writeTxPerJob !== null && x.walKbPerJob !== null && x.invoicesPerJob !== null) {
+      rows.push({
+        bench: '6',
+        metric: `PostgreSQL per job, ${x.label}: write transactions / WAL`,
+        value: `${x.writeTxPerJob.toFixed(1)} / ${x.walKbPerJob.toFixed(1)} KiB`,
+        note: `stub invoices made per job ${x.invoicesPerJob.toFixed(2)} (2 shown; the rest by the workers that lost the intake race); ${idle}`,
+      });
+    } else {
+      rows.push({ bench: '6', metric: `idle, ${x.label}`, value: `${x.idle.workersPct.toFixed(1)} %`, note: idle });
+    }
+  }
+  for (const x of r.rounds) {
+    if (x.backend === 'postgres' && x.workers > 1 && one && !x.label.includes('synchronous_commit')) rows.push({ bench: '6', metric: `ratio to 1 worker, ${x.workers} workers`, value: `× ${(x.rate / one.rate).toFixed(2)}` });
+  }
+  if (one && sqlite) rows.push({ bench: '6', metric: '1 worker: PostgreSQL / SQLite', value: fmt.pct(one.rate / sqlite.rate), note: `${fmt.rate(one.rate)} vs ${fmt.rate(sqlite.rate)}; PostgreSQL ${r.pgVersion} fsyncs every commit (8 KiB write + fdatasync here: ${fmt.us(r.fsyncUs)} median), SQLite WAL + synchronous=NORMAL does not` });
+  for (const leaseS of [...new Set(r.failover.map((f) => f.leaseS))]) {
+    const trials = r.failover.filter((f) => f.leaseS === leaseS);
+    const list = (k: 'takeoverMs' | 'resultMs' | 'leaseLeftMs') => trials.map((f) => fmt.s(f[k])).join(', ');
+    rows.push(
+      {
+        bench: '6',
+        metric: `failover, LEASE_S=${leaseS}: SIGKILL of the lease holder -> survivor's 'lease taken over'`,
+        value: list('takeoverMs'),
+        note: `${trials.length} trial(s), 2 workers, work step in flight; lease left at the kill ${list('leaseLeftMs')} (renewed every LEASE_S/3; the sweep runs every second)`,
+      },
+      {
+        bench: '6',
+        metric: `failover, LEASE_S=${leaseS}: SIGKILL -> the result on the relay`,
+        value: list('resultMs'),
+        note: `includes the work step run again (stub AI ${trials[0]!.aiDelayMs} ms); results per job: ${trials.map((f) => f.results).join(', ')}`,
+      },
+    );
+  }
+}
+
 async function main(): Promise<void> {
   await initCrypto();
   const t0 = performance.now();
@@ -253,6 +340,7 @@ async function main(): Promise<void> {
   if (enabled('latency')) await latency().catch((err) => failed('2', err));
   if (enabled('backlog') || enabled('http')) await backlogAndHttp().catch((err) => failed('3', err));
   if (enabled('stream')) await stream().catch((err) => failed('5', err));
+  if (enabled('workers')) await workers().catch((err) => failed('6', err));
   const totalS = (performance.now() - t0) / 1000;
   progress(`done in ${totalS.toFixed(0)} s`);
 

@@ -32,7 +32,7 @@ export function cpuMs(pid: number): number {
  * Starts `timmy start`. Extra node flags for the daemon come from BENCH_DAEMON_NODE_ARGS (space-separated,
  * e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`; the profile is written when the daemon exits on SIGTERM).
  */
-export async function spawnDaemon(o: { relays: string[]; dataDir: string; env: Record<string, string>; timeoutMs?: number }): Promise<BenchDaemon> {
+export async function spawnDaemon(o: { relays: string[]; dataDir: string; env: Record<string, string>; timeoutMs?: number; logPath?: string }): Promise<BenchDaemon> {
   const httpPort = await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
@@ -45,7 +45,7 @@ export async function spawnDaemon(o: { relays: string[]; dataDir: string; env: R
     NODE_ENV: 'test',
     ...o.env,
   };
-  const logPath = join(o.dataDir, 'daemon.log');
+  const logPath = o.logPath ?? join(o.dataDir, 'daemon.log'); // workers sharing a DATA_DIR each name their own
   const logFd = openSync(logPath, 'a');
   const spawnedAt = performance.now();
   const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);

