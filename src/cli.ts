@@ -85,7 +85,34 @@ program
   .action(async () => {
     const config = configOrExit();
     const log = createLogger(config.LOG_LEVEL, undefined, { worker: config.workerId });
-    let daemon;
+    let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
+    // `npm start` in a terminal: Ctrl-C reaches the daemon twice (from the terminal and forwarded by npm),
+    // so only a signal a second or more after the first means "exit now". The handlers are in place before the
+    // start (HTTP answers before the start has finished): a signal meanwhile stops the daemon once it is up.
+    let firstSignalAt = 0;
+    let stopWhenStarted: string | null = null; // the first signal came while starting
+    const stop = (sig: string) => {
+      log.info({ signal: sig }, 'shutting down');
+      daemon!.stop().then(
+        () => process.exit(0),
+        (err) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    const onSignal = (sig: string) => {
+      if (firstSignalAt > 0 && Date.now() - firstSignalAt < 1000) return;
+      if (firstSignalAt > 0) {
+        log.warn({ signal: sig }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      firstSignalAt = Date.now();
+      if (daemon) stop(sig);
+      else stopWhenStarted = sig;
+    };
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
     try {
       daemon = await startDaemon(config, log);
     } catch (err) {
@@ -95,27 +122,7 @@ program
       }
       throw err;
     }
-    // `npm start` in a terminal: Ctrl-C reaches the daemon twice (from the terminal and forwarded by npm),
-    // so only a signal a second or more after the first means "exit now".
-    let firstSignalAt = 0;
-    const onSignal = (sig: string) => {
-      if (firstSignalAt > 0 && Date.now() - firstSignalAt < 1000) return;
-      if (firstSignalAt > 0) {
-        log.warn({ signal: sig }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      firstSignalAt = Date.now();
-      log.info({ signal: sig }, 'shutting down');
-      daemon.stop().then(
-        () => process.exit(0),
-        (err) => {
-          log.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => onSignal('SIGTERM'));
-    process.on('SIGINT', () => onSignal('SIGINT'));
+    if (stopWhenStarted) stop(stopWhenStarted);
   });
 
 program
