@@ -150,16 +150,3 @@ export function outboxForJob(db: Db, jobId: string): OutboxRow[] {
 export function dropIntent(db: Db, id: number): void {
   db.delete(outbox).where(and(eq(outbox.id, id), isNull(outbox.signedJson))).run();
 }
-
-/** The outbox worker's view of one database (nostr/outbox.ts declares what it needs; this provides it). */
-export function outboxStore(db: Db) {
-  return {
-    unsigned: (afterId: number, limit?: number) => unsignedIntents(db, afterId, limit),
-    storeSigned: (rows: { id: number; eventId: string; signedJson: string }[]) => storeSigned(db, rows),
-    unacked: (limit?: number) => unackedEvents(db, limit),
-    notAckedBy: (relay: string, sinceMs: number) => notAckedBy(db, relay, sinceMs),
-    noteAttempt: (id: number) => noteAttempt(db, id),
-    recordAcks: (acks: RelayAck[]) => recordAcks(db, acks),
-    drop: (id: number) => dropIntent(db, id),
-  };
-}

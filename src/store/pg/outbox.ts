@@ -136,16 +136,3 @@ export async function outboxForJob(q: PgQ, jobId: string): Promise<OutboxRow[]> 
 export async function dropIntent(q: PgQ, id: number): Promise<void> {
   await q.delete(outbox).where(and(eq(outbox.id, id), isNull(outbox.signedJson)));
 }
-
-/** The outbox worker's view of one database, as ../outbox.ts's `outboxStore` (every call a promise). */
-export function outboxStore(q: PgQ) {
-  return {
-    unsigned: (afterId: number, limit?: number) => unsignedIntents(q, afterId, limit),
-    storeSigned: (rows: { id: number; eventId: string; signedJson: string }[]) => storeSigned(q, rows),
-    unacked: (limit?: number) => unackedEvents(q, limit),
-    notAckedBy: (relay: string, sinceMs: number) => notAckedBy(q, relay, sinceMs),
-    noteAttempt: (id: number) => noteAttempt(q, id),
-    recordAcks: (acks: RelayAck[]) => recordAcks(q, acks),
-    drop: (id: number) => dropIntent(q, id),
-  };
-}
