@@ -92,7 +92,6 @@ export class BootstrapService {
       table: 'bootstrap',
       worker: d.worker,
       log: d.log,
-      takeAllAtStart: d.store.dialect === 'sqlite',
       onClaimed: (c) => this.runInBackground(c.id), // provisioning is idempotent: the droplet is found by its tag
     });
   }

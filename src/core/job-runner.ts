@@ -40,7 +40,6 @@ export class JobRunner {
       table: 'jobs',
       worker: c.worker,
       log: c.log,
-      takeAllAtStart: c.store.dialect === 'sqlite',
       onClaimed: (claimed) => void this.takenOver(claimed).catch((err) => this.log.error({ err, jobId: claimed.id }, 'taking over a job step failed')),
     });
   }

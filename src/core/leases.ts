@@ -15,8 +15,6 @@ export interface LeaseKeeperDeps {
   log: Logger;
   /** A step this worker took over (or found unowned): run it. */
   onClaimed(claimed: Claimed): void;
-  /** SQLite: one process per store, so at start every step is this one's to take. */
-  takeAllAtStart: boolean;
 }
 
 export class LeaseKeeper {
@@ -38,7 +36,8 @@ export class LeaseKeeper {
 
   /** Takes the steps owed after a restart (own or unowned, or all with SQLite), then keeps renewing and sweeping. */
   async start(): Promise<void> {
-    await this.sweep({ includeOwn: true, all: this.d.takeAllAtStart });
+    // SQLite: one process per store (the data directory's lock), so at start every step is this one's to take.
+    await this.sweep({ includeOwn: true, all: this.d.store.dialect === 'sqlite' });
     const ms = this.d.worker.leaseMs;
     this.timers = [
       setInterval(() => void this.renew(), Math.max(200, Math.floor(ms / 3))),
