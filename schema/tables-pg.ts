@@ -85,6 +85,9 @@ export const outbox = pgTable(
     signedAt: bigint('signed_at', { mode: 'number' }),
     ackedAt: bigint('acked_at', { mode: 'number' }),
     attempts: integer('attempts').notNull().default(0),
+    // Who sends it now (several workers over PostgreSQL): claimed with a lease, taken over once it ran out.
+    leaseOwner: text('lease_owner'),
+    leaseUntil: bigint('lease_until', { mode: 'number' }),
   },
   (t) => [
     index('outbox_unsigned').on(t.id).where(sql`signed_json is null`),

@@ -108,6 +108,9 @@ export const outbox = sqliteTable(
     signedAt: integer('signed_at'),
     ackedAt: integer('acked_at'), // first relay OK true (or duplicate)
     attempts: integer('attempts').notNull().default(0),
+    // Who sends it now (several workers over PostgreSQL): claimed with a lease, taken over once it ran out.
+    leaseOwner: text('lease_owner'),
+    leaseUntil: integer('lease_until'),
   },
   (t) => [
     // Partial: only intents still to sign, and events still waiting for an ack, are looked for; signing

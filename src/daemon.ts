@@ -24,7 +24,7 @@ import { CoinGeckoOracle, COINGECKO_SIMPLE_PRICE_URL, type PriceOracle } from '.
 import type { PricingParams } from './pricing/pricing.ts';
 import { systemClock, type Agent, type Clock, type InboxDirectory, type PaymentBackend, type Provisioner, type Publisher } from './core/ports.ts';
 import { InvoiceBook } from './core/book.ts';
-import { JobMoves } from './core/job-moves.ts';
+import { JobMoves, type Worker } from './core/job-moves.ts';
 import { JobService, type JobSettings } from './core/jobs.ts';
 import { Quoter } from './core/quote.ts';
 import { ZapService } from './core/zaps.ts';
@@ -40,6 +40,7 @@ import { asEvent, Intake, DELETIONS_SUB, type IntakeSettings, type IntakeStore }
 import { filterRelayUrls, type RelayPolicy } from './nostr/relay-policy.ts';
 import { RelayPool } from './nostr/pool.ts';
 import { OutboxWorker, type OutboxDeps, type OutboxStore } from './nostr/outbox.ts';
+import type { OutboxClaim } from './store/outbox.ts';
 import { publishOnce } from './nostr/ephemeral.ts';
 import { handlerTemplate, profileTemplate, type HandlerInfo } from './nostr/nip89.ts';
 import { TEXT_JOB_KIND } from './nostr/nip90.ts';
@@ -222,13 +223,16 @@ export function intakeStore(store: Store): IntakeStore {
 }
 
 /** The outbox worker's view of the store (nostr/outbox.ts declares what it needs). */
-export function outboxStore(store: Store): OutboxStore {
+export function outboxStore(store: Store, worker: Worker): OutboxStore {
   const o = store.outbox;
+  const claim = (c: OutboxClaim) => o.claimOutbox(worker.id, worker.leaseMs, c);
   return {
-    unsigned: (afterId, limit) => o.unsignedIntents(afterId, limit),
+    claimUnsigned: (afterId, limit = 200) => claim({ rows: 'unsigned', afterId, limit }),
     storeSigned: (rows) => o.storeSigned(rows),
-    unacked: (limit) => o.unackedEvents(limit),
-    notAckedBy: (relay, sinceMs) => o.notAckedBy(relay, sinceMs),
+    claimUnacked: (sinceMs, limit = 200) => claim({ rows: 'unacked', sinceMs, limit }),
+    claimMissed: (relay, sinceMs) => claim({ rows: 'missed', relay, sinceMs, limit: 500 }),
+    holdsUnacked: () => o.holdsUnacked(worker.id),
+    release: () => o.releaseOutbox(worker.id),
     noteAttempt: (id) => o.noteAttempt(id),
     recordAcks: (acks) => o.recordAcks(acks),
     drop: (id) => o.dropIntent(id),
@@ -454,7 +458,7 @@ export function buildNostr(
     log.child({ module: 'pool' }),
   );
   const ackListeners: ((ms: number) => void)[] = [];
-  const outboxRows = outboxStore(store);
+  const outboxRows = outboxStore(store, { id: config.workerId, leaseMs: config.LEASE_S * 1000 });
   const recordAcks = outboxRows.recordAcks;
   outboxRows.recordAcks = async (acks) => {
     const since = Date.now();
@@ -754,7 +758,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       core.jobs.stop();
       core.book.stop();
       await Promise.all([core.runner.stop(5000), core.bootstrap.stop(5000), resumed]);
-      await nostr.outbox.flush(2000);
+      await nostr.outbox.finish(2000);
       nostr.stop();
       nostr.pool.close();
       await backends.payments.close();

@@ -1,7 +1,8 @@
 // Several workers, one identity (issue 11): three daemons with one NOSTR_SECRET_KEY, one DATABASE_URL and one
 // DATA_DIR serve one relay together. A request seen by all is one job with one payment-required per stage;
 // a payment made through any worker moves it once; a worker SIGKILLed mid-step is replaced by another after
-// its lease (LEASE_S) ran out, and the customer still gets exactly one result.
+// its lease (LEASE_S) ran out, and the customer still gets exactly one result. Each event Timmy publishes
+// reaches the relay from one worker.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from './helpers/procs.ts';
@@ -12,6 +13,7 @@ import { openPgStore, type PgStore } from '../src/store/pg/store.ts';
 
 const LEASE_S = 3;
 const AI_DELAY_MS = 6000; // each stub AI call: long enough to kill a worker in the middle of one
+const OK_DELAY_MS = 2500; // the relay answers OK late: events wait unacked, so every worker sees them pending
 
 let relay: RelayProc;
 let pg: Awaited<ReturnType<typeof freshPgDatabase>>;
@@ -23,7 +25,7 @@ const start = (name: string, dataDir: string, env: Record<string, string>) =>
   startDaemon({ relays: [relay.url], dataDir, env: { ...env, WORKER_ID: name } });
 
 beforeAll(async () => {
-  relay = await startRelay();
+  relay = await startRelay({ traceEvents: true, okDelayMs: OK_DELAY_MS });
   pg = await freshPgDatabase();
   const dataDir = tempDir('timmy-workers-');
   const env = { DATABASE_URL: pg.url, NOSTR_SECRET_KEY: randomBytes(32).toString('hex'), LEASE_S: String(LEASE_S), STUB_AI_DELAY_MS: String(AI_DELAY_MS) };
@@ -62,6 +64,12 @@ describe('three workers on one PostgreSQL', () => {
       const job = (await (await fetch(`${w.api}/api/jobs/${req.id}`)).json()) as { state: string };
       expect(job.state).toBe('complete'); // the same answer from every worker
     }
+    // Each of Timmy's events about the job reached the relay from one worker (the outbox rows are leased),
+    // though each waited seconds for its OK while the other workers' outboxes ran.
+    const ours = [...(await queryRelay(relay.url, { kinds: [7000], '#e': [req.id] })), ...(await queryRelay(relay.url, { kinds: [6050], '#e': [req.id] }))];
+    expect(ours.length).toBeGreaterThanOrEqual(5); // 2 × payment-required, processing ×2, the result
+    const senders = relay.senders();
+    for (const e of ours) expect([...(senders.get(e.id) ?? [])], `kind ${e.kind} ${status(e) ?? ''}`).toHaveLength(1);
     // Each 6 s AI call outlived the 3 s lease: the running worker's renewals kept it, nobody took it over.
     expect(workers.flatMap((w) => w.logs).filter((l) => l.msg === 'lease taken over' || l.msg === 'lease lost')).toEqual([]);
   });

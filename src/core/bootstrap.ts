@@ -422,6 +422,7 @@ export class BootstrapService {
     this.leases.stop();
     const inFlight = [...this.running.values(), ...(this.reconciling ? [this.reconciling] : [])];
     await Promise.race([Promise.allSettled(inFlight), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    await this.leases.giveUp();
   }
 }
 

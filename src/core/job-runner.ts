@@ -310,6 +310,7 @@ export class JobRunner {
     this.leases.stop();
     const all = Promise.allSettled([...this.running.values()]);
     await Promise.race([all, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    await this.leases.giveUp();
   }
 }
 

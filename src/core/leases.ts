@@ -51,6 +51,17 @@ export class LeaseKeeper {
     this.timers = [];
   }
 
+  /** After a graceful stop's grace: steps still running here are given up, so another worker takes them at once. */
+  async giveUp(): Promise<void> {
+    this.held.clear();
+    try {
+      const n = await this.d.store.leases.releaseLeases(this.d.table, this.d.worker.id);
+      if (n > 0) this.d.log.info({ steps: n, worker: this.d.worker.id }, 'stopping: unfinished steps given up to the other workers');
+    } catch (err) {
+      this.d.log.warn({ err }, 'giving leases up failed; they run out instead');
+    }
+  }
+
   private async renew(): Promise<void> {
     const held = [...this.held].map(([id, epoch]) => ({ id, epoch }));
     if (held.length === 0) return;

@@ -13,13 +13,24 @@ export interface Route {
   extra: string[];
 }
 
-/** What the worker needs of the store: intents in order, signed once, acked per relay. */
+/**
+ * What the worker needs of the store: intents in order, signed once, acked per relay. Rows are claimed: with
+ * several workers on one database each row is leased to the worker that claimed it (renewed by claiming it
+ * again), so one worker at a time signs and sends it, and another takes it once that worker is gone.
+ */
 export interface OutboxStore {
-  unsigned(afterId: number, limit?: number): Promise<OutboxRow[]>;
+  /** Intents to sign after `afterId`, oldest first, claimed for this worker. */
+  claimUnsigned(afterId: number, limit?: number): Promise<OutboxRow[]>;
   /** Stores signed events once, in one transaction; returns the ids stored (another signer may have been first). */
   storeSigned(rows: { id: number; eventId: string; signedJson: string }[]): Promise<number[]>;
-  unacked(limit?: number): Promise<OutboxRow[]>;
-  notAckedBy(relay: string, sinceMs: number): Promise<OutboxRow[]>;
+  /** Signed events recorded after `sinceMs` that no relay acked, oldest first, claimed for this worker. */
+  claimUnacked(sinceMs: number, limit?: number): Promise<OutboxRow[]>;
+  /** Signed events recorded after `sinceMs` that `relay` has not acked, claimed for this worker. */
+  claimMissed(relay: string, sinceMs: number): Promise<OutboxRow[]>;
+  /** Whether this worker still holds events waiting for an ack. */
+  holdsUnacked(): Promise<boolean>;
+  /** Gives this worker's unacked rows up (a graceful stop). */
+  release(): Promise<number>;
   noteAttempt(id: number): Promise<void>;
   /** Records relays' OKs in one transaction; returns the row ids of the accepted ones (not ours: ignored). */
   recordAcks(acks: { eventId: string; relay: string; ok: boolean; message: string }[]): Promise<number[]>;
@@ -115,7 +126,7 @@ export class OutboxWorker {
   private async signPending(): Promise<void> {
     let after = 0;
     for (;;) {
-      const rows = await this.d.store.unsigned(after);
+      const rows = await this.d.store.claimUnsigned(after);
       if (rows.length === 0) return;
       const signed: { row: OutboxRow; event: Event; route: Route; json: string }[] = [];
       for (const row of rows) {
@@ -188,8 +199,8 @@ export class OutboxWorker {
 
   private async sendUnacked(): Promise<void> {
     const now = Date.now();
-    for (const row of await this.d.store.unacked()) {
-      if (!row.signedJson || row.createdAt < now - this.resendWindowMs * 24) continue;
+    for (const row of await this.d.store.claimUnacked(now - this.resendWindowMs * 24)) {
+      if (!row.signedJson) continue;
       const last = this.sent.get(row.id);
       if (last && now - last.at < Math.min(MAX_BACKOFF_MS, 1000 * 2 ** last.attempts)) continue;
       const route = await this.d.events.route(row);
@@ -207,7 +218,7 @@ export class OutboxWorker {
   onConnected(relay: string): Promise<void> {
     return (async () => {
       await this.drain(); // signs what is pending (and sends it to every connected relay)
-      for (const row of await this.d.store.notAckedBy(relay, Date.now() - this.resendWindowMs)) {
+      for (const row of await this.d.store.claimMissed(relay, Date.now() - this.resendWindowMs)) {
         if (row.signedJson && (await this.d.events.route(row)).pool) this.d.pool.publish(JSON.parse(row.signedJson) as Event, relay);
       }
     })().catch((err) => this.d.log.error({ err, relay }, 'outbox catch-up failed'));
@@ -235,13 +246,25 @@ export class OutboxWorker {
     );
   }
 
-  /** Sends what is pending once more and waits up to `ms` for the acks (used at shutdown). */
-  async flush(ms: number): Promise<void> {
+  /**
+   * Shutdown: sends what is pending once more, waits up to `ms` for the acks of what this worker holds, then
+   * stops and gives up what is still unacked (another worker sends it at once).
+   */
+  async finish(ms: number): Promise<void> {
     await this.drain();
     const deadline = Date.now() + ms;
-    while (Date.now() < deadline && (await this.d.store.unacked(1)).length > 0 && this.d.pool.connectedCount > 0) {
+    while (Date.now() < deadline && this.d.pool.connectedCount > 0 && (await this.d.store.holdsUnacked())) {
       await new Promise((r) => setTimeout(r, 50));
     }
+    this.stop();
+    await this.whenIdle();
+    const released = await this.d.store.release();
+    if (released > 0) this.d.log.info({ events: released }, 'unacked events given up to the other workers');
+  }
+
+  /** Waits for a drain that is running (nothing new is claimed after stop). */
+  private async whenIdle(): Promise<void> {
+    while (this.draining) await this.draining;
   }
 }
 

@@ -33,6 +33,10 @@ export interface RelayServerOptions {
   authHostname?: string;
   maxMessageBytes?: number;
   log?: Logger;
+  /** Each EVENT message received, with the connection it came on (tests count who sent what). */
+  onEvent?: (eventId: string, connection: number) => void;
+  /** Answers OK this many ms late (tests: a slow relay, so unacked events are sent again). */
+  okDelayMs?: number;
 }
 
 export interface RelayServer {
@@ -85,11 +89,22 @@ export async function startRelayServer(o: RelayServerOptions): Promise<RelayServ
       resolve();
     });
   });
+  let connections = 0;
   wss.on('connection', (ws, req) => {
     relay.handleConnection(ws, req.socket.remoteAddress);
+    const connection = ++connections;
+    if (o.okDelayMs) {
+      const send = ws.send.bind(ws) as (data: string) => void;
+      const later = o.okDelayMs;
+      ws.send = ((data: string) => {
+        if (typeof data === 'string' && data.startsWith('["OK"')) setTimeout(() => ws.readyState === ws.OPEN && send(data), later);
+        else send(data);
+      }) as typeof ws.send;
+    }
     ws.on('message', async (data) => {
       try {
         const message = await validator.validateIncomingMessage(data);
+        if (o.onEvent && message[0] === 'EVENT') o.onEvent(message[1].id, connection);
         await relay.handleMessage(ws, message);
       } catch (err) {
         if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(createOutgoingNoticeMessage((err as Error).message)));

@@ -47,3 +47,12 @@ export function claimLeases(db: Db, table: LeaseTable, owner: string, ms: number
     return due.map((r) => ({ id: r.id, epoch: (take.get(owner, now + ms, r.id) as { epoch: number }).epoch, previousOwner: r.owner }));
   });
 }
+
+/**
+ * Lets `owner`'s leases run out now (a graceful stop that left steps running): another worker's sweep takes
+ * them over at once. Owner and epoch stay, so a step that still commits before the takeover is not refused.
+ */
+export function releaseLeases(db: Db, table: LeaseTable, owner: string): number {
+  const w = WORKING[table];
+  return db.$client.prepare(`update ${w.table} set lease_until = 0 where lease_owner = ? and state in ${w.states}`).run(owner).changes;
+}

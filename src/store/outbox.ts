@@ -57,18 +57,53 @@ export function storeSigned(db: Db, rows: { id: number; eventId: string; signedJ
   return db.$client.transaction(() => rows.filter((r) => q.run({ ...r, at }).changes === 1).map((r) => r.id))();
 }
 
-/** Signed events no relay has acked yet, oldest first. */
-export function unackedEvents(db: Db, limit = 200): OutboxRow[] {
+/** Signed events no relay has acked yet, recorded after `sinceMs`, oldest first. */
+export function unackedEvents(db: Db, limit = 200, sinceMs = 0): OutboxRow[] {
   const q = prepared(db, 'unackedEvents', () =>
     db
       .select()
       .from(outbox)
-      .where(and(isNotNull(outbox.signedJson), isNull(outbox.ackedAt)))
+      .where(and(isNotNull(outbox.signedJson), isNull(outbox.ackedAt), gt(outbox.createdAt, sql.placeholder('since'))))
       .orderBy(asc(outbox.id))
       .limit(sql.placeholder('limit'))
       .prepare(),
   );
-  return q.all({ limit }).map(toRow);
+  return q.all({ limit, since: sinceMs }).map(toRow);
+}
+
+/**
+ * What a worker may send now, oldest first: intents to sign (`unsigned`, after `afterId`), events no relay
+ * acked (`unacked`), or events a (re)connecting relay missed (`missed`).
+ */
+export type OutboxClaim =
+  | { rows: 'unsigned'; afterId: number; limit: number }
+  | { rows: 'unacked'; sinceMs: number; limit: number }
+  | { rows: 'missed'; relay: string; sinceMs: number; limit: number };
+
+/**
+ * Claims rows for `owner` to send (see pg/outbox.ts, where several workers share the table and each row is
+ * leased for `ms`). On SQLite the data directory's lock makes this process the only worker, so every row is
+ * its own and a claim is a read: no lease is written.
+ */
+export function claimOutbox(db: Db, owner: string, ms: number, c: OutboxClaim): OutboxRow[] {
+  void owner;
+  void ms;
+  if (c.rows === 'unsigned') return unsignedIntents(db, c.afterId, c.limit);
+  if (c.rows === 'unacked') return unackedEvents(db, c.limit, c.sinceMs);
+  return notAckedBy(db, c.relay, c.sinceMs, c.limit);
+}
+
+/** Whether `owner` still has events waiting for a relay's ack (SQLite: any; see claimOutbox). */
+export function holdsUnacked(db: Db, owner: string): boolean {
+  void owner;
+  return unackedEvents(db, 1).length > 0;
+}
+
+/** Gives `owner`'s unacked rows up (a graceful stop), so another worker sends them at once. SQLite: none are leased. */
+export function releaseOutbox(db: Db, owner: string): number {
+  void owner;
+  void db;
+  return 0;
 }
 
 /** Signed events since `sinceMs` that `relay` has not acked: re-sent when it (re)connects. */

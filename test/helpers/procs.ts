@@ -37,14 +37,18 @@ export interface RelayProc {
   dbPath: string;
   child: ChildProcess;
   stop(): Promise<void>;
+  /** With `traceEvents`: each event id received, with the connections it came on (one per sender). */
+  senders(): Map<string, Set<number>>;
 }
 
 /** Starts `scripts/relay.ts` (@nostr-relay/core) as its own process; same port + db = a restart. */
-export async function startRelay(opts: { port?: number; dbPath?: string; auth?: string } = {}): Promise<RelayProc> {
+export async function startRelay(opts: { port?: number; dbPath?: string; auth?: string; traceEvents?: boolean; okDelayMs?: number } = {}): Promise<RelayProc> {
   const port = opts.port ?? (await freePort());
   const dbPath = opts.dbPath ?? join(tempDir('timmy-relay-'), 'relay.db');
   const args = ['--import', 'tsx', 'scripts/relay.ts', '--port', String(port), '--db', dbPath];
   if (opts.auth) args.push('--auth', opts.auth);
+  if (opts.traceEvents) args.push('--trace-events');
+  if (opts.okDelayMs) args.push('--ok-delay-ms', String(opts.okDelayMs));
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
@@ -60,6 +64,15 @@ export async function startRelay(opts: { port?: number; dbPath?: string; auth?: 
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGKILL');
       await exited(child);
+    },
+    senders() {
+      const m = new Map<string, Set<number>>();
+      for (const [, id, conn] of out.matchAll(/^EVENT ([0-9a-f]{64}) (\d+)$/gm)) {
+        const s = m.get(id!) ?? new Set<number>();
+        s.add(Number(conn));
+        m.set(id!, s);
+      }
+      return m;
     },
   };
 }

@@ -287,3 +287,69 @@ describe.each(ENGINES)('rate limits shared by the workers (%s)', (_engine, open)
     expect(taken.filter((t) => t === null)).toHaveLength(5);
   });
 });
+
+describe('outbox and work leases shared by the workers', () => {
+  const intents = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'feedback' as const, status: 'processing' as const, message: `step ${i}` }));
+  const ids = (rows: { id: number }[]) => rows.map((r) => r.id);
+  const unsigned = (s: Store, owner: string, ms = 60_000) => s.outbox.claimOutbox(owner, ms, { rows: 'unsigned', afterId: 0, limit: 100 });
+  const unacked = (s: Store, owner: string, ms = 60_000) => s.outbox.claimOutbox(owner, ms, { rows: 'unacked', sinceMs: 0, limit: 100 });
+
+  it('pg: each row is held by one worker at a time, renewed by its holder, taken over once its lease ran out, given up at a stop', async () => {
+    const { a, b } = await pgWorkers();
+    await a.outbox.insertIntents(null, intents(40), Date.now());
+    const [byA, byB] = await Promise.all([unsigned(a, 'A'), unsigned(b, 'B')]); // two workers claiming at once
+    expect(ids(byA).filter((id) => ids(byB).includes(id))).toEqual([]);
+    expect(byA.length + byB.length).toBe(40);
+    expect(ids(await unsigned(b, 'B'))).toEqual(ids(byB)); // renewing: its own rows, none of A's
+    expect(ids(await unsigned(a, 'A'))).toEqual(ids(byA));
+
+    // A signs everything it holds; B cannot send those while A's lease runs.
+    const signedByA = await a.outbox.storeSigned(byA.map((r) => ({ id: r.id, eventId: `e${r.id}`.padEnd(64, '0'), signedJson: `{"id":"e${r.id}"}` })));
+    expect(signedByA).toEqual(ids(byA));
+    expect(await unacked(b, 'B')).toEqual([]);
+    expect(await b.outbox.holdsUnacked('B')).toBe(byB.length > 0); // its own intents, still to sign
+    expect(ids(await unacked(a, 'A'))).toEqual(ids(byA));
+    expect(await a.outbox.holdsUnacked('A')).toBe(true);
+
+    // A stops renewing (it died): once the lease ran out, B takes the rows and A no longer holds them.
+    await unacked(a, 'A', 1);
+    const taken = await waitFor(async () => {
+      const rows = await unacked(b, 'B'); // what B took before is its own now: renewed
+      return rows.length === byA.length ? rows : null;
+    }, 'B takes the rows over');
+    expect(ids(taken)).toEqual(ids(byA));
+    expect(await unacked(a, 'A')).toEqual([]);
+    expect(await a.outbox.holdsUnacked('A')).toBe(false);
+
+    // B stops gracefully: it gives the rows up and A has them at once.
+    expect(await b.outbox.releaseOutbox('B')).toBe(byA.length + byB.length); // its unsigned ones too
+    expect(ids(await unacked(a, 'A'))).toEqual(ids(byA));
+
+    // Acked by one relay: no longer unacked; another relay that missed it can still be caught up.
+    const first = byA[0]!;
+    expect(await a.outbox.recordAcks([{ eventId: `e${first.id}`.padEnd(64, '0'), relay: 'wss://r1', ok: true, message: '' }])).toEqual([first.id]);
+    expect(ids(await unacked(a, 'A'))).not.toContain(first.id);
+    const missed = (s: Store, owner: string, relay: string) => s.outbox.claimOutbox(owner, 60_000, { rows: 'missed', relay, sinceMs: 0, limit: 500 });
+    expect(ids(await missed(a, 'A', 'wss://r1'))).not.toContain(first.id);
+    expect(ids(await missed(a, 'A', 'wss://r2'))).toContain(first.id);
+    expect(await missed(b, 'B', 'wss://r2')).toEqual([]); // A is catching r2 up
+  });
+
+  it('sqlite: one process holds the data directory, so every row is its own (claims are reads)', async () => {
+    const { a } = sqliteWorkers();
+    await a.outbox.insertIntents(null, intents(3), Date.now());
+    const all = ids(await unsigned(a, 'A'));
+    expect(all).toHaveLength(3);
+    expect(ids(await unsigned(a, 'B'))).toEqual(all);
+    expect(await a.outbox.releaseOutbox('A')).toBe(0);
+  });
+
+  it.each(ENGINES)('%s: work leases given up at a graceful stop are taken over at once', async (_engine, open) => {
+    const w = await open();
+    expect(await w.a.jobs.createJob({ job: newJob('leased'), state: 'evaluating', patch: {}, intents: [], lease: { owner: 'A', ms: 3_600_000 } })).toBe(true);
+    expect(await w.b.leases.claimLeases('jobs', 'B', 60_000, { limit: 10 })).toEqual([]); // A's lease runs for an hour
+    expect(await w.a.leases.releaseLeases('jobs', 'A')).toBe(1);
+    expect(await w.b.leases.claimLeases('jobs', 'B', 60_000, { limit: 10 })).toEqual([{ id: 'leased', epoch: 2, previousOwner: 'A' }]);
+    expect(await w.a.leases.releaseLeases('jobs', 'A')).toBe(0); // B holds it now
+  });
+});

@@ -30,3 +30,10 @@ export async function claimLeases(q: PgQ, table: LeaseTable, owner: string, ms: 
     returning t.id, t.lease_epoch as epoch, c.lease_owner as previous_owner`);
   return r.rows.map((x) => ({ id: x.id, epoch: Number(x.epoch), previousOwner: x.previous_owner }));
 }
+
+/** ../leases.ts releaseLeases: `owner`'s leases run out now; owner and epoch stay. */
+export async function releaseLeases(q: PgQ, table: LeaseTable, owner: string): Promise<number> {
+  const w = WORKING[table];
+  const r = await q.execute(sql`update ${sql.raw(w.table)} set lease_until = 0 where lease_owner = ${owner} and state in ${sql.raw(w.states)}`);
+  return r.rowCount ?? 0;
+}

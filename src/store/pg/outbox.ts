@@ -3,12 +3,12 @@
 // (`… where signed_json is null`: a second signer waits for the first and then updates nothing), acked per relay.
 import { and, asc, count, eq, gt, isNull, isNotNull, sql } from 'drizzle-orm';
 import { outbox, outboxAcks } from '../../../schema/tables-pg.ts';
-import type { PgQ } from './db.ts';
+import { DB_NOW_MS, type PgQ } from './db.ts';
 import { int8 } from './credits.ts';
 import type { OutboxRow, PublishIntent } from '../../core/types.ts';
-import { toRow as rowOf, type RelayAck } from '../outbox.ts';
+import { toRow as rowOf, type OutboxClaim, type RelayAck } from '../outbox.ts';
 
-export type { OutboxRow, RelayAck };
+export type { OutboxClaim, OutboxRow, RelayAck };
 
 const toRow = (r: typeof outbox.$inferSelect): OutboxRow => rowOf(r); // the SQLite module's mapping: same columns
 
@@ -46,15 +46,64 @@ export async function storeSigned(q: PgQ, rows: { id: number; eventId: string; s
   return rows.filter((r) => first.get(r.id) === r && stored.has(r.id)).map((r) => r.id);
 }
 
-/** Signed events no relay has acked yet, oldest first. */
-export async function unackedEvents(q: PgQ, limit = 200): Promise<OutboxRow[]> {
+/** Signed events no relay has acked yet, recorded after `sinceMs`, oldest first. */
+export async function unackedEvents(q: PgQ, limit = 200, sinceMs = 0): Promise<OutboxRow[]> {
   const rows = await q
     .select()
     .from(outbox)
-    .where(and(isNotNull(outbox.signedJson), isNull(outbox.ackedAt)))
+    .where(and(isNotNull(outbox.signedJson), isNull(outbox.ackedAt), gt(outbox.createdAt, sinceMs)))
     .orderBy(asc(outbox.id))
     .limit(limit);
   return rows.map(toRow);
+}
+
+/**
+ * Claims rows for `owner` to send, oldest first: those nobody holds, whose lease ran out (their worker died or
+ * froze) or that `owner` already holds (renewed). Each is leased to `owner` for `ms` on the database's clock;
+ * rows another worker is claiming at the same moment are skipped (FOR UPDATE SKIP LOCKED), so each event is
+ * sent by one worker at a time, and by another once its worker is gone.
+ */
+export async function claimOutbox(q: PgQ, owner: string, ms: number, c: OutboxClaim): Promise<OutboxRow[]> {
+  const which =
+    c.rows === 'unsigned'
+      ? sql`o.signed_json is null and o.id > ${c.afterId}`
+      : c.rows === 'unacked'
+        ? sql`o.signed_json is not null and o.acked_at is null and o.created_at > ${c.sinceMs}`
+        : sql`o.signed_json is not null and o.created_at > ${c.sinceMs}
+              and not exists (select 1 from ${outboxAcks} a where a.outbox_id = o.id and a.relay = ${c.relay} and a.ok)`;
+  const r = await q.execute(sql`
+    update ${outbox} t set lease_owner = ${owner}, lease_until = ${DB_NOW_MS} + ${ms}
+      from (select o.id from ${outbox} o
+             where ${which} and (o.lease_until is null or o.lease_until < ${DB_NOW_MS} or o.lease_owner = ${owner})
+             order by o.id limit ${c.limit}
+             for update skip locked) c
+     where t.id = c.id
+    returning t.id, t.job_id, t.intent_json, t.event_id, t.signed_json, t.created_at, t.acked_at`);
+  return r.rows
+    .map((x) =>
+      rowOf({
+        id: int8(x.id),
+        jobId: x.job_id as string | null,
+        intentJson: String(x.intent_json),
+        eventId: x.event_id as string | null,
+        signedJson: x.signed_json as string | null,
+        createdAt: int8(x.created_at),
+        ackedAt: x.acked_at === null ? null : int8(x.acked_at),
+      } as typeof outbox.$inferSelect),
+    )
+    .sort((a, b) => a.id - b.id);
+}
+
+/** Whether `owner` still holds events waiting for a relay's ack. */
+export async function holdsUnacked(q: PgQ, owner: string): Promise<boolean> {
+  const r = await q.execute(sql`select 1 from ${outbox} where acked_at is null and lease_owner = ${owner} and lease_until >= ${DB_NOW_MS} limit 1`);
+  return r.rows.length > 0;
+}
+
+/** Gives `owner`'s unacked rows up (a graceful stop), so another worker sends them at once; returns how many. */
+export async function releaseOutbox(q: PgQ, owner: string): Promise<number> {
+  const r = await q.execute(sql`update ${outbox} set lease_owner = null, lease_until = null where lease_owner = ${owner} and acked_at is null`);
+  return r.rowCount ?? 0;
 }
 
 /** Signed events since `sinceMs` that `relay` has not acked: re-sent when it (re)connects. */
