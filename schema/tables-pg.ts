@@ -222,6 +222,16 @@ export const rateHits = pgTable(
   (t) => [index('rate_hits_key_at').on(t.key, t.at)],
 );
 
+/**
+ * Who answers a Nostr request (several workers hear each one): claimed before anything is invoiced, until
+ * the job is recorded or the claim runs out (its worker died; another then answers). Pruned once past.
+ */
+export const requestClaims = pgTable('request_claims', {
+  id: text('id').primaryKey(), // the request's event id
+  owner: text('owner').notNull(),
+  until: bigint('until', { mode: 'number' }).notNull(), // unix ms
+});
+
 export const kv = pgTable('kv', {
   key: text('key').primaryKey(),
   value: text('value').notNull(),

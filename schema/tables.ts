@@ -264,7 +264,6 @@ export const bootstrapJobs = sqliteTable(
   ],
 );
 
-/** Small named values: the subscription cursor, the stub node key. */
 /** Hits on a rate-limited key (the demo: per client address), shared by every worker; pruned after the window. */
 export const rateHits = sqliteTable(
   'rate_hits',
@@ -275,6 +274,17 @@ export const rateHits = sqliteTable(
   (t) => [index('rate_hits_key_at').on(t.key, t.at)],
 );
 
+/**
+ * Who answers a Nostr request (several workers hear each one): claimed before anything is invoiced, until
+ * the job is recorded or the claim runs out (its worker died; another then answers). Pruned once past.
+ */
+export const requestClaims = sqliteTable('request_claims', {
+  id: text('id').primaryKey(), // the request's event id
+  owner: text('owner').notNull(),
+  until: integer('until').notNull(), // unix ms
+});
+
+/** Small named values: the subscription cursor, the stub node key. */
 export const kv = sqliteTable('kv', {
   key: text('key').primaryKey(),
   value: text('value').notNull(),

@@ -211,8 +211,10 @@ export function intakeSettings(config: Config, who: { relayPolicy: RelayPolicy; 
 }
 
 /** The intake's state in the store: the subscription cursor (unix s of the newest request seen), the unpaid jobs. */
-export function intakeStore(store: Store): IntakeStore {
+export function intakeStore(store: Store, worker: Worker): IntakeStore {
   return {
+    claim: (id) => store.leases.claimRequest(id, worker.id, worker.leaseMs),
+    claimMs: worker.leaseMs,
     cursor: async () => {
       const v = await store.kv.getKv(CURSOR_KEY);
       return v ? Number(v) : null;
@@ -424,12 +426,13 @@ export function buildNostr(
   log: Logger,
 ): NostrSide {
   // Relay URLs strangers give us (SPEC 9 ALLOW_PRIVATE_RELAYS); the bound HTTP port joins ownPorts at start.
+  const worker: Worker = { id: config.workerId, leaseMs: config.LEASE_S * 1000 };
   const relayPolicy: RelayPolicy = { allowPrivate: config.ALLOW_PRIVATE_RELAYS, ownPorts: config.EMBEDDED_RELAY_PORT === 'off' ? [] : [config.EMBEDDED_RELAY_PORT], maxRelays: 3 };
   const intake = new Intake(
     intakeSettings(config, { relayPolicy, ...keys }),
     { jobs: core.jobs, orders: core.bootstrap },
     log.child({ module: 'intake' }),
-    intakeStore(store),
+    intakeStore(store, worker),
   );
   const handlerInfo: HandlerInfo = {
     kinds: [TEXT_JOB_KIND, config.BOOTSTRAP_KIND],
@@ -458,7 +461,7 @@ export function buildNostr(
     log.child({ module: 'pool' }),
   );
   const ackListeners: ((ms: number) => void)[] = [];
-  const outboxRows = outboxStore(store, { id: config.workerId, leaseMs: config.LEASE_S * 1000 });
+  const outboxRows = outboxStore(store, worker);
   const recordAcks = outboxRows.recordAcks;
   outboxRows.recordAcks = async (acks) => {
     const since = Date.now();
@@ -498,7 +501,10 @@ export function buildNostr(
       return filterRelayUrls((events[0]?.tags ?? []).filter((t) => t[0] === 'relay' && t[1]).map((t) => t[1]!), relayPolicy).accepted;
     },
   });
-  const stop = () => outbox.stop();
+  const stop = () => {
+    intake.stop();
+    outbox.stop();
+  };
   return { pool, intake, outbox, relayPolicy, handlerInfo, refreshDeletions, onProcessingAcked: (l) => void ackListeners.push(l), stop };
 }
 
@@ -671,6 +677,7 @@ function startPasses(core: Core, store: Store, nostr: NostrSide, relays: string[
     if (tick++ % RETENTION_EVERY_TICKS === 0) {
       core.jobs.purgeUnserved().catch((err) => log.error({ err }, 'retention pass failed'));
       store.limits.prune(Date.now() - DEMO_WINDOW_MS).catch((err) => log.error({ err }, 'pruning rate-limit hits failed'));
+      store.leases.pruneRequestClaims(Date.now() - 60_000) // run out: of no use (a minute's slack for clocks).catch((err) => log.error({ err }, 'pruning request claims failed'));
     }
     const now = Date.now();
     if (nostr.pool.connectedCount > 0) lastWarn = 0;

@@ -1,10 +1,12 @@
 // Several workers, one identity (issue 11): three daemons with one NOSTR_SECRET_KEY, one DATABASE_URL and one
-// DATA_DIR serve one relay together. A request seen by all is one job with one payment-required per stage;
+// DATA_DIR serve one relay together. A request seen by all is claimed by one, which invoices it: one job with
+// one payment-required per stage;
 // a payment made through any worker moves it once; a worker SIGKILLed mid-step is replaced by another after
 // its lease (LEASE_S) ran out, and the customer still gets exactly one result. Each event Timmy publishes
 // reaches the relay from one worker.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from './helpers/procs.ts';
 import { Customer, invoiceOf, payStub, queryRelay, status } from './helpers/customer.ts';
 import { freshPgDatabase } from './helpers/pg.ts';
@@ -16,7 +18,7 @@ const AI_DELAY_MS = 6000; // each stub AI call: long enough to kill a worker in 
 const OK_DELAY_MS = 2500; // the relay answers OK late: events wait unacked, so every worker sees them pending
 
 let relay: RelayProc;
-let pg: Awaited<ReturnType<typeof freshPgDatabase>>;
+let database: Awaited<ReturnType<typeof freshPgDatabase>>;
 let store: PgStore;
 const workers: DaemonProc[] = [];
 let customer: Customer;
@@ -26,12 +28,12 @@ const start = (name: string, dataDir: string, env: Record<string, string>) =>
 
 beforeAll(async () => {
   relay = await startRelay({ traceEvents: true, okDelayMs: OK_DELAY_MS });
-  pg = await freshPgDatabase();
+  database = await freshPgDatabase();
   const dataDir = tempDir('timmy-workers-');
-  const env = { DATABASE_URL: pg.url, NOSTR_SECRET_KEY: randomBytes(32).toString('hex'), LEASE_S: String(LEASE_S), STUB_AI_DELAY_MS: String(AI_DELAY_MS) };
+  const env = { DATABASE_URL: database.url, NOSTR_SECRET_KEY: randomBytes(32).toString('hex'), LEASE_S: String(LEASE_S), STUB_AI_DELAY_MS: String(AI_DELAY_MS) };
   workers.push(await start('w1', dataDir, env)); // first alone: it makes the shared keys in DATA_DIR
   workers.push(...(await Promise.all([start('w2', dataDir, env), start('w3', dataDir, env)])));
-  store = await openPgStore(pg.url);
+  store = await openPgStore(database.url);
   customer = await new Customer([relay.url], workers[0]!.pubkey).connect();
 });
 
@@ -40,12 +42,20 @@ afterAll(async () => {
   customer?.close();
   await Promise.all(workers.map((w) => w.kill()));
   await store?.close();
-  await pg?.drop();
+  await database?.drop();
   await relay?.stop();
 });
 
 const feedback = async (jobId: string, s: string) =>
   (await queryRelay(relay.url, { kinds: [7000], '#e': [jobId] })).filter((e) => status(e) === s);
+
+/** Invoices the workers' stub payment backend made (every worker's, in the shared database). */
+async function stubInvoiceCount(): Promise<number> {
+  const db = new pg.Client({ connectionString: database.url });
+  await db.connect();
+  const r = await db.query<{ n: string }>('select count(*) as n from stub_invoices').finally(() => db.end());
+  return Number(r.rows[0]!.n);
+}
 
 describe('three workers on one PostgreSQL', () => {
   it('serve one identity: one job and one payment-required per stage, paid through any worker, one result', async () => {
@@ -58,7 +68,9 @@ describe('three workers on one PostgreSQL', () => {
     await payStub(workers[2]!.api, invoiceOf(work).bolt11); // through w3
     await customer.waitForResult(req.id, 60_000);
 
-    expect(await feedback(req.id, 'payment-required')).toHaveLength(2); // the losers' invoices were never published
+    expect(await feedback(req.id, 'payment-required')).toHaveLength(2);
+    // One worker claimed the request: one eval invoice and one work invoice were made, not one per worker.
+    expect(await stubInvoiceCount()).toBe(2);
     expect(await queryRelay(relay.url, { kinds: [6050], '#e': [req.id] })).toHaveLength(1);
     for (const w of workers) {
       const job = (await (await fetch(`${w.api}/api/jobs/${req.id}`)).json()) as { state: string };
@@ -104,5 +116,17 @@ describe('three workers on one PostgreSQL', () => {
     // Not before the lease could have run out (it was renewed every LEASE_S/3 until the kill).
     expect(takenAfterMs).toBeGreaterThanOrEqual(((LEASE_S * 2) / 3) * 1000 - 200);
     console.log(`takeover ${takenAfterMs} ms after the SIGKILL (LEASE_S=${LEASE_S})`);
+  });
+
+  it('a request claimed by a worker that died before invoicing it is answered by another once the claim ran out', async () => {
+    const ev = customer.sign([['i', 'Who answers a request whose worker died?', 'text'], ['p', workers[0]!.pubkey]]);
+    const invoicesBefore = await stubInvoiceCount();
+    expect(await store.leases.claimRequest(ev.id, 'w-dead', LEASE_S * 1000)).toBe(true); // claimed, then that worker died
+    const claimedAt = Date.now();
+    await customer.publish(ev);
+    await customer.waitForFeedback(ev.id, 'payment-required', 1, 60_000);
+    expect(Date.now() - claimedAt).toBeGreaterThanOrEqual(LEASE_S * 1000 - 100); // not while the claim ran
+    expect(await feedback(ev.id, 'payment-required')).toHaveLength(1);
+    expect(await stubInvoiceCount()).toBe(invoicesBefore + 1);
   });
 });

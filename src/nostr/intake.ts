@@ -39,7 +39,12 @@ export interface IntakeCounters {
   untargeted: number;
   accepted: number;
   refused: number;
+  /** Requests another worker claimed (it answers them; looked at again if it died first). */
+  elsewhere: number;
 }
+
+/** Requests claimed elsewhere that are kept to look at again: beyond this, the oldest claims are trusted. */
+const MAX_WAITING = 10_000;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const HEX128 = /^[0-9a-f]{128}$/;
@@ -84,17 +89,25 @@ export interface IntakeStore {
   saveCursor(v: number): Promise<void>;
   /** Ids of unpaid Nostr jobs, newest first, capped: the requests a NIP-09 deletion may cancel. */
   unpaidIds(): Promise<string[]>;
+  /**
+   * Claims a request for this worker to answer (several workers hear each one; one invoices it): false when
+   * another worker's claim runs. A claim lasts `claimMs`.
+   */
+  claim(id: string): Promise<boolean>;
+  claimMs: number;
 }
 
 export class Intake {
   readonly counters: IntakeCounters = {
-    received: 0, duplicate: 0, malformed: 0, badSignature: 0, tooLarge: 0, stale: 0, untargeted: 0, accepted: 0, refused: 0,
+    received: 0, duplicate: 0, malformed: 0, badSignature: 0, tooLarge: 0, stale: 0, untargeted: 0, accepted: 0, refused: 0, elsewhere: 0,
   };
   private readonly recent = new RecentIds(10_000);
   private cursor = 0; // unix s: newest request created_at seen, never ahead of the clock
   private unpaid: string[] = []; // the latest read of the unpaid jobs
   private deletionIds: string[] = []; // the ones the deletion subscription was last sent with
   private readonly inFlight = new Set<Promise<unknown>>(); // requests and deletions being handled
+  private readonly waiting = new Map<string, NodeJS.Timeout>(); // requests claimed elsewhere: looked at again
+  private stopped = false;
 
   constructor(
     private readonly s: IntakeSettings,
@@ -139,6 +152,13 @@ export class Intake {
   /** Resolves once every event handed in so far has been handled. */
   async settled(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** No request claimed elsewhere is looked at again after this. */
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.waiting.values()) clearTimeout(t);
+    this.waiting.clear();
   }
 
   private track(p: Promise<unknown>): void {
@@ -201,7 +221,33 @@ export class Intake {
       return;
     }
     this.advanceCursor(Math.min(event.created_at, now));
-    this.track((event.kind === this.s.bootstrapKind ? this.submitBootstrap(event) : this.submit(event)).catch((err) => this.log.error({ err, id: event.id }, 'request submission failed')));
+    this.track(this.answer(event).catch((err) => this.log.error({ err, id: event.id }, 'request submission failed')));
+  }
+
+  /**
+   * Answers a request this worker claims. One another worker claimed is that worker's to invoice; it is looked
+   * at again once the claim could have run out, and answered here if that worker died before recording it.
+   */
+  private async answer(event: Event): Promise<void> {
+    if (!(await this.store.claim(event.id))) {
+      this.counters.elsewhere++;
+      this.lookAgainLater(event);
+      return;
+    }
+    await (event.kind === this.s.bootstrapKind ? this.submitBootstrap(event) : this.submit(event));
+  }
+
+  private lookAgainLater(event: Event): void {
+    if (this.stopped || this.waiting.has(event.id) || this.waiting.size >= MAX_WAITING) return;
+    const timer = setTimeout(() => {
+      this.waiting.delete(event.id);
+      const again = async () => {
+        if (!(await this.core.jobs.known(event.id))) await this.answer(event); // an order: its submit dedupes
+      };
+      this.track(again().catch((err) => this.log.error({ err, id: event.id }, 'request submission failed')));
+    }, this.store.claimMs + 1000);
+    timer.unref();
+    this.waiting.set(event.id, timer);
   }
 
   /** NIP-09: a deletion by the request's own author cancels it while unpaid. */

@@ -56,3 +56,19 @@ export function releaseLeases(db: Db, table: LeaseTable, owner: string): number 
   const w = WORKING[table];
   return db.$client.prepare(`update ${w.table} set lease_until = 0 where lease_owner = ? and state in ${w.states}`).run(owner).changes;
 }
+
+/**
+ * Claims a Nostr request for `owner` to answer (pg/leases.ts: every worker hears it, one invoices it). On
+ * SQLite the data directory's lock makes this process the only worker: every request is its own, nothing is
+ * written.
+ */
+export function claimRequest(db: Db, id: string, owner: string, ms: number): boolean {
+  void db, id, owner, ms;
+  return true;
+}
+
+/** Drops request claims that ran out before `beforeMs` (SQLite: none are written). */
+export function pruneRequestClaims(db: Db, beforeMs: number): number {
+  void db, beforeMs;
+  return 0;
+}

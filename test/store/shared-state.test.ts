@@ -205,7 +205,7 @@ describe.each(ENGINES)('kv values several workers write (%s)', (_engine, open) =
 describe.each(ENGINES)('what the daemon keeps there (%s)', (_engine, open) => {
   it('the intake cursor saved by two workers out of order keeps the newest', async () => {
     const w = await open();
-    const [a, b] = [intakeStore(w.a), intakeStore(w.b)];
+    const [a, b] = [intakeStore(w.a, { id: 'A', leaseMs: 60_000 }), intakeStore(w.b, { id: 'B', leaseMs: 60_000 })];
     await a.saveCursor(1_700_000_500);
     await b.saveCursor(1_700_000_100); // b saw an older request later
     expect(await a.cursor()).toBe(1_700_000_500);
@@ -351,5 +351,25 @@ describe('outbox and work leases shared by the workers', () => {
     expect(await w.a.leases.releaseLeases('jobs', 'A')).toBe(1);
     expect(await w.b.leases.claimLeases('jobs', 'B', 60_000, { limit: 10 })).toEqual([{ id: 'leased', epoch: 2, previousOwner: 'A' }]);
     expect(await w.a.leases.releaseLeases('jobs', 'A')).toBe(0); // B holds it now
+  });
+});
+
+describe('request claims: every worker hears a request, one answers it', () => {
+  it('pg: one of two workers claiming at once gets it; the holder keeps it; another takes it once it ran out; pruned after', async () => {
+    const { a, b } = await pgWorkers();
+    const rounds = await Promise.all(Array.from({ length: 20 }, (_, i) => Promise.all([a.leases.claimRequest(`r${i}`, 'A', 60_000), b.leases.claimRequest(`r${i}`, 'B', 60_000)])));
+    for (const [byA, byB] of rounds) expect(byA !== byB).toBe(true); // exactly one of the two
+    const heldByA = rounds.findIndex(([byA]) => byA);
+    const id = `r${heldByA}`;
+    expect(await a.leases.claimRequest(id, 'A', 1)).toBe(true); // its holder renews it (here: to run out at once)
+    await waitFor(() => b.leases.claimRequest(id, 'B', 60_000), 'B claims it once it ran out');
+    expect(await a.leases.claimRequest(id, 'A', 60_000)).toBe(false);
+    expect(await a.leases.pruneRequestClaims(Date.now() + 120_000)).toBe(20);
+  });
+
+  it('sqlite: one process holds the data directory, so every request is its own', async () => {
+    const { a } = sqliteWorkers();
+    expect(await a.leases.claimRequest('r', 'A', 60_000)).toBe(true);
+    expect(await a.leases.claimRequest('r', 'B', 60_000)).toBe(true);
   });
 });

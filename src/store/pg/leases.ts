@@ -37,3 +37,23 @@ export async function releaseLeases(q: PgQ, table: LeaseTable, owner: string): P
   const r = await q.execute(sql`update ${sql.raw(w.table)} set lease_until = 0 where lease_owner = ${owner} and state in ${sql.raw(w.states)}`);
   return r.rowCount ?? 0;
 }
+
+/**
+ * Claims a Nostr request for `owner` to answer, for `ms`: true when it had no claim, its claim ran out (that
+ * worker died before recording the job) or `owner` holds it already. Every worker hears each request; the one
+ * that claims it invoices it, the others look again once the claim could have run out.
+ */
+export async function claimRequest(q: PgQ, id: string, owner: string, ms: number): Promise<boolean> {
+  const r = await q.execute(sql`
+    insert into request_claims as c (id, owner, until) values (${id}, ${owner}, ${DB_NOW_MS} + ${ms})
+    on conflict (id) do update set owner = excluded.owner, until = excluded.until
+     where c.until < ${DB_NOW_MS} or c.owner = excluded.owner
+    returning c.id`);
+  return r.rows.length === 1;
+}
+
+/** Drops request claims that ran out before `beforeMs`. */
+export async function pruneRequestClaims(q: PgQ, beforeMs: number): Promise<number> {
+  const r = await q.execute(sql`delete from request_claims where until < ${beforeMs}`);
+  return r.rowCount ?? 0;
+}
