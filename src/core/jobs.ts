@@ -144,6 +144,7 @@ export class JobService {
     // the same commit.
     const created = await this.store.group(async (t) => {
       if (charge.invoice) {
+        await t.limits.holdCaps('job'); // first: the counts below stay exact until this commit, across workers
         if (proof) await this.checkPow(proof, t);
         await this.checkCaps(req, t);
         await this.makeRoom(t);

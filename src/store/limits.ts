@@ -25,3 +25,11 @@ export function take(db: Db, key: string, limit: number, windowMs: number, nowMs
 export function prune(db: Db, beforeMs: number): number {
   return db.delete(rateHits).where(lt(rateHits.at, beforeMs)).run().changes;
 }
+
+/**
+ * Called first in a transaction that checks a cap and then creates what it counts: such transactions run one
+ * at a time, so the count each one reads is exact at its commit. SQLite: one writer at a time already.
+ */
+export function holdCaps(db: Db, name: string): void {
+  void db, name;
+}

@@ -33,7 +33,7 @@ export const OPS = {
   kv: ['getKv', 'setKv', 'addToNumber', 'setMaxNumber', 'getOrCreate'],
   stubInvoices: ['insertStubInvoice', 'getStubInvoice', 'markStubInvoicePaid', 'paidSince'],
   leases: ['renewLeases', 'claimLeases', 'releaseLeases', 'claimRequest', 'pruneRequestClaims'],
-  limits: ['take', 'prune'],
+  limits: ['take', 'prune', 'holdCaps'],
   money: [
     'receivedMsats', 'sessionDebitsMsats', 'modelUsage', 'sessionsHeldMsats', 'creditsOwedMsats', 'countNodeOrdersByState', 'recentErrors',
     'moneySeries', 'processingLatencies', 'relayAcks', 'listSessionSummaries', 'eventsWithAcks', 'ledgersOfJob', 'changeCount',

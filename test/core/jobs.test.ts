@@ -68,6 +68,20 @@ describe('text jobs', () => {
     expect((await h.core.book.openCount('job'))).toBe(3);
   });
 
+  it('the caps hold for requests created at the same moment (on PostgreSQL: as several workers would)', async () => {
+    const alice = 'b'.repeat(64);
+    // Alice's six at once: two pass her cap. Then six strangers' at once, twice: the total stays at its cap.
+    const hers = await Promise.all(Array.from({ length: 6 }, () => h.core.jobs.submit(newJob({ customerPubkey: alice }))));
+    expect(hers.filter((o) => o.status === 'created')).toHaveLength(2);
+    for (let round = 0; round < 2; round++) {
+      const burst = Array.from({ length: 6 }, (_, i) => newJob({ customerPubkey: `c${round}${String(i).padStart(62, '0')}` }));
+      const outcomes = await Promise.all(burst.map((j) => h.core.jobs.submit(j)));
+      expect(outcomes.filter((o) => o.status === 'created').length).toBeGreaterThanOrEqual(1);
+      expect(await h.core.book.openCount('job')).toBe(3); // never above MAX_OPEN_UNPAID_TOTAL
+      expect(await h.exec("select id from jobs where state = 'awaiting_eval_payment'")).toHaveLength(3);
+    }
+  });
+
   it('refuses at the total cap when every open invoice is for work whose evaluation was paid', async () => {
     for (const who of ['b', 'c', 'd']) {
       const r = await submitted(newJob({ customerPubkey: who.repeat(64) }));

@@ -23,3 +23,12 @@ export async function prune(q: PgQ, beforeMs: number): Promise<number> {
   const r = await q.delete(rateHits).where(lt(rateHits.at, beforeMs));
   return r.rowCount ?? 0;
 }
+
+/**
+ * ../limits.ts holdCaps: a transaction-scoped advisory lock per cap, taken before anything else (so the
+ * transactions waiting for it hold nothing another one needs). Without it two workers both read a count one
+ * below the cap and both create: the cap is passed by one per worker.
+ */
+export async function holdCaps(q: PgQ, name: string): Promise<void> {
+  await q.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`caps:${name}`}, 0))`);
+}
