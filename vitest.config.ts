@@ -13,7 +13,15 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'sqlite', include: ['src/**/*.test.ts', 'test/**/*.test.ts'] } },
       // The tests that drive the store through the core run again on PostgreSQL (test/helpers/store-under-test.ts).
-      { extends: true, test: { name: 'pg', include: ['test/core/**/*.test.ts', 'test/nostr/**/*.test.ts'], env: { TIMMY_TEST_STORE: 'pg' } } },
+      // So do the daemon tests of the paid flow, restarts, sessions and zaps (each daemon on a database of its own).
+      {
+        extends: true,
+        test: {
+          name: 'pg',
+          include: ['test/core/**/*.test.ts', 'test/nostr/**/*.test.ts', 'test/paid-flow.test.ts', 'test/restart.test.ts', 'test/sessions.test.ts', 'test/zaps.test.ts'],
+          env: { TIMMY_TEST_STORE: 'pg' },
+        },
+      },
     ],
   },
 });

@@ -72,14 +72,14 @@ describe('NIP-09 deletion and credits', () => {
     await c.publish(c.sign([['e', req.id], ['k', '5050']], { kind: 5, content: 'never mind' }));
     const [cancelled] = await c.waitForFeedback(req.id, 'error');
     expect(tag(cancelled!, 'status')?.[2]).toMatch(/^cancelled: /);
-    expect(jobRow(daemon.dataDir, req.id)?.state).toBe('cancelled');
+    expect((await jobRow(daemon.dataDir, req.id))?.state).toBe('cancelled');
 
     // The customer's wallet pays anyway: the money is credited, not lost.
     await payStub(daemon.api, evalInvoice.bolt11);
     const errors = await c.waitForFeedback(req.id, 'error', 2);
     expect(errors.map((e) => tag(e, 'status')?.[2]).join('\n')).toMatch(/payment received after the job was cancelled: 10 sats credited/);
     expect(creditsOf(c.pubkey)).toBe(10_000);
-    expect(jobRow(daemon.dataDir, req.id)?.state).toBe('cancelled');
+    expect((await jobRow(daemon.dataDir, req.id))?.state).toBe('cancelled');
 
     // The next request is evaluated on credit: no eval invoice, straight to processing.
     const next = await c.request('hello again');
@@ -103,7 +103,7 @@ describe('invoice expiry', () => {
       const [fb] = await c.waitForFeedback(req.id, 'payment-required');
       const [err] = await c.waitForFeedback(req.id, 'error', 1, 15_000);
       expect(tag(err!, 'status')?.[2]).toMatch(/^expired: /);
-      expect(jobRow(short.dataDir, req.id)?.state).toBe('expired');
+      expect((await jobRow(short.dataDir, req.id))?.state).toBe('expired');
       // A wallet can no longer pay it.
       const res = await fetch(`${short.api}/api/dev/stub/pay/${paymentHash(invoiceOf(fb!).bolt11)}`, { method: 'POST' });
       expect(res.status).toBe(410);

@@ -106,7 +106,7 @@ describe('Anthropic backend', () => {
       const [err] = await c.waitForFeedback(req.id, 'error');
       expect(tag(err!, 'status')?.[2]).toMatch(/work failed: .*api_error.*credited to your pubkey/);
       expect(tag(err!, 'status')?.[2]).not.toContain(FAKE_API_KEY);
-      expect(jobRow(daemon.dataDir, req.id)?.state).toBe('failed');
+      expect((await jobRow(daemon.dataDir, req.id))?.state).toBe('failed');
       const credit = () =>
         readDb(daemon.dataDir, (db) => (db.prepare('select coalesce(sum(delta_msats),0) s from credits where account = ?').get(c.pubkey) as { s: number }).s);
       expect(credit()).toBe(workMsats);

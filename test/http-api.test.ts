@@ -114,7 +114,7 @@ describe('HTTP jobs', () => {
     expect(done.body.costLedger.chargedSats).toBe(quoted.body.pricingBreakdown.amountSats);
 
     // Same jobs as Nostr ones, but they publish nothing to relays; the CLI lists them.
-    expect(outboxRows(daemon.dataDir, jobId)).toEqual([]);
+    expect(await outboxRows(daemon.dataDir, jobId)).toEqual([]);
     const listed = execFileSync(process.execPath, ['src/bin.js', 'jobs', '--json'], { cwd: ROOT, env: { ...process.env, DATA_DIR: daemon.dataDir } }).toString();
     expect(listed).toContain(`"id":"${jobId}","state":"complete","source":"http"`);
   });

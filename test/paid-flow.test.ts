@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, startRelay, type DaemonProc, type RelayProc } from './helpers/procs.ts';
 import { Customer, amountMsatsOf, invoiceOf, payStub, paymentHash, queryRelay, status, tag } from './helpers/customer.ts';
-import { outboxRows, readDb } from './helpers/store.ts';
+import { outboxRows, queryOne } from './helpers/store.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let relayA: RelayProc;
@@ -72,14 +72,14 @@ describe('paid text job over two relays', () => {
 
   it('one request carried by two relays is one job with one set of events, on both relays', async () => {
     // Wait until every intent is acked, then count what the relays hold.
-    const rows = await waitFor(() => {
-      const r = outboxRows(daemon.dataDir, requestId);
+    const rows = await waitFor(async () => {
+      const r = await outboxRows(daemon.dataDir, requestId);
       return r.length > 0 && r.every((x) => x.acked_at !== null) && r;
     }, 'outbox acked');
     expect(rows.map((r) => JSON.parse(r.intent_json).status ?? 'result')).toEqual([
       'payment-required', 'processing', 'payment-required', 'processing', 'result', 'success',
     ]);
-    const invoices = readDb(daemon.dataDir, (db) => db.prepare("select count(*) n from invoice_book where subject_kind = 'job' and subject_id = ?").get(requestId)) as { n: number };
+    const invoices = (await queryOne<{ n: number }>(daemon.dataDir, "select count(*) n from invoice_book where subject_kind = 'job' and subject_id = ?", requestId))!;
     expect(invoices.n).toBe(2);
     for (const url of [relayA.url, relayB.url]) {
       const stored = await queryRelay(url, { authors: [daemon.pubkey], '#e': [requestId] });
@@ -95,10 +95,10 @@ describe('paid text job over two relays', () => {
     await payStub(daemon.api, invoiceOf(fb!).bolt11);
     const [err] = await customer.waitForFeedback(req.id, 'error');
     expect(tag(err!, 'status')?.[2]).toMatch(/rejected.*ransomware/);
-    await waitFor(() => outboxRows(daemon.dataDir, req.id).every((r) => r.acked_at !== null), 'outbox acked');
-    expect(outboxRows(daemon.dataDir, req.id).map((r) => JSON.parse(r.intent_json).status)).toEqual(['payment-required', 'processing', 'error']);
+    await waitFor(async () => (await outboxRows(daemon.dataDir, req.id)).every((r) => r.acked_at !== null), 'outbox acked');
+    expect((await outboxRows(daemon.dataDir, req.id)).map((r) => JSON.parse(r.intent_json).status)).toEqual(['payment-required', 'processing', 'error']);
     expect(customer.feedback(req.id, 'payment-required')).toHaveLength(1);
-    const state = readDb(daemon.dataDir, (db) => db.prepare('select state from jobs where id = ?').get(req.id)) as { state: string };
+    const state = (await queryOne<{ state: string }>(daemon.dataDir, 'select state from jobs where id = ?', req.id))!;
     expect(state.state).toBe('rejected');
   });
 
@@ -116,6 +116,6 @@ describe('paid text job over two relays', () => {
     await customer.publish(other);
     const marker = await customer.request('marker after the foreign request');
     await customer.waitForFeedback(marker.id, 'payment-required');
-    expect(readDb(daemon.dataDir, (db) => db.prepare('select id from jobs where id = ?').get(other.id))).toBeUndefined();
+    expect(await queryOne(daemon.dataDir, 'select id from jobs where id = ?', other.id)).toBeUndefined();
   });
 });

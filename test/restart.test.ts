@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from './helpers/procs.ts';
 import { Customer, invoiceOf, payStub, queryRelay, status } from './helpers/customer.ts';
-import { outboxRows, readDb } from './helpers/store.ts';
+import { outboxRows, queryOne } from './helpers/store.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let relay: RelayProc;
@@ -51,11 +51,11 @@ describe('restart safety', () => {
     await customer.waitForFeedback(req.id, 'success');
     // The relay handed the old request back after the restart, and it was not invoiced again.
     await waitFor(() => d2.logs.some((l) => l.msg === 'request already known; not invoiced again' && l.id === req.id), 'old request deduped');
-    await waitFor(() => outboxRows(dataDir, req.id).every((r) => r.acked_at !== null), 'outbox acked');
+    await waitFor(async () => (await outboxRows(dataDir, req.id)).every((r) => r.acked_at !== null), 'outbox acked');
     const stored = await queryRelay(relay.url, { authors: [d1.pubkey], '#e': [req.id] });
     expect(stored.filter((e) => e.kind === 6050)).toHaveLength(1);
     expect(stored.filter((e) => status(e) === 'payment-required')).toHaveLength(2);
-    const n = readDb(dataDir, (db) => db.prepare("select count(*) n from invoice_book where subject_kind = 'job' and subject_id = ?").get(req.id)) as { n: number };
+    const n = (await queryOne<{ n: number }>(dataDir, "select count(*) n from invoice_book where subject_kind = 'job' and subject_id = ?", req.id))!;
     expect(n.n).toBe(2);
   });
 
@@ -68,7 +68,7 @@ describe('restart safety', () => {
     await payStub(d1.api, invoiceOf(evalFb!).bolt11);
     await d1.exit; // the fault point killed it
 
-    const processing = outboxRows(dataDir, req.id).find((r) => JSON.parse(r.intent_json).status === 'processing');
+    const processing = (await outboxRows(dataDir, req.id)).find((r) => JSON.parse(r.intent_json).status === 'processing');
     expect(processing?.event_id).toMatch(/^[0-9a-f]{64}$/);
     expect(processing?.acked_at).toBeNull();
     expect((await queryRelay(relay.url, { ids: [processing!.event_id!] })).length).toBe(0);
@@ -77,10 +77,10 @@ describe('restart safety', () => {
     const [sent] = await customer.waitForFeedback(req.id, 'processing');
     expect(sent!.id).toBe(processing!.event_id);
     await customer.waitForFeedback(req.id, 'payment-required', 2);
-    await waitFor(() => outboxRows(dataDir, req.id).every((r) => r.acked_at !== null), 'outbox acked');
+    await waitFor(async () => (await outboxRows(dataDir, req.id)).every((r) => r.acked_at !== null), 'outbox acked');
     const onRelay = await queryRelay(relay.url, { authors: [d1.pubkey], '#e': [req.id] });
     expect(onRelay.filter((e) => status(e) === 'processing').map((e) => e.id)).toEqual([processing!.event_id]);
-    expect(outboxRows(dataDir, req.id).filter((r) => JSON.parse(r.intent_json).status === 'processing')).toHaveLength(1);
+    expect((await outboxRows(dataDir, req.id)).filter((r) => JSON.parse(r.intent_json).status === 'processing')).toHaveLength(1);
   });
 
   it('SIGTERM stops gracefully with exit code 0', async () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchWithL402 } from '@getalby/lightning-tools';
 import { startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from './helpers/procs.ts';
 import { Customer, paymentHash, tag } from './helpers/customer.ts';
-import { readDb } from './helpers/store.ts';
+import { query, queryOne } from './helpers/store.ts';
 import { waitFor } from './helpers/wait.ts';
 import { attenuate, generateRootKey, mintSessionMacaroon } from '../src/core/macaroons.ts';
 import { actualCostUsd, usdToSats } from '../src/pricing/pricing.ts';
@@ -50,8 +50,8 @@ async function fundedSession(d: DaemonProc, sats: number, pubkey?: string) {
   return { id: created.body.sessionId as string, macaroon: created.body.macaroon as string, bearer };
 }
 
-function ledgerSum(d: DaemonProc, id: string): number {
-  return readDb(d.dataDir, (db) => (db.prepare('select coalesce(sum(amount_msats),0) s from session_ledger where session_id = ?').get(id) as { s: number }).s);
+async function ledgerSum(d: DaemonProc, id: string): Promise<number> {
+  return (await queryOne<{ s: number }>(d.dataDir, 'select coalesce(sum(amount_msats),0) s from session_ledger where session_id = ?', id))!.s;
 }
 
 describe('L402 with @getalby/lightning-tools', () => {
@@ -88,8 +88,8 @@ describe('L402 with @getalby/lightning-tools', () => {
     const again402 = await fetchWithL402(url, init(), { wallet: { payInvoice: async () => ({ preimage: '00'.repeat(32) }) }, credentials });
     expect(again402.status).toBe(402);
     expect(((await again402.json()) as Json).invoice.paymentHash).toBe(topup.invoice.paymentHash);
-    const sessionId = readDb(daemon.dataDir, (db) => (db.prepare("select subject_id as session_id from invoice_book where subject_kind = 'session' and payment_hash = ?").get(topup.invoice.paymentHash) as { session_id: string }).session_id);
-    const firstSession = readDb(daemon.dataDir, (db) => (db.prepare("select subject_id as session_id from invoice_book where subject_kind = 'session' and purpose = 'deposit' and payment_hash = ?").get(paymentHash(paid[0]!)) as { session_id: string }).session_id);
+    const sessionId = (await queryOne<{ session_id: string }>(daemon.dataDir, "select subject_id as session_id from invoice_book where subject_kind = 'session' and payment_hash = ?", topup.invoice.paymentHash))!.session_id;
+    const firstSession = (await queryOne<{ session_id: string }>(daemon.dataDir, "select subject_id as session_id from invoice_book where subject_kind = 'session' and purpose = 'deposit' and payment_hash = ?", paymentHash(paid[0]!)))!.session_id;
     expect(sessionId).toBe(firstSession);
 
     // Paying that top-up (as the wallet would) and presenting its macaroon revives the same session.
@@ -98,7 +98,7 @@ describe('L402 with @getalby/lightning-tools', () => {
     i.headers.authorization = `L402 ${topup.macaroon}:${preimage}`;
     const revived = await fetch(url, i);
     expect(revived.status).toBe(200);
-    const balance = readDb(daemon.dataDir, (db) => (db.prepare('select sum(amount_msats) s from session_ledger where session_id = ?').get(sessionId) as { s: number }).s);
+    const balance = (await queryOne<{ s: number }>(daemon.dataDir, 'select sum(amount_msats) s from session_ledger where session_id = ?', sessionId))!.s;
     expect(balance).toBe((await revived.json() as Json).balanceSats * 1000);
   });
 });
@@ -118,7 +118,7 @@ describe('debits', () => {
     expect(l.body.entries.map((e: Json) => e.kind)).toEqual(['deposit', 'reserve', 'release', 'debit']);
     expect(l.body.balanceMsats).toBe((1000 - expected) * 1000);
     expect(l.body.entries.find((e: Json) => e.kind === 'debit').amountMsats).toBe(-expected * 1000);
-    expect(ledgerSum(daemon, s.id)).toBe(l.body.balanceMsats);
+    expect(await ledgerSum(daemon, s.id)).toBe(l.body.balanceMsats);
     const view = await api(daemon, 'GET', `/api/sessions/${s.id}`, undefined, s.bearer);
     expect(view.body).toMatchObject({ sessionId: s.id, state: 'active', balanceSats: 1000 - expected });
     expect(Date.parse(view.body.expiresAt)).toBeGreaterThan(Date.now() + 29 * 86_400_000); // SESSION_TTL_S: 30 days
@@ -135,10 +135,10 @@ describe('debits', () => {
     expect(ok.length).toBeGreaterThan(0);
     expect(refused.length).toBeGreaterThan(0);
     const debited = ok.reduce((sum, r) => sum + r.body.costLedger.chargedSats, 0);
-    const balance = ledgerSum(daemon, s.id);
+    const balance = await ledgerSum(daemon, s.id);
     expect(balance).toBeGreaterThanOrEqual(0);
     expect(balance).toBe((60 - debited) * 1000);
-    const kinds = readDb(daemon.dataDir, (db) => db.prepare('select kind, count(*) n from session_ledger where session_id = ? group by kind').all(s.id)) as { kind: string; n: number }[];
+    const kinds = await query<{ kind: string; n: number }>(daemon.dataDir, 'select kind, count(*) n from session_ledger where session_id = ? group by kind', s.id);
     const count = (k: string) => kinds.find((x) => x.kind === k)?.n ?? 0;
     expect(count('reserve')).toBe(ok.length);
     expect(count('release')).toBe(ok.length);
@@ -151,15 +151,15 @@ describe('debits', () => {
     expect(t.status).toBe(200);
     await payStubHash(daemon, t.body.invoice.paymentHash);
     await payStubHash(daemon, t.body.invoice.paymentHash); // reported again
-    await waitFor(() => ledgerSum(daemon, s.id) === 70_000, 'top-up credited');
+    await waitFor(async () => (await ledgerSum(daemon, s.id)) === 70_000, 'top-up credited');
 
     const topups = await Promise.all(Array.from({ length: 10 }, () => api(daemon, 'POST', `/api/sessions/${s.id}/topup`, { amountSats: 5 }, s.bearer)));
     const work = Array.from({ length: 20 }, (_, i) => api(daemon, 'POST', `/api/sessions/${s.id}/request`, { request: `race ${i}` }, s.bearer));
     const pays = topups.map((tp) => payStubHash(daemon, tp.body.invoice.paymentHash));
     const [results] = await Promise.all([Promise.all(work), Promise.all(pays)]);
-    await waitFor(() => readDb(daemon.dataDir, (db) => (db.prepare("select count(*) n from session_ledger where session_id = ? and kind = 'topup'").get(s.id) as { n: number }).n) === 11, 'all top-ups in the ledger');
+    await waitFor(async () => (await queryOne<{ n: number }>(daemon.dataDir, "select count(*) n from session_ledger where session_id = ? and kind = 'topup'", s.id))!.n === 11, 'all top-ups in the ledger');
     const debited = results.filter((r) => r.status === 200).reduce((sum, r) => sum + r.body.costLedger.chargedSats, 0);
-    expect(ledgerSum(daemon, s.id)).toBe((20 + 50 + 10 * 5 - debited) * 1000);
+    expect(await ledgerSum(daemon, s.id)).toBe((20 + 50 + 10 * 5 - debited) * 1000);
   });
 });
 
@@ -167,7 +167,7 @@ describe('credentials', () => {
   it('tampered, stripped, expired, foreign, other-root-key and over-cap macaroons get 401 and nothing is debited', async () => {
     const a = await fundedSession(daemon, 500);
     const b = await fundedSession(daemon, 500);
-    const before = ledgerSum(daemon, a.id);
+    const before = await ledgerSum(daemon, a.id);
     const rootKey = new Uint8Array(Buffer.from(readFileSync(join(daemon.dataDir, 'macaroon.key'), 'utf8').trim(), 'hex'));
     const raw = Buffer.from(a.macaroon, 'base64');
     const tampered = Buffer.from(raw);
@@ -199,7 +199,7 @@ describe('credentials', () => {
     const strippedBin = Buffer.concat([att.subarray(0, at - 2), att.subarray(at + marker.length + 1)]);
     const r = await api(daemon, 'POST', `/api/sessions/${a.id}/request`, { request: 'hi' }, `Bearer ${strippedBin.toString('base64')}`);
     expect(r.status).toBe(401);
-    expect(ledgerSum(daemon, a.id)).toBe(before);
+    expect(await ledgerSum(daemon, a.id)).toBe(before);
   });
 });
 
@@ -228,14 +228,14 @@ describe('crash during a reserved request', () => {
     const d1 = await startDaemon({ relays: [relay.url], dataDir, env: { STUB_AI_DELAY_MS: '60000' } });
     const s = await fundedSession(d1, 100);
     const pending = api(d1, 'POST', `/api/sessions/${s.id}/request`, { request: 'slow one' }, s.bearer).catch(() => null);
-    await waitFor(() => readDb(dataDir, (db) => db.prepare("select 1 from session_ledger where session_id = ? and kind = 'reserve'").get(s.id)), 'reserved');
-    expect(ledgerSum(d1, s.id)).toBeLessThan(100_000);
+    await waitFor(() => queryOne(dataDir, "select 1 from session_ledger where session_id = ? and kind = 'reserve'", s.id), 'reserved');
+    expect(await ledgerSum(d1, s.id)).toBeLessThan(100_000);
     await d1.kill('SIGKILL');
     await pending;
     const d2 = await startDaemon({ relays: [relay.url], dataDir });
     try {
-      await waitFor(() => ledgerSum(d2, s.id) === 100_000, 'reservation released');
-      const kinds = readDb(dataDir, (db) => (db.prepare('select kind from session_ledger where session_id = ? order by id').all(s.id) as { kind: string }[]).map((k) => k.kind));
+      await waitFor(async () => (await ledgerSum(d2, s.id)) === 100_000, 'reservation released');
+      const kinds = (await query<{ kind: string }>(dataDir, 'select kind from session_ledger where session_id = ? order by id', s.id)).map((k) => k.kind);
       expect(kinds).toEqual(['deposit', 'reserve', 'release']);
       const view = await api(d2, 'GET', `/api/sessions/${s.id}`, undefined, s.bearer);
       expect(view.body.balanceSats).toBe(100);
@@ -258,14 +258,14 @@ describe('sessions over Nostr', () => {
       const result = await owner.waitForResult(req.id);
       const charged = JSON.parse(tag(result, 'cost_ledger')![1]!).chargedSats;
       expect(tag(result, 'balance')?.[1]).toBe(String((200 - charged) * 1000));
-      expect(ledgerSum(daemon, s.id)).toBe((200 - charged) * 1000);
+      expect(await ledgerSum(daemon, s.id)).toBe((200 - charged) * 1000);
 
-      const before = ledgerSum(daemon, s.id);
+      const before = await ledgerSum(daemon, s.id);
       const stolen = await other.request('spend their money', [['param', 'session', s.id]]);
       const [err] = await other.waitForFeedback(stolen.id, 'error');
       expect(tag(err!, 'status')?.[2]).toMatch(/^unauthorized: /);
       expect(other.feedback(stolen.id, 'payment-required')).toHaveLength(0);
-      expect(ledgerSum(daemon, s.id)).toBe(before);
+      expect(await ledgerSum(daemon, s.id)).toBe(before);
     } finally {
       owner.close();
       other.close();

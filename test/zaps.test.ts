@@ -8,7 +8,7 @@ import { makeZapRequest, validateZapRequest } from 'nostr-tools/nip57';
 import { decode } from 'light-bolt11-decoder';
 import { freePort, startDaemon, startRelay, type DaemonProc, type RelayProc } from './helpers/procs.ts';
 import { amountMsatsOf, Customer, invoiceOf, payStub, queryRelay, tag } from './helpers/customer.ts';
-import { readDb } from './helpers/store.ts';
+import { queryOne } from './helpers/store.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let relay: RelayProc;
@@ -54,7 +54,7 @@ async function receiptOf(z: { request: Event; json: string; bolt11: string }): P
 const descriptionHash = (bolt11: string) => ((decode(bolt11).sections as { name: string }[]).find((s) => s.name === 'description_hash') as { value: string } | undefined)?.value;
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 const creditsOf = (pubkey: string) =>
-  readDb(daemon.dataDir, (db) => (db.prepare('select coalesce(sum(delta_msats), 0) s from credits where account = ?').get(pubkey) as { s: number }).s);
+  queryOne<{ s: number }>(daemon.dataDir, 'select coalesce(sum(delta_msats), 0) s from credits where account = ?', pubkey).then((r) => r!.s);
 
 describe('Timmy as its own zap endpoint', () => {
   it('answers LNURL-pay with allowsNostr and its pubkey, and names its lightning address in kind 0', async () => {
@@ -104,8 +104,8 @@ describe('Timmy as its own zap endpoint', () => {
     expect(quotes).toHaveLength(2); // evaluated once, quoted once
     // The customer's wallet pays the original invoice too: credited to the customer, never lost.
     await payStub(daemon.api, due.bolt11);
-    await waitFor(() => creditsOf(customer.pubkey) === due.msats, 'the second payment credited');
-    expect(readDb(daemon.dataDir, (db) => db.prepare('select outcome from zaps where id = ?').get(z.request.id))).toEqual({ outcome: 'paid_eval' });
+    await waitFor(async () => (await creditsOf(customer.pubkey)) === due.msats, 'the second payment credited');
+    expect(await queryOne(daemon.dataDir, 'select outcome from zaps where id = ?', z.request.id)).toEqual({ outcome: 'paid_eval' });
   });
 
   it('a zap for less than is due is credited to the zapper and the shortfall is named', async () => {
@@ -120,8 +120,8 @@ describe('Timmy as its own zap endpoint', () => {
     const [err] = await fresh.waitForFeedback(req.id, 'error');
     fresh.close();
     expect(tag(err!, 'status')?.[2]).toMatch(/^credited: the zap of \d+ sats is 1 sats short of the \d+ sats due/);
-    expect(creditsOf(getPublicKey(zapper))).toBe(due.msats - 1000);
-    expect(readDb(daemon.dataDir, (db) => (db.prepare('select state from jobs where id = ?').get(req.id) as { state: string }).state)).toBe('awaiting_eval_payment');
+    expect(await creditsOf(getPublicKey(zapper))).toBe(due.msats - 1000);
+    expect((await queryOne<{ state: string }>(daemon.dataDir, 'select state from jobs where id = ?', req.id))!.state).toBe('awaiting_eval_payment');
   });
 
   it("a profile zap from a session's bound pubkey pays its open deposit; the bolt11 paid as well is credited", async () => {
@@ -143,9 +143,9 @@ describe('Timmy as its own zap endpoint', () => {
       return v.state === 'active' && v;
     }, 'the session funded by the zap');
     expect(view.balanceSats).toBe(50);
-    expect(readDb(daemon.dataDir, (db) => db.prepare('select outcome from zaps where id = ?').get(request.id))).toEqual({ outcome: 'paid_deposit' });
+    expect(await queryOne(daemon.dataDir, 'select outcome from zaps where id = ?', request.id)).toEqual({ outcome: 'paid_deposit' });
     await payStub(daemon.api, created.depositInvoice.paymentRequest); // the deposit invoice paid too: credited, not added twice
-    await waitFor(() => creditsOf(pubkey) === 50_000, 'the second payment credited to the bound pubkey');
+    await waitFor(async () => (await creditsOf(pubkey)) === 50_000, 'the second payment credited to the bound pubkey');
     const again = (await (await fetch(`${daemon.api}/api/sessions/${created.sessionId}`, { headers: { authorization: `Bearer ${created.macaroon}` } })).json()) as { balanceSats: number };
     expect(again.balanceSats).toBe(50);
   });
@@ -155,6 +155,6 @@ describe('Timmy as its own zap endpoint', () => {
     const z = await zap(profile!, 21_000);
     await payStub(daemon.api, z.bolt11);
     await receiptOf(z);
-    await waitFor(() => (readDb(daemon.dataDir, (db) => db.prepare('select outcome from zaps where id = ?').get(z.request.id)) as { outcome: string | null }).outcome === 'tip', 'the tip recorded');
+    await waitFor(async () => (await queryOne<{ outcome: string | null }>(daemon.dataDir, 'select outcome from zaps where id = ?', z.request.id))?.outcome === 'tip', 'the tip recorded');
   });
 });

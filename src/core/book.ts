@@ -14,8 +14,11 @@ import type { BookInvoice, CreditEntry, InvoicePurpose, NewBookInvoice, PublishI
 
 /** What a subject kind does with its invoices. Each move marks the invoice in the same transaction. */
 export interface SubjectHandler {
-  /** Moves the subject for its paid invoice; false when the subject no longer waits for this money. */
-  paid(inv: BookInvoice): Promise<boolean>;
+  /**
+   * Moves the subject for its paid invoice; false when the subject no longer waits for this money, 'already'
+   * when another report of the same payment (another worker's, a poll's) moved it first.
+   */
+  paid(inv: BookInvoice): Promise<boolean | 'already'>;
   /** Moves the subject for its invoice that ran out unpaid; false when the subject does not wait on it. */
   expired(inv: BookInvoice): Promise<boolean>;
   /** Why money arrived late (the credit's reason) and what to tell the payer (published with the credit). */
@@ -174,7 +177,9 @@ export class InvoiceBook {
     }
     if (inv.status === 'paid') return;
     const handler = this.handler(inv);
-    if (await handler.paid(inv)) {
+    const taken = await handler.paid(inv);
+    if (taken === 'already') return;
+    if (taken) {
       this.d.log.info({ paymentHash, subjectKind: inv.subjectKind, subjectId: inv.subjectId, purpose: inv.purpose, amountSats: inv.amountMsats / 1000 }, 'invoice paid');
       return;
     }

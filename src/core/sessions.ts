@@ -122,7 +122,7 @@ export class SessionService {
 
   /** The session's side of the invoice book: deposits and top-ups credit the ledger once. */
   private invoiceHandler(): SubjectHandler {
-    const paid = async (inv: BookInvoice): Promise<boolean> => {
+    const paid = async (inv: BookInvoice): Promise<boolean | 'already'> => {
       // A withdrawn invoice was paid by a zap already (paidByZap): this second payment is credited.
       if (inv.status === 'withdrawn') return false;
       for (;;) {
@@ -142,7 +142,7 @@ export class SessionService {
           this.d.log.info({ sessionId: s.id, purpose: inv.purpose, amountSats: inv.amountMsats / 1000, to: to ?? s.state }, 'session funded');
           return true;
         }
-        if ((await this.d.book.get(inv.paymentHash))?.status === 'paid') return true; // reported twice: already counted
+        if ((await this.d.book.get(inv.paymentHash))?.status === 'paid') return 'already'; // reported twice: counted once
         // else the session's state moved under us: read it again
       }
     };

@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { databaseFor } from './store.ts';
 import { waitFor } from './wait.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -128,6 +129,9 @@ export interface DaemonOptions {
 export async function startDaemon(o: DaemonOptions): Promise<DaemonProc> {
   const dataDir = o.dataDir ?? tempDir();
   const httpPort = o.httpPort ?? (await freePort());
+  // The `pg` project: the store is a PostgreSQL database of this DATA_DIR's own, kept across restarts, and the
+  // worker's name is the directory's, so a restarted daemon takes its own leases back at once (as SQLite does).
+  const database = o.env?.DATABASE_URL ? null : databaseFor(dataDir);
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '',
@@ -137,6 +141,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonProc> {
     HTTP_PORT: String(httpPort),
     LOG_LEVEL: 'debug',
     NODE_ENV: 'test',
+    ...(database ? { DATABASE_URL: await database, WORKER_ID: `test-${basename(dataDir)}` } : {}),
     ...o.env,
   };
   const child = spawn(process.execPath, ['src/bin.js', 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
