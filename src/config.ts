@@ -26,7 +26,7 @@ export const ENV_DOC: Record<string, { default: string; doc: string }> = {
   DATA_DIR: { default: './data', doc: 'directory for the database, the generated keys and the embedded relay store (kept owner-only: 0700, files 0600)' },
   DATABASE_PATH: { default: '$DATA_DIR/timmy.db', doc: 'SQLite database file (ignored when DATABASE_URL is set)' },
   WORKER_ID: { default: '<hostname>:<pid>', doc: 'this process\'s name among workers sharing one DATABASE_URL: owner of the work it leases, `worker` in logs and /metrics' },
-  LEASE_S: { default: '30', doc: 'seconds a worker holds a job step (evaluation, work, provisioning) between renewals (every LEASE_S/3); a step whose worker died is taken over after it' },
+  LEASE_S: { default: '30', doc: 'seconds a worker holds a job step (evaluation, work, provisioning) between renewals (every LEASE_S/3), an outbox event it sends, or a request it claimed; what a dead worker held is taken over after it' },
   DATABASE_URL: { default: 'unset', doc: 'postgres://user:password@host:port/db — use PostgreSQL instead of SQLite (migrated at start; see "Running several workers")' },
   RELAYS: { default: 'from relays.json', doc: 'comma-separated relay URLs (read and write); overrides relays.json' },
   RELAYS_FILE: { default: '<package>/relays.json', doc: 'relay list file: [{url, read, write}]' },
