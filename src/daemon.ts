@@ -214,6 +214,7 @@ export function intakeSettings(config: Config, who: { relayPolicy: RelayPolicy; 
 export function intakeStore(store: Store, worker: Worker): IntakeStore {
   return {
     claim: (id) => store.leases.claimRequest(id, worker.id, worker.leaseMs),
+    unclaim: (id) => store.leases.releaseRequest(id, worker.id),
     claimMs: worker.leaseMs,
     cursor: async () => {
       const v = await store.kv.getKv(CURSOR_KEY);
@@ -471,6 +472,7 @@ export function buildNostr(
   };
   const outbox: OutboxWorker = new OutboxWorker({
     store: outboxRows,
+    shared: store.dialect === 'pg',
     pool: ports.transport ?? pool,
     secretKey: keys.secretKey,
     log: log.child({ module: 'outbox' }),
@@ -677,7 +679,8 @@ function startPasses(core: Core, store: Store, nostr: NostrSide, relays: string[
     if (tick++ % RETENTION_EVERY_TICKS === 0) {
       core.jobs.purgeUnserved().catch((err) => log.error({ err }, 'retention pass failed'));
       store.limits.prune(Date.now() - DEMO_WINDOW_MS).catch((err) => log.error({ err }, 'pruning rate-limit hits failed'));
-      store.leases.pruneRequestClaims(Date.now() - 60_000) // run out: of no use (a minute's slack for clocks).catch((err) => log.error({ err }, 'pruning request claims failed'));
+      // Claims that ran out are of no use (a minute's slack for the clocks).
+      store.leases.pruneRequestClaims(Date.now() - 60_000).catch((err) => log.error({ err }, 'pruning request claims failed'));
     }
     const now = Date.now();
     if (nostr.pool.connectedCount > 0) lastWarn = 0;
@@ -762,6 +765,7 @@ export async function startDaemon(config: Config, log = createLogger(config.LOG_
       stopped = true;
       log.info({ jobsInFlight: core.runner.runningIds, nodeOrdersInFlight: core.bootstrap.runningIds }, 'stopping: intake closed, letting running steps commit');
       stopPasses();
+      nostr.intake.stop(); // claims nothing more: the other workers answer what relays hand in meanwhile
       core.jobs.stop();
       core.book.stop();
       await Promise.all([core.runner.stop(5000), core.bootstrap.stop(5000), resumed]);

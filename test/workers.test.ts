@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from './helpers/procs.ts';
+import { freePort, startDaemon, startRelay, tempDir, type DaemonProc, type RelayProc } from './helpers/procs.ts';
 import { Customer, invoiceOf, payStub, queryRelay, status } from './helpers/customer.ts';
 import { freshPgDatabase } from './helpers/pg.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -22,6 +22,7 @@ let database: Awaited<ReturnType<typeof freshPgDatabase>>;
 let store: PgStore;
 const workers: DaemonProc[] = [];
 let customer: Customer;
+let shared: { dataDir: string; env: Record<string, string> };
 
 const start = (name: string, dataDir: string, env: Record<string, string>) =>
   startDaemon({ relays: [relay.url], dataDir, env: { ...env, WORKER_ID: name } });
@@ -31,6 +32,7 @@ beforeAll(async () => {
   database = await freshPgDatabase();
   const dataDir = tempDir('timmy-workers-');
   const env = { DATABASE_URL: database.url, NOSTR_SECRET_KEY: randomBytes(32).toString('hex'), LEASE_S: String(LEASE_S), STUB_AI_DELAY_MS: String(AI_DELAY_MS) };
+  shared = { dataDir, env };
   workers.push(await start('w1', dataDir, env)); // first alone: it makes the shared keys in DATA_DIR
   workers.push(...(await Promise.all([start('w2', dataDir, env), start('w3', dataDir, env)])));
   store = await openPgStore(database.url);
@@ -128,5 +130,22 @@ describe('three workers on one PostgreSQL', () => {
     expect(Date.now() - claimedAt).toBeGreaterThanOrEqual(LEASE_S * 1000 - 100); // not while the claim ran
     expect(await feedback(ev.id, 'payment-required')).toHaveLength(1);
     expect(await stubInvoiceCount()).toBe(invoicesBefore + 1);
+  });
+
+  it('a worker that reaches no relay claims no outbox row: what it commits is sent by the others', async () => {
+    const cutOff = await startDaemon({ relays: [`ws://127.0.0.1:${await freePort()}`], dataDir: shared.dataDir, env: { ...shared.env, WORKER_ID: 'w4' }, waitForRelay: false });
+    workers.push(cutOff);
+    const req = await customer.request('Who sends what a worker without relays commits?');
+    const [evalFb] = await customer.waitForFeedback(req.id, 'payment-required', 1, 60_000);
+    await payStub(cutOff.api, invoiceOf(evalFb!).bolt11); // w4 settles it and runs the evaluation
+    await customer.waitForFeedback(req.id, 'processing', 1, 60_000);
+    await customer.waitForFeedback(req.id, 'payment-required', 2, 60_000); // w4's quote, sent by another worker
+    expect((await store.jobs.getJob(req.id))?.state).toBe('awaiting_work_payment');
+    // Everything reaches the relay (its OKs come 2.5 s late): a read, no lease is taken.
+    await waitFor(async () => (await store.outbox.claimOutbox('probe', 1, { rows: 'missed', relay: relay.url, sinceMs: 0, limit: 500 })).length === 0, 'every event acked');
+    const db = new pg.Client({ connectionString: database.url });
+    await db.connect();
+    const held = await db.query("select count(*) as n from outbox where lease_owner = 'w4'").finally(() => db.end());
+    expect(Number(held.rows[0]!.n)).toBe(0);
   });
 });

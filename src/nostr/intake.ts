@@ -94,6 +94,8 @@ export interface IntakeStore {
    * another worker's claim runs. A claim lasts `claimMs`.
    */
   claim(id: string): Promise<boolean>;
+  /** Gives a claim up: nothing was recorded for the request (stopping, or an error), another worker answers it. */
+  unclaim(id: string): Promise<void>;
   claimMs: number;
 }
 
@@ -229,12 +231,18 @@ export class Intake {
    * at again once the claim could have run out, and answered here if that worker died before recording it.
    */
   private async answer(event: Event): Promise<void> {
+    if (this.stopped) return; // a relay hands it to the other workers (or to this one after its restart)
     if (!(await this.store.claim(event.id))) {
       this.counters.elsewhere++;
       this.lookAgainLater(event);
       return;
     }
-    await (event.kind === this.s.bootstrapKind ? this.submitBootstrap(event) : this.submit(event));
+    let recorded = false;
+    try {
+      recorded = await (event.kind === this.s.bootstrapKind ? this.submitBootstrap(event) : this.submit(event));
+    } finally {
+      if (!recorded) await this.store.unclaim(event.id).catch((err) => this.log.warn({ err, id: event.id }, 'request claim not given up; it runs out'));
+    }
   }
 
   private lookAgainLater(event: Event): void {
@@ -270,12 +278,12 @@ export class Intake {
     this.store.saveCursor(createdAt).catch((err) => this.log.warn({ err }, 'subscription cursor not saved'));
   }
 
-  /** A node order (kind BOOTSTRAP_KIND): params size, region, ssh_key. Refusals are answered once. */
-  private async submitBootstrap(event: Event): Promise<void> {
+  /** A node order (kind BOOTSTRAP_KIND): params size, region, ssh_key. Refusals are answered once. True: recorded. */
+  private async submitBootstrap(event: Event): Promise<boolean> {
     const param = (name: string) => event.tags.find((t) => t[0] === 'param' && t[1] === name)?.[2];
     const job = toNewJob(event, { input: '', params: {}, bidMsats: null }, 'none');
     job.relays = filterRelayUrls(job.relays, this.s.relayPolicy).accepted;
-    if (await this.core.jobs.known(event.id)) return; // refused before
+    if (await this.core.jobs.known(event.id)) return true; // refused before
     try {
       const r = await this.core.orders.submit({
         id: event.id,
@@ -295,9 +303,11 @@ export class Intake {
       this.counters.refused++;
       await this.core.jobs.refuse(job, err);
     }
+    return true;
   }
 
-  private async submit(event: Event): Promise<void> {
+  /** A text job request; true when it was recorded (created, refused, or known before), false when deferred. */
+  private async submit(event: Event): Promise<boolean> {
     let tags = event.tags;
     let encryption: 'none' | 'nip04' | 'nip44' = 'none';
     let refusal: string | null = null;
@@ -317,7 +327,7 @@ export class Intake {
     if (refusal !== null || !parsed?.ok) {
       this.counters.refused++;
       await this.core.jobs.refuse(job, new Refusal('invalid', refusal ?? 'invalid request'));
-      return;
+      return true;
     }
     const outcome = await this.core.jobs.submit(job, { powBits: getPow(event.id) });
     if (outcome.status === 'created') this.counters.accepted++;
@@ -326,5 +336,6 @@ export class Intake {
       this.counters.duplicate++;
       this.log.debug({ id: event.id }, 'request already known; not invoiced again');
     }
+    return outcome.status !== 'deferred';
   }
 }

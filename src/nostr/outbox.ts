@@ -53,6 +53,11 @@ export interface EventFactory {
 
 export interface OutboxDeps {
   store: OutboxStore;
+  /**
+   * Other workers share the outbox (PostgreSQL): while no relay of ours is connected this one claims nothing,
+   * so the rows stay free for a worker that can send them. Alone (SQLite) it signs what is pending anyway.
+   */
+  shared?: boolean;
   /** Our write relays (the pool, or a stand-in without sockets for the ingest benchmark). */
   pool: Pick<RelayPool, 'publish' | 'connectedCount'>;
   secretKey: Uint8Array;
@@ -112,8 +117,11 @@ export class OutboxWorker {
       do {
         this.drainAgain = false;
         try {
-          await this.signPending();
-          await this.sendUnacked();
+          // A shared outbox and no relay of ours connected: claim nothing, leave the rows to a connected worker.
+          if (!this.d.shared || this.d.pool.connectedCount > 0) {
+            await this.signPending();
+            await this.sendUnacked();
+          }
         } catch (err) {
           this.d.log.error({ err }, 'outbox drain failed');
         }
@@ -216,6 +224,7 @@ export class OutboxWorker {
 
   /** A relay came (back): send it every recent event it has not acked, in order. */
   onConnected(relay: string): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     return (async () => {
       await this.drain(); // signs what is pending (and sends it to every connected relay)
       for (const row of await this.d.store.claimMissed(relay, Date.now() - this.resendWindowMs)) {

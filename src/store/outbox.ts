@@ -73,7 +73,7 @@ export function unackedEvents(db: Db, limit = 200, sinceMs = 0): OutboxRow[] {
 
 /**
  * What a worker may send now, oldest first: intents to sign (`unsigned`, after `afterId`), events no relay
- * acked (`unacked`), or events a (re)connecting relay missed (`missed`).
+ * acked (`unacked`), or events a (re)connecting relay missed (`missed`: read, not leased; see pg/outbox.ts).
  */
 export type OutboxClaim =
   | { rows: 'unsigned'; afterId: number; limit: number }

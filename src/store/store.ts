@@ -32,7 +32,7 @@ export const OPS = {
   zaps: ['insertZap', 'getZap', 'settleZap', 'jobOfEvent', 'openSessionInvoiceOf'],
   kv: ['getKv', 'setKv', 'addToNumber', 'setMaxNumber', 'getOrCreate'],
   stubInvoices: ['insertStubInvoice', 'getStubInvoice', 'markStubInvoicePaid', 'paidSince'],
-  leases: ['renewLeases', 'claimLeases', 'releaseLeases', 'claimRequest', 'pruneRequestClaims'],
+  leases: ['renewLeases', 'claimLeases', 'releaseLeases', 'claimRequest', 'pruneRequestClaims', 'releaseRequest'],
   limits: ['take', 'prune', 'holdCaps'],
   money: [
     'receivedMsats', 'sessionDebitsMsats', 'modelUsage', 'sessionsHeldMsats', 'creditsOwedMsats', 'countNodeOrdersByState', 'recentErrors',

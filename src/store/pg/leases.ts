@@ -57,3 +57,8 @@ export async function pruneRequestClaims(q: PgQ, beforeMs: number): Promise<numb
   const r = await q.execute(sql`delete from request_claims where until < ${beforeMs}`);
   return r.rowCount ?? 0;
 }
+
+/** ../leases.ts releaseRequest. */
+export async function releaseRequest(q: PgQ, id: string, owner: string): Promise<void> {
+  await q.execute(sql`delete from request_claims where id = ${id} and owner = ${owner}`);
+}

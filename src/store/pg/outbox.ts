@@ -62,15 +62,32 @@ export async function unackedEvents(q: PgQ, limit = 200, sinceMs = 0): Promise<O
  * froze) or that `owner` already holds (renewed). Each is leased to `owner` for `ms` on the database's clock;
  * rows another worker is claiming at the same moment are skipped (FOR UPDATE SKIP LOCKED), so each event is
  * sent by one worker at a time, and by another once its worker is gone.
+ *
+ * `missed` (a relay's catch-up) takes no lease: it reads what that relay has not acked, less the unacked
+ * events another live worker holds (it is sending them). An event some relay acked is leased to nobody in
+ * particular any more, so every worker that reconnects to the relay sends it (the relay answers `duplicate:`).
  */
 export async function claimOutbox(q: PgQ, owner: string, ms: number, c: OutboxClaim): Promise<OutboxRow[]> {
+  if (c.rows === 'missed') {
+    const rows = await q
+      .select()
+      .from(outbox)
+      .where(
+        and(
+          isNotNull(outbox.signedJson),
+          gt(outbox.createdAt, c.sinceMs),
+          sql`not exists (select 1 from ${outboxAcks} a where a.outbox_id = ${outbox.id} and a.relay = ${c.relay} and a.ok)`,
+          sql`(${outbox.ackedAt} is not null or ${outbox.leaseUntil} is null or ${outbox.leaseUntil} < ${DB_NOW_MS} or ${outbox.leaseOwner} = ${owner})`,
+        ),
+      )
+      .orderBy(asc(outbox.id))
+      .limit(c.limit);
+    return rows.map(toRow);
+  }
   const which =
     c.rows === 'unsigned'
       ? sql`o.signed_json is null and o.id > ${c.afterId}`
-      : c.rows === 'unacked'
-        ? sql`o.signed_json is not null and o.acked_at is null and o.created_at > ${c.sinceMs}`
-        : sql`o.signed_json is not null and o.created_at > ${c.sinceMs}
-              and not exists (select 1 from ${outboxAcks} a where a.outbox_id = o.id and a.relay = ${c.relay} and a.ok)`;
+      : sql`o.signed_json is not null and o.acked_at is null and o.created_at > ${c.sinceMs}`;
   const r = await q.execute(sql`
     update ${outbox} t set lease_owner = ${owner}, lease_until = ${DB_NOW_MS} + ${ms}
       from (select o.id from ${outbox} o
