@@ -216,9 +216,14 @@ export class JobRunner {
     const prompt = job.params.chat ?? { turns: [{ role: 'user' as const, content: job.input }] };
     const onText = (delta: string) => {
       live?.onText?.(delta);
-      partials?.(delta);
+      partials?.push(delta);
     };
-    return agent.workStream(prompt, maxTokens, { onText, signal: live?.signal });
+    // The last partial is recorded before the result's transition (else, on a pool, the result could get
+    // the lower outbox id and go out first).
+    return agent.workStream(prompt, maxTokens, { onText, signal: live?.signal }).then(async (answer) => {
+      await partials?.recorded();
+      return answer;
+    });
   }
 
   /**
@@ -226,20 +231,23 @@ export class JobRunner {
    * first as soon as text comes, then at most one per PARTIAL_FEEDBACK_EVERY_MS. Not a transition: the
    * intent is recorded alone, and the result follows as usual.
    */
-  private partialFeedback(job: Job): (delta: string) => void {
+  private partialFeedback(job: Job): { push(delta: string): void; recorded(): Promise<void> } {
     const clock = this.d.clock ?? systemClock;
     let text = '';
     let lastMs = -Infinity;
-    return (delta) => {
+    let last: Promise<void> = Promise.resolve();
+    const push = (delta: string) => {
       text += delta;
       const now = clock.nowMs();
       if (now - lastMs < PARTIAL_FEEDBACK_EVERY_MS || !text.trim()) return;
       lastMs = now;
-      this.store.outbox
-        .insertIntents(job.id, [{ type: 'feedback', status: 'partial', message: 'Working on it; the answer so far is in the content.', content: text }], Date.now())
+      const content = text;
+      last = last
+        .then(() => this.store.outbox.insertIntents(job.id, [{ type: 'feedback', status: 'partial', message: 'Working on it; the answer so far is in the content.', content }], Date.now()))
         .then(() => this.d.moves.c.publisher.wake())
         .catch((err) => this.log.warn({ err, jobId: job.id }, 'partial feedback not recorded'));
     };
+    return { push, recorded: () => last };
   }
 
   /** Debits the actual cost (at the reservation's BTC price, rounded up, never above the reservation). */

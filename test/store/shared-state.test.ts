@@ -8,7 +8,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { freshPgDatabase } from '../helpers/pg.ts';
 import { mulberry32, printSeedOnFailure, SEED } from '../helpers/seed.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { openPgStore } from '../../src/store/pg/store.ts';
+import { openPgStore, type PgStore } from '../../src/store/pg/store.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { CreditRaced } from '../../src/store/credits.ts';
 import { CreditRaced as PgCreditRaced } from '../../src/store/pg/credits.ts';
@@ -312,8 +312,19 @@ describe('outbox and work leases shared by the workers', () => {
     expect(ids(await unacked(a, 'A'))).toEqual(ids(byA));
     expect(await a.outbox.holdsUnacked('A')).toBe(true);
 
+    // While over two thirds of its lease is left, the holder reads its rows again without writing; past that,
+    // its claim renews them.
+    const sql = (text: string, ...params: unknown[]) => (a as PgStore).db.$client.query(text, params).then((r) => r.rows as { id: number; until: number }[]);
+    const leases = () => sql("select id, lease_until as until from outbox where lease_owner = 'A' and acked_at is null order by id");
+    const before = await leases();
+    expect(ids(await unacked(a, 'A'))).toEqual(ids(byA));
+    expect(await leases()).toEqual(before);
+    await sql("update outbox set lease_until = lease_until - 30000 where lease_owner = 'A'"); // 30 s of 60 s left
+    expect(ids(await unacked(a, 'A'))).toEqual(ids(byA));
+    for (const [i, l] of (await leases()).entries()) expect(l.until).toBeGreaterThan(before[i]!.until - 30000 + 20_000);
+
     // A stops renewing (it died): once the lease ran out, B takes the rows and A no longer holds them.
-    await unacked(a, 'A', 1);
+    await sql("update outbox set lease_until = 0 where lease_owner = 'A'");
     const taken = await waitFor(async () => {
       const rows = await unacked(b, 'B'); // what B took before is its own now: renewed
       return rows.length === byA.length ? rows : null;

@@ -1,7 +1,7 @@
 // The outbox over PostgreSQL: ../outbox.ts with the same results; a page of signatures or acks is one
 // statement per step instead of one per row. Intents are recorded with their transition, signed once
 // (`… where signed_json is null`: a second signer waits for the first and then updates nothing), acked per relay.
-import { and, asc, count, eq, gt, isNull, isNotNull, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gt, isNull, isNotNull, sql, type SQL } from 'drizzle-orm';
 import { outbox, outboxAcks } from '../../../schema/tables-pg.ts';
 import { DB_NOW_MS, type PgQ } from './db.ts';
 import { int8 } from './credits.ts';
@@ -88,14 +88,26 @@ export async function claimOutbox(q: PgQ, owner: string, ms: number, c: OutboxCl
     c.rows === 'unsigned'
       ? sql`o.signed_json is null and o.id > ${c.afterId}`
       : sql`o.signed_json is not null and o.acked_at is null and o.created_at > ${c.sinceMs}`;
-  const r = await q.execute(sql`
+  const columns = sql`id, job_id, intent_json, event_id, signed_json, created_at, acked_at`;
+  const claim = (renew: SQL) => sql`
     update ${outbox} t set lease_owner = ${owner}, lease_until = ${DB_NOW_MS} + ${ms}
       from (select o.id from ${outbox} o
-             where ${which} and (o.lease_until is null or o.lease_until < ${DB_NOW_MS} or o.lease_owner = ${owner})
+             where ${which} and (o.lease_until is null or o.lease_until < ${DB_NOW_MS} or (o.lease_owner = ${owner} and ${renew}))
              order by o.id limit ${c.limit}
              for update skip locked) c
      where t.id = c.id
-    returning t.id, t.job_id, t.intent_json, t.event_id, t.signed_json, t.created_at, t.acked_at`);
+    returning t.id, t.job_id, t.intent_json, t.event_id, t.signed_json, t.created_at, t.acked_at`;
+  // Unacked events wait for their acks over many drains: the holder's own ones are renewed only once a third
+  // of their lease has passed (else every drain rewrote each of them) and read as they are meanwhile — nobody
+  // else can take a row before its lease runs out. Intents to sign are signed at once: always (re)claimed.
+  const fresh = sql`${DB_NOW_MS} + ${Math.floor((ms * 2) / 3)}`;
+  const r =
+    c.rows === 'unsigned'
+      ? await q.execute(claim(sql`true`))
+      : await q.execute(sql`
+          with claimed as (${claim(sql`o.lease_until < ${fresh}`)}),
+          held as (select ${columns} from ${outbox} o where ${which} and o.lease_owner = ${owner} and o.lease_until >= ${fresh} order by o.id limit ${c.limit})
+          select ${columns} from claimed union all select ${columns} from held`);
   return r.rows
     .map((x) =>
       rowOf({
