@@ -68,22 +68,7 @@ export async function unackedEvents(q: PgQ, limit = 200, sinceMs = 0): Promise<O
  * particular any more, so every worker that reconnects to the relay sends it (the relay answers `duplicate:`).
  */
 export async function claimOutbox(q: PgQ, owner: string, ms: number, c: OutboxClaim): Promise<OutboxRow[]> {
-  if (c.rows === 'missed') {
-    const rows = await q
-      .select()
-      .from(outbox)
-      .where(
-        and(
-          isNotNull(outbox.signedJson),
-          gt(outbox.createdAt, c.sinceMs),
-          sql`not exists (select 1 from ${outboxAcks} a where a.outbox_id = ${outbox.id} and a.relay = ${c.relay} and a.ok)`,
-          sql`(${outbox.ackedAt} is not null or ${outbox.leaseUntil} is null or ${outbox.leaseUntil} < ${DB_NOW_MS} or ${outbox.leaseOwner} = ${owner})`,
-        ),
-      )
-      .orderBy(asc(outbox.id))
-      .limit(c.limit);
-    return rows.map(toRow);
-  }
+  if (c.rows === 'missed') return missedBy(q, c.relay, c.sinceMs, c.limit, owner);
   const which =
     c.rows === 'unsigned'
       ? sql`o.signed_json is null and o.id > ${c.afterId}`
@@ -136,7 +121,12 @@ export async function releaseOutbox(q: PgQ, owner: string): Promise<number> {
 }
 
 /** Signed events since `sinceMs` that `relay` has not acked: re-sent when it (re)connects. */
-export async function notAckedBy(q: PgQ, relay: string, sinceMs: number, limit = 500): Promise<OutboxRow[]> {
+export function notAckedBy(q: PgQ, relay: string, sinceMs: number, limit = 500): Promise<OutboxRow[]> {
+  return missedBy(q, relay, sinceMs, limit);
+}
+
+/** notAckedBy; with `owner`, less the unacked events another live worker holds (claimOutbox `missed`). */
+async function missedBy(q: PgQ, relay: string, sinceMs: number, limit: number, owner?: string): Promise<OutboxRow[]> {
   const rows = await q
     .select()
     .from(outbox)
@@ -145,6 +135,9 @@ export async function notAckedBy(q: PgQ, relay: string, sinceMs: number, limit =
         isNotNull(outbox.signedJson),
         gt(outbox.createdAt, sinceMs),
         sql`not exists (select 1 from ${outboxAcks} a where a.outbox_id = ${outbox.id} and a.relay = ${relay} and a.ok)`,
+        owner === undefined
+          ? undefined
+          : sql`(${outbox.ackedAt} is not null or ${outbox.leaseUntil} is null or ${outbox.leaseUntil} < ${DB_NOW_MS} or ${outbox.leaseOwner} = ${owner})`,
       ),
     )
     .orderBy(asc(outbox.id))
